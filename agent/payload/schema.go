@@ -1,0 +1,102 @@
+// Package payload reads managed-preferences payloads: the plist, its trust,
+// the age-encrypted credential inside it and the private key in that.
+package payload
+
+// Key names of the managed-preferences payload. These constants and Schema
+// are the single source of truth: the parser, `rekey seal`, the example
+// profiles and the MDM schemas under packaging/ all come from (or are tested
+// against) them.
+const (
+	KeyCredentials         = "Credentials"
+	KeyImportID            = "ImportID"
+	KeyIntent              = "Intent"
+	KeyTargetCredential    = "TargetCredential"
+	KeyCredentialName      = "CredentialName"
+	KeyEncryptedCredential = "EncryptedCredential"
+	KeySettings            = "Settings"
+	KeyAuthCheck           = "AuthCheck"
+	KeyTokenURL            = "TokenURL"
+	KeyAPIBaseURL          = "APIBaseURL"
+	KeySyncInterval        = "SyncInterval"
+
+	// Keys of the decrypted credential plist.
+	KeyClientID   = "ClientID"
+	KeyKeyID      = "KeyID"
+	KeyPrivateKey = "PrivateKey"
+	KeyScope      = "Scope"
+)
+
+// Intent values.
+const (
+	IntentAdd    = "add"
+	IntentUpdate = "update"
+	IntentAuto   = "auto"
+)
+
+// AuthCheck values.
+const (
+	AuthRequired   = "required"
+	AuthBestEffort = "best-effort"
+	AuthOff        = "off"
+)
+
+// Defaults from the brief.
+const (
+	DefaultTokenURL        = "https://account.apple.com/auth/oauth2/token"
+	DefaultBusinessAPIBase = "https://api-business.apple.com"
+	DefaultSchoolAPIBase   = "https://api-school.apple.com"
+	DefaultSyncInterval    = "24h"
+	DefaultWorkFactor      = 18
+	MaxWorkFactorLimit     = 20
+	MaxFileSize            = 1 << 20
+	ScopeBusiness          = "business.api"
+	ScopeSchool            = "school.api"
+	ClientIDPrefixBusiness = "BUSINESSAPI."
+	ClientIDPrefixSchool   = "SCHOOLAPI."
+)
+
+// Field describes one key of the payload for schemas and documentation.
+type Field struct {
+	Key         string
+	Type        string // string, data, array, dict
+	Required    bool
+	Default     string
+	Values      []string // allowed values, when an enumeration
+	Title       string
+	Description string
+	Children    []Field // for array (its dict items) and dict
+}
+
+// Schema is the payload's structure, top level first.
+var Schema = []Field{
+	{
+		Key: KeyCredentials, Type: "array", Required: true, Title: "Credentials",
+		Description: "Credentials to import. Each entry is imported once, identified by its ImportID.",
+		Children: []Field{
+			{Key: KeyImportID, Type: "string", Title: "Import ID",
+				Description: "Unique id of this import. Default: hex SHA-256 of the entry."},
+			{Key: KeyIntent, Type: "string", Default: IntentAuto, Values: []string{IntentAdd, IntentUpdate, IntentAuto}, Title: "Intent",
+				Description: "add a new credential, update (replace) an existing one, or decide automatically."},
+			{Key: KeyTargetCredential, Type: "string", Title: "Target credential",
+				Description: "update only: the credential to replace, by id, name, Key ID or Client ID. Must match exactly one."},
+			{Key: KeyCredentialName, Type: "string", Required: true, Title: "Credential name",
+				Description: "Name shown for this credential in every UI."},
+			{Key: KeyEncryptedCredential, Type: "data", Required: true, Title: "Encrypted credential",
+				Description: "The credential encrypted with age to a passphrase (age -p or rekey seal), binary data or ASCII-armored string."},
+		},
+	},
+	{
+		Key: KeySettings, Type: "dict", Title: "Settings",
+		Description: "Agent settings delivered with the payload.",
+		Children: []Field{
+			{Key: KeyAuthCheck, Type: "string", Default: AuthBestEffort, Values: []string{AuthRequired, AuthBestEffort, AuthOff}, Title: "Auth check",
+				Description: "Whether a new credential must obtain a token before cut-over."},
+			{Key: KeyTokenURL, Type: "string", Default: DefaultTokenURL, Title: "Token URL",
+				Description: "OAuth 2 token endpoint."},
+			{Key: KeyAPIBaseURL, Type: "string", Title: "API base URL",
+				Description: "Default by scope: " + DefaultBusinessAPIBase + " or " + DefaultSchoolAPIBase + "."},
+			{Key: KeySyncInterval, Type: "string", Default: DefaultSyncInterval, Title: "Sync interval",
+				Description: "Go duration between device syncs; \"0\" never syncs."},
+		},
+	},
+}
