@@ -1,0 +1,155 @@
+// Package agent is rekey's domain: it turns managed-preference payloads into
+// imports, decides between adding and updating a credential, and runs the
+// failure-safe rotation against the store.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/store"
+)
+
+// Config is everything the agent needs. Every path is explicit so that tests,
+// the demo and unprivileged runs use a temporary folder.
+type Config struct {
+	PrefsDir       string // managed-preferences folder
+	Domain         string // payload file is <PrefsDir>/<Domain>.plist
+	UserPrefs      bool   // also watch <PrefsDir>/<user>/<Domain>.plist
+	StateDir       string
+	Socket         string // "" runs without the local API
+	StatusFile     string // "" means <StateDir>/status.plist
+	PassphraseFile string
+	AdminGroup     string
+	MaxWorkFactor  int
+	Trust          platform.TrustRule // for the payload, passphrase and folders
+
+	Debounce time.Duration
+	Settle   time.Duration
+	Rescan   time.Duration
+
+	// Checker runs auth checks and confirmations; nil uses Apple's endpoints.
+	Checker Checker
+	// Syncer imports devices and coverage; nil uses Apple's API.
+	Syncer Syncer
+	// Backoff gives the wait before retry number n (1-based) of a failed
+	// import whose failure may pass. Nil: 30 s doubling to 1 h.
+	Backoff func(n int) time.Duration
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Version string
+}
+
+func (c *Config) setDefaults() {
+	if c.Domain == "" {
+		c.Domain = platform.Domain
+	}
+	if c.MaxWorkFactor == 0 {
+		c.MaxWorkFactor = payload.DefaultWorkFactor
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Backoff == nil {
+		c.Backoff = defaultBackoff
+	}
+	if c.Trust.Owners == nil {
+		c.Trust = platform.DefaultTrust()
+	}
+	if c.StatusFile == "" {
+		c.StatusFile = c.StateDir + "/status.plist"
+	}
+}
+
+func defaultBackoff(n int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < n && d < time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, time.Hour)
+}
+
+// Agent is one running rekey agent. Every change to imports and rotations
+// happens under mu, one at a time, so decisions never race each other.
+type Agent struct {
+	cfg     Config
+	st      *store.Store
+	log     *slog.Logger
+	bus     *bus
+	started time.Time
+
+	mu      sync.Mutex
+	waiting map[string]*waiting // imports whose entry is in a payload now, by ImportID
+	sources map[string]*sourceState
+	syncing map[string]bool // tenant id → sync running
+
+	statusKick chan struct{}
+	retryKick  chan struct{}
+}
+
+// New opens the store and returns an agent ready to Run.
+func New(cfg Config) (*Agent, error) {
+	cfg.setDefaults()
+	if cfg.StateDir == "" || cfg.PrefsDir == "" {
+		return nil, errors.New("new agent: state and managed-preferences folders are required")
+	}
+	if cfg.MaxWorkFactor < 1 || cfg.MaxWorkFactor > payload.MaxWorkFactorLimit {
+		return nil, fmt.Errorf("new agent: --max-work-factor %d is out of range; use 1 to %d", cfg.MaxWorkFactor, payload.MaxWorkFactorLimit)
+	}
+	st, err := store.Open(cfg.StateDir, store.Options{Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	a := &Agent{
+		cfg:        cfg,
+		st:         st,
+		log:        cfg.Logger,
+		bus:        newBus(),
+		started:    cfg.Now(),
+		waiting:    make(map[string]*waiting),
+		sources:    make(map[string]*sourceState),
+		syncing:    make(map[string]bool),
+		statusKick: make(chan struct{}, 1),
+		retryKick:  make(chan struct{}, 1),
+	}
+	if a.cfg.Checker == nil || a.cfg.Syncer == nil {
+		ap := newAppleBackend(a.cfg.Now)
+		if a.cfg.Checker == nil {
+			a.cfg.Checker = ap
+		}
+		if a.cfg.Syncer == nil {
+			a.cfg.Syncer = ap
+		}
+	}
+	return a, nil
+}
+
+// Store gives tests and `rekey doctor` read access to the agent's store.
+func (a *Agent) Store() *store.Store { return a.st }
+
+// Close closes the store. Call it after Run has returned.
+func (a *Agent) Close() error {
+	a.bus.closeAll()
+	return a.st.Close()
+}
+
+// kick wakes a goroutine waiting on ch without blocking.
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// euid is the agent's own uid, allowed on the local API.
+var euid = os.Geteuid

@@ -1,0 +1,159 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/store"
+)
+
+// Errors the local API maps to answers.
+var (
+	// ErrWrongPassword: the password sent by a UI does not open the payload.
+	ErrWrongPassword = errors.New("the password does not open this payload")
+	// ErrNotWaiting: the import is not waiting for a UI (applied, gone, or unknown to this run).
+	ErrNotWaiting = errors.New("import is not waiting for a decision")
+	// ErrBadChoice: the intent or target a UI chose cannot be used.
+	ErrBadChoice = errors.New("invalid choice")
+)
+
+// attemptInput is what a UI adds to an attempt: a password and a choice.
+type attemptInput struct {
+	password string // "" uses the passphrase file
+	intent   string // "", add or update
+	target   string // credential for update
+}
+
+// attempt decrypts a waiting import, decides what to do and does it. The
+// plaintext credential lives only for the duration of the call.
+func (a *Agent) attempt(ctx context.Context, id string, in attemptInput) error {
+	w := a.waiting[id]
+	if w == nil {
+		return ErrNotWaiting
+	}
+	cred, err := a.decrypt(ctx, id, w, in.password)
+	if err != nil {
+		return err
+	}
+	defer cred.Wipe()
+	if err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
+		imp.ClientID, imp.KeyID = cred.ClientID, cred.KeyID
+		imp.Attempts++
+		return nil
+	}); err != nil {
+		return fmt.Errorf("record attempt: %w", err)
+	}
+	imp, err := a.st.Import(ctx, id)
+	if err != nil {
+		return fmt.Errorf("read import: %w", err)
+	}
+	d, err := a.decide(ctx, imp, cred, in)
+	if err != nil {
+		return err
+	}
+	switch d.Action {
+	case ActionAlreadyPresent:
+		delete(a.waiting, id)
+		a.finishImport(ctx, id, store.ImportAlreadyPresent, d.Reason, d.Target.TenantID)
+	case ActionNeedsTarget:
+		a.setImport(ctx, id, store.ImportNeedsTarget, d.Reason)
+	case ActionAdd:
+		return a.add(ctx, imp, w, cred)
+	case ActionUpdate:
+		return a.rotate(ctx, imp, w, cred, d.Target)
+	}
+	return nil
+}
+
+// decrypt opens the payload with the UI's password or the passphrase file.
+// No fitting passphrase leaves the import waiting as pending-unlock.
+func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password string) (*payload.Credential, error) {
+	var passes []string
+	if password != "" {
+		passes = []string{password}
+	} else {
+		p, err := payload.ReadPassphrases(a.cfg.PassphraseFile, a.cfg.Trust)
+		switch {
+		case err == nil:
+			passes = p
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			a.publish(ctx, store.Event{Kind: EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
+		}
+	}
+	cred, err := payload.Decrypt(w.entry.Ciphertext, passes, a.cfg.MaxWorkFactor)
+	switch {
+	case err == nil:
+		return cred, nil
+	case errors.Is(err, payload.ErrWrongPassphrase):
+		if password != "" {
+			return nil, ErrWrongPassword
+		}
+		a.setImport(ctx, id, store.ImportPendingUnlock, "no passphrase in the passphrase file opens it; unlock it from a UI (rekey unlock "+id+")")
+		return nil, err
+	default:
+		w.transient = false
+		a.setImport(ctx, id, store.ImportFailed, err.Error())
+		return nil, err
+	}
+}
+
+// decide applies a UI's choice when there is one, else the brief's rules.
+func (a *Agent) decide(ctx context.Context, imp store.Import, cred *payload.Credential, in attemptInput) (Decision, error) {
+	creds, err := a.st.Credentials(ctx)
+	if err != nil {
+		return Decision{}, fmt.Errorf("list credentials: %w", err)
+	}
+	id := Identity{ClientID: cred.ClientID, KeyID: cred.KeyID}
+	switch in.intent {
+	case "":
+		return Decide(imp.Intent, imp.Target, id, creds), nil
+	case payload.IntentAdd:
+		return Decide(payload.IntentAdd, "", id, creds), nil
+	case payload.IntentUpdate:
+		if in.target == "" {
+			return Decision{}, fmt.Errorf("%w: update needs a target credential", ErrBadChoice)
+		}
+		d := Decide(payload.IntentUpdate, in.target, id, creds)
+		if d.Action == ActionNeedsTarget {
+			return Decision{}, fmt.Errorf("%w: %s", ErrBadChoice, d.Reason)
+		}
+		return d, nil
+	}
+	return Decision{}, fmt.Errorf("%w: intent %q; use add or update", ErrBadChoice, in.intent)
+}
+
+// finishImport moves an import to a final state, records its tenant and
+// publishes the change.
+func (a *Agent) finishImport(ctx context.Context, id string, state store.ImportState, reason, tenantID string) {
+	err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
+		imp.State, imp.Reason = state, reason
+		if tenantID != "" {
+			imp.TenantID = tenantID
+		}
+		return nil
+	})
+	if err != nil {
+		a.log.Error("update import", "import", id, "err", err)
+		return
+	}
+	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, TenantID: tenantID,
+		Message: fmt.Sprintf("import %s: %s", state, reason), Fields: map[string]string{"state": string(state)}})
+}
+
+// failImport records a failure before cut-over. transient failures are
+// retried with backoff; lasting ones wait for a UI or a new payload.
+func (a *Agent) failImport(ctx context.Context, id string, reason string, transient bool) {
+	if w := a.waiting[id]; w != nil {
+		w.transient = transient
+		if transient {
+			imp, _ := a.st.Import(ctx, id)
+			w.nextTry = a.cfg.Now().Add(a.cfg.Backoff(max(imp.Attempts, 1)))
+			kick(a.retryKick)
+		}
+	}
+	a.setImport(ctx, id, store.ImportFailed, reason)
+}

@@ -1,0 +1,161 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/agent/source"
+	"github.com/rekeyd/rekey/store"
+)
+
+// waiting is an import whose entry is present in a payload right now. Only
+// the ciphertext is kept; plaintext exists only while an attempt runs.
+type waiting struct {
+	entry     payload.Entry
+	settings  payload.Settings
+	source    string
+	transient bool      // the last failure may pass by itself: retried with backoff
+	nextTry   time.Time // when a transient failure is retried
+}
+
+// sourceState is what the agent knows of one payload file.
+type sourceState struct {
+	Path     string
+	User     string
+	Present  bool
+	Hash     string
+	LastRead time.Time
+	LastErr  string
+	ids      map[string]bool // ImportIDs in the current content
+}
+
+// handleSnapshot acts on a payload file's new content: it records every
+// entry as an import before anything else, attempts the ones that can go
+// on, and withdraws waiting imports whose entry is gone.
+func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	defer kick(a.statusKick)
+	src := a.sources[snap.Path]
+	if src == nil {
+		src = &sourceState{Path: snap.Path, User: snap.User}
+		a.sources[snap.Path] = src
+	}
+	src.LastRead = a.cfg.Now()
+	src.Present, src.Hash = snap.Present, snap.Hash
+	if snap.Err != nil {
+		src.LastErr = snap.Err.Error()
+		a.publish(ctx, store.Event{Kind: EvSourceRefused, Message: "payload refused: " + src.LastErr,
+			Fields: map[string]string{"path": snap.Path}})
+		return // a refused file is never acted on, not even to withdraw
+	}
+	if !snap.Present {
+		src.LastErr = ""
+		a.withdraw(ctx, src, nil)
+		return
+	}
+	doc, err := payload.Parse(snap.Data)
+	if err != nil {
+		src.LastErr = err.Error()
+		a.publish(ctx, store.Event{Kind: EvSourceRefused, Message: "payload refused: " + src.LastErr,
+			Fields: map[string]string{"path": snap.Path}})
+		return
+	}
+	src.LastErr = ""
+	a.publish(ctx, store.Event{Kind: EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
+		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}})
+	for _, p := range doc.Problems {
+		a.publish(ctx, store.Event{Kind: EvImportInvalid, Message: "payload entry refused: " + p.Error(),
+			Fields: map[string]string{"path": snap.Path}})
+	}
+	ids := make(map[string]bool, len(doc.Entries))
+	for _, e := range doc.Entries {
+		ids[e.ImportID] = true
+		a.recordEntry(ctx, snap.Path, doc.Settings, e)
+	}
+	a.withdraw(ctx, src, ids)
+	src.ids = ids
+}
+
+// recordEntry records one entry as an import and attempts it when it can go on.
+func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settings, e payload.Entry) {
+	imp, created, err := a.st.RecordImport(ctx, store.Import{
+		ID: e.ImportID, Hash: e.Hash, Source: path, Name: e.Name,
+		Intent: e.Intent, Target: e.Target, State: store.ImportPendingUnlock,
+	})
+	switch {
+	case errors.Is(err, store.ErrImportConflict):
+		a.publish(ctx, store.Event{Kind: EvImportConflict, ImportID: e.ImportID,
+			Message: "import id already used for different content; not applied. Give the new entry a new ImportID",
+			Fields:  map[string]string{"path": path}})
+		return
+	case err != nil:
+		a.log.Error("record import", "import", e.ImportID, "err", err)
+		return
+	}
+	if created {
+		a.publish(ctx, store.Event{Kind: EvImportRecorded, ImportID: imp.ID, Message: fmt.Sprintf("import %q recorded", imp.Name)})
+	}
+	switch imp.State {
+	case store.ImportApplied, store.ImportAlreadyPresent, store.ImportSuperseded, store.ImportDismissed, store.ImportApplying:
+		return // applied at most once; applying is resumed by recovery
+	}
+	w := a.waiting[imp.ID]
+	fresh := w == nil // first sight in this run: a failed import is retried once
+	if fresh {
+		w = &waiting{}
+		a.waiting[imp.ID] = w
+	}
+	w.entry, w.settings, w.source = e, set, path
+	if imp.State == store.ImportWithdrawn {
+		a.setImport(ctx, imp.ID, store.ImportPendingUnlock, "payload present again")
+	}
+	if imp.State == store.ImportFailed && !fresh && (!w.transient || a.cfg.Now().Before(w.nextTry)) {
+		return // a lasting failure waits for a UI or a new payload; a passing one for its retry time
+	}
+	a.attempt(ctx, imp.ID, attemptInput{})
+}
+
+// withdraw marks waiting imports of src whose entry is not in keep as
+// withdrawn. Credentials they created stay; they are owned locally now.
+func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]bool) {
+	imps, err := a.st.Imports(ctx)
+	if err != nil {
+		a.log.Error("list imports", "err", err)
+		return
+	}
+	for _, imp := range imps {
+		if imp.Source != src.Path || keep[imp.ID] {
+			continue
+		}
+		delete(a.waiting, imp.ID)
+		switch imp.State {
+		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
+			a.setImport(ctx, imp.ID, store.ImportWithdrawn, "its entry left the managed preferences before it was applied")
+		case store.ImportApplied:
+			if imp.CredentialID != "" {
+				if err := a.st.SetOrigin(ctx, imp.CredentialID, store.OriginLocal); err != nil && !errors.Is(err, store.ErrNotFound) {
+					a.log.Error("release credential", "credential", imp.CredentialID, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// setImport moves an import to state with a reason and publishes it.
+func (a *Agent) setImport(ctx context.Context, id string, state store.ImportState, reason string) {
+	err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
+		imp.State, imp.Reason = state, reason
+		return nil
+	})
+	if err != nil {
+		a.log.Error("update import", "import", id, "err", err)
+		return
+	}
+	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, Message: fmt.Sprintf("import %s: %s", state, reason),
+		Fields: map[string]string{"state": string(state)}})
+}

@@ -1,0 +1,48 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rekeyd/rekey/store"
+)
+
+// recover finishes or fails cleanly whatever a crash interrupted. A
+// rotation that was validated resumes at cut-over; one that was only staged
+// is failed (its pending key wiped) and its import retried from the payload;
+// an import caught applying outside any rotation is failed and retried.
+func (a *Agent) recover(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rots, err := a.st.UnfinishedRotations(ctx)
+	if err != nil {
+		return fmt.Errorf("list unfinished rotations: %w", err)
+	}
+	for _, rot := range rots {
+		switch rot.Step {
+		case store.StepValidated:
+			a.publish(ctx, store.Event{Kind: EvRotationResumed, TenantID: rot.TenantID, RotationID: rot.ID, ImportID: rot.ImportID,
+				Message: "resuming an interrupted rotation at cut-over (it was validated)"})
+			if err := a.cutover(ctx, rot); err != nil {
+				return err
+			}
+			a.finishImport(ctx, rot.ImportID, store.ImportApplied, "applied after restart", rot.TenantID)
+		default:
+			reason := "interrupted before validation by a restart; it is retried from the payload"
+			if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
+				return fmt.Errorf("fail interrupted rotation: %w", err)
+			}
+			a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
+		}
+	}
+	imps, err := a.st.Imports(ctx)
+	if err != nil {
+		return fmt.Errorf("list imports: %w", err)
+	}
+	for _, imp := range imps {
+		if imp.State == store.ImportApplying {
+			a.setImport(ctx, imp.ID, store.ImportFailed, "interrupted by a restart; it is retried from the payload")
+		}
+	}
+	return nil
+}

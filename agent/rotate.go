@@ -1,0 +1,200 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/store"
+)
+
+// crashHook, when set, is called at every recorded step of an import and a
+// rotation. Only tests set it (to kill the process at that instant); the
+// production binary has no way to arm it.
+var crashHook func(point string)
+
+func crashPoint(point string) {
+	if crashHook != nil {
+		crashHook(point)
+	}
+}
+
+// gate runs the auth check for a new credential under the import's
+// AuthCheck policy. It returns whether to go on, whether the new credential
+// got a token (confirming it), and, when not going on, why and whether the
+// failure may pass by itself.
+func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) (ok, confirmed bool, reason string, transient bool) {
+	policy := w.settings.AuthCheck
+	if policy == payload.AuthOff {
+		return true, false, "", false
+	}
+	res := a.cfg.Checker.Check(ctx, authTarget(w.settings, cred))
+	a.publish(ctx, store.Event{Kind: EvAuthCheck, Message: "auth check: " + res.String(),
+		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": res.Outcome.String(), "policy": policy}})
+	switch res.Outcome {
+	case Accepted:
+		return true, true, "", false
+	case Rejected:
+		return false, false, "the token endpoint rejected the new credential: " + res.Reason, false
+	default: // Unreachable
+		if policy == payload.AuthRequired {
+			return false, false, "auth check required but the token endpoint is unreachable: " + res.Reason, true
+		}
+		return true, false, "", false
+	}
+}
+
+// add creates a new tenant with the credential as its active one.
+func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential) error {
+	a.setImport(ctx, imp.ID, store.ImportApplying, "adding a new credential")
+	crashPoint("import.applying")
+	ok, confirmed, reason, transient := a.gate(ctx, w, cred)
+	if !ok {
+		a.failImport(ctx, imp.ID, reason, transient)
+		return nil
+	}
+	nc := newCredential(imp, cred)
+	ten, c, err := a.st.AddCredential(ctx, nc, nc.Name)
+	if err != nil {
+		a.failImport(ctx, imp.ID, "store the new credential: "+err.Error(), true)
+		return fmt.Errorf("add credential: %w", err)
+	}
+	crashPoint("add.committed")
+	delete(a.waiting, imp.ID)
+	if confirmed {
+		a.markAuth(ctx, c.ID)
+	}
+	a.publish(ctx, store.Event{Kind: EvCredentialAdded, TenantID: ten.ID, CredentialID: c.ID, ImportID: imp.ID,
+		Message: fmt.Sprintf("credential %q added as the active credential of a new tenant", c.Name)})
+	a.scheduleSync(ten.ID)
+	return nil
+}
+
+// rotate replaces target with cred: staged → validated → cutover →
+// confirmed, each step recorded before the next begins.
+func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential, target store.Credential) error {
+	if newer, ok := a.newerApplied(ctx, imp, target.TenantID); ok {
+		delete(a.waiting, imp.ID)
+		a.finishImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
+		return nil
+	}
+	err := a.st.UpdateImport(ctx, imp.ID, func(i *store.Import) error {
+		i.State, i.Reason, i.TenantID = store.ImportApplying, fmt.Sprintf("replacing %q", target.Name), target.TenantID
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark import applying: %w", err)
+	}
+	crashPoint("import.applying")
+	rot, pending, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred))
+	if err != nil {
+		transient := errors.Is(err, store.ErrInvariant)
+		a.failImport(ctx, imp.ID, "stage the new credential: "+err.Error(), transient)
+		return nil
+	}
+	a.step(ctx, rot, store.StepStaged, fmt.Sprintf("new credential %q staged beside %q", pending.Name, target.Name))
+	crashPoint("rotation.staged")
+
+	ok, confirmed, reason, transient := a.gate(ctx, w, cred)
+	if !ok {
+		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
+			return fmt.Errorf("fail rotation: %w", err)
+		}
+		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
+		a.failImport(ctx, imp.ID, reason, transient)
+		return nil
+	}
+	if err := a.st.Validated(ctx, rot.ID); err != nil {
+		return fmt.Errorf("record validation: %w", err)
+	}
+	a.step(ctx, rot, store.StepValidated, "new credential validated")
+	crashPoint("rotation.validated")
+	if err := a.cutover(ctx, rot); err != nil {
+		return err
+	}
+	delete(a.waiting, imp.ID)
+	if confirmed {
+		a.markAuth(ctx, pending.ID)
+		a.confirm(ctx, target.TenantID)
+	}
+	a.supersedeOlder(ctx, imp, target.TenantID)
+	a.scheduleSync(target.TenantID)
+	return nil
+}
+
+// cutover swaps the credentials in one transaction and publishes it.
+func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
+	if err := a.st.Cutover(ctx, rot.ID); err != nil {
+		return fmt.Errorf("cut over: %w", err)
+	}
+	a.step(ctx, rot, store.StepCutover, "cut over: the new credential is active, the old one kept as previous")
+	crashPoint("rotation.cutover")
+	return nil
+}
+
+// confirm retires a tenant's previous credential once the active one has
+// obtained a token, wiping the previous key.
+func (a *Agent) confirm(ctx context.Context, tenantID string) {
+	rot, err := a.st.Confirm(ctx, tenantID)
+	if err != nil {
+		if !errors.Is(err, store.ErrState) {
+			a.log.Error("confirm rotation", "tenant", tenantID, "err", err)
+		}
+		return
+	}
+	a.step(ctx, rot, store.StepConfirmed, "confirmed: the previous credential is retired and its key wiped")
+	crashPoint("rotation.confirmed")
+}
+
+func (a *Agent) step(ctx context.Context, rot store.Rotation, step store.Step, msg string) {
+	a.publish(ctx, store.Event{Kind: EvRotationStep, TenantID: rot.TenantID, RotationID: rot.ID, ImportID: rot.ImportID,
+		CredentialID: rot.ToCredentialID, Message: msg, Fields: map[string]string{"step": string(step)}})
+}
+
+func (a *Agent) markAuth(ctx context.Context, credID string) {
+	if err := a.st.MarkAuth(ctx, credID, a.cfg.Now()); err != nil {
+		a.log.Error("record auth", "credential", credID, "err", err)
+	}
+}
+
+// newerApplied reports an applied import for tenantID created after imp.
+func (a *Agent) newerApplied(ctx context.Context, imp store.Import, tenantID string) (string, bool) {
+	imps, err := a.st.Imports(ctx)
+	if err != nil {
+		return "", false
+	}
+	for _, o := range imps {
+		if o.ID != imp.ID && o.TenantID == tenantID && o.State == store.ImportApplied && o.CreatedAt.After(imp.CreatedAt) {
+			return o.ID, true
+		}
+	}
+	return "", false
+}
+
+// supersedeOlder marks older imports still waiting for the same tenant as superseded.
+func (a *Agent) supersedeOlder(ctx context.Context, imp store.Import, tenantID string) {
+	imps, err := a.st.Imports(ctx)
+	if err != nil {
+		return
+	}
+	for _, o := range imps {
+		if o.ID == imp.ID || o.TenantID != tenantID || o.CreatedAt.After(imp.CreatedAt) {
+			continue
+		}
+		switch o.State {
+		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
+			delete(a.waiting, o.ID)
+			a.finishImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
+		}
+	}
+}
+
+func newCredential(imp store.Import, cred *payload.Credential) store.NewCredential {
+	name := imp.Name
+	if name == "" {
+		name = cred.Name
+	}
+	return store.NewCredential{Name: name, ClientID: cred.ClientID, KeyID: cred.KeyID, Scope: cred.Scope,
+		KeyPEM: cred.PEM, Origin: store.OriginManaged, ImportID: imp.ID}
+}

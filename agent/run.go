@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/agent/source"
+	"github.com/rekeyd/rekey/platform"
+)
+
+// Run recovers interrupted work, then watches the payloads and serves the
+// local API until ctx ends. The step in progress when ctx ends is finished
+// (or left at a recorded step that the next start resumes) before Run returns.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.recover(ctx); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	trust := a.cfg.Trust
+	trust.MaxSize = payload.MaxFileSize
+	w, err := source.New(source.Config{
+		Dir: a.cfg.PrefsDir, Domain: a.cfg.Domain, UserPrefs: a.cfg.UserPrefs,
+		Read:     func(p string) ([]byte, error) { return platform.ReadTrusted(p, trust) },
+		Valid:    func(b []byte) error { _, err := payload.Parse(b); return err },
+		Debounce: a.cfg.Debounce, Settle: a.cfg.Settle, Rescan: a.cfg.Rescan,
+		Logger: a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("watch payloads: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	snaps := make(chan source.Snapshot)
+	go func() { errc <- w.Run(ctx, snaps) }()
+	stopAPI, err := a.serveAPI(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopAPI()
+	done := make(chan struct{})
+	go func() { defer close(done); a.statusLoop(ctx) }()
+	defer func() { <-done }()
+	go a.syncLoop(ctx)
+
+	a.log.Info("agent running", "prefs", a.cfg.PrefsDir, "domain", a.cfg.Domain, "state", a.cfg.StateDir, "socket", a.cfg.Socket)
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("watch payloads: %w", err)
+			}
+			return nil
+		case snap := <-snaps:
+			a.handleSnapshot(context.WithoutCancel(ctx), snap)
+		case <-a.retryKick:
+		case <-retry.C:
+			a.retryDue(context.WithoutCancel(ctx))
+		}
+		retry.Reset(a.nextRetry())
+	}
+}
+
+// nextRetry is how long until the earliest transient failure is due.
+func (a *Agent) nextRetry() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	next := time.Hour
+	now := a.cfg.Now()
+	for _, w := range a.waiting {
+		if w.transient {
+			next = min(next, max(w.nextTry.Sub(now), 0))
+		}
+	}
+	return next
+}
+
+// retryDue attempts every transient failure whose time has come.
+func (a *Agent) retryDue(ctx context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.cfg.Now()
+	for id, w := range a.waiting {
+		if w.transient && !now.Before(w.nextTry) {
+			w.transient = false
+			if err := a.attempt(ctx, id, attemptInput{}); err != nil {
+				a.log.Debug("retry import", "import", id, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rekeyd/rekey/agent"
+	"github.com/rekeyd/rekey/platform"
+)
+
+func init() {
+	register(command{name: "run", summary: "run the agent in the foreground", run: runAgent})
+}
+
+// agentFlags are the flags of `rekey run` (and of `rekey install`, which
+// passes them on to the service).
+type agentFlags struct {
+	prefsDir, domain, stateDir, socket, passphraseFile, statusFile, adminGroup string
+	userPrefs, socketFromEnv                                                   bool
+	maxWorkFactor                                                              int
+	logFormat, logLevel                                                        string
+	rescan                                                                     time.Duration
+}
+
+func (f *agentFlags) register(fs *flag.FlagSet, env *Env) error {
+	p, err := platform.DefaultPaths()
+	if err != nil {
+		return err
+	}
+	sock := p.Socket
+	if s := env.Getenv("REKEY_SOCKET"); s != "" {
+		sock, f.socketFromEnv = s, true
+	}
+	fs.StringVar(&f.prefsDir, "prefs-dir", p.PrefsDir, "managed-preferences folder")
+	fs.StringVar(&f.domain, "domain", platform.Domain, "managed-preferences domain")
+	fs.BoolVar(&f.userPrefs, "user-prefs", p.UserPrefs, "also watch per-user managed preferences")
+	fs.StringVar(&f.stateDir, "state-dir", p.StateDir, "state folder (database, sealing key, status file)")
+	fs.StringVar(&f.socket, "socket", sock, "local API socket (env REKEY_SOCKET)")
+	fs.StringVar(&f.passphraseFile, "passphrase-file", p.PassphraseFile, "passphrase file for silent rollout")
+	fs.StringVar(&f.statusFile, "status-file", "", "status plist for MDM inventory (default <state-dir>/status.plist)")
+	fs.StringVar(&f.adminGroup, "admin-group", p.AdminGroup, "group whose members may use the local API")
+	fs.IntVar(&f.maxWorkFactor, "max-work-factor", 18, "highest scrypt work factor accepted in a payload (at most 20)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&f.rescan, "rescan", 5*time.Minute, "full rescan interval of the managed preferences")
+	return nil
+}
+
+// unprivilegedCheck refuses a non-root run that left a system path at its default.
+func (f *agentFlags) unprivilegedCheck(fs *flag.FlagSet) error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	set := map[string]bool{"socket": f.socketFromEnv}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var missing []string
+	for _, name := range []string{"prefs-dir", "state-dir", "socket", "passphrase-file"} {
+		if !set[name] {
+			missing = append(missing, "--"+name)
+		}
+	}
+	if len(missing) > 0 {
+		return usageError("not running as root: give %s (or run with sudo)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (f *agentFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usageError("--log-level %q: use debug, info, warn or error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError("--log-format %q: use text or json", f.logFormat)
+}
+
+func (f *agentFlags) config(log *slog.Logger) agent.Config {
+	return agent.Config{
+		PrefsDir: f.prefsDir, Domain: f.domain, UserPrefs: f.userPrefs,
+		StateDir: f.stateDir, Socket: f.socket, StatusFile: f.statusFile,
+		PassphraseFile: f.passphraseFile, AdminGroup: f.adminGroup,
+		MaxWorkFactor: f.maxWorkFactor, Rescan: f.rescan,
+		Logger: log, Version: version,
+	}
+}
+
+func runAgent(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet("run", env.Stderr)
+	var f agentFlags
+	if err := f.register(fs, env); err != nil {
+		return err
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError("run takes no arguments")
+	}
+	if f.maxWorkFactor < 1 || f.maxWorkFactor > 20 {
+		return usageError("--max-work-factor %d: use 1 to 20", f.maxWorkFactor)
+	}
+	if err := f.unprivilegedCheck(fs); err != nil {
+		return err
+	}
+	log, err := f.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(f.config(log))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Run(ctx); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	log.Info("agent stopped")
+	return nil
+}
