@@ -15,8 +15,9 @@ var writableFlags = map[string]string{
 	"status-file": "file",
 }
 
-// hiddenByProtectHome are the trees ProtectHome=yes makes inaccessible.
-var hiddenByProtectHome = []string{"/home", "/root", "/run/user"}
+// hiddenByUnit are the trees the unit hides from the service:
+// ProtectHome=yes empties the first three, PrivateTmp=yes replaces the others.
+var hiddenByUnit = []string{"/home", "/root", "/run/user", "/tmp", "/var/tmp"}
 
 func systemdUnit(spec ServiceSpec) ([]byte, error) {
 	rw, err := readWritePaths(spec.RunArgs)
@@ -78,9 +79,9 @@ func readWritePaths(runArgs []string) ([]string, error) {
 }
 
 func checkNotHome(p string) error {
-	for _, h := range hiddenByProtectHome {
+	for _, h := range hiddenByUnit {
 		if within(p, h) {
-			return fmt.Errorf("%w: %s is under %s, which the unit hides (ProtectHome=yes); use a path such as /usr/local/bin or /var/lib", ErrServiceSpec, p, h)
+			return fmt.Errorf("%w: %s is under %s, which the unit hides from the service (ProtectHome=, PrivateTmp=); install rekey in /usr/local/bin and keep state under /var/lib", ErrServiceSpec, p, h)
 		}
 	}
 	return nil

@@ -225,6 +225,7 @@ func TestServiceFileRefusesBadSpecs(t *testing.T) {
 		"template braces":       {Executable: "/usr/bin/rekey", RunArgs: []string{"--domain", "{{Path}}"}},
 		"state dir under /home": {Executable: "/usr/bin/rekey", RunArgs: []string{"--state-dir", "/home/admin/rekey"}},
 		"executable under root": {Executable: "/root/rekey"},
+		"executable under /tmp": {Executable: "/tmp/go-build1/exe/rekey"},
 		"relative socket":       {Executable: "/usr/bin/rekey", RunArgs: []string{"--socket=rekey.sock"}},
 		"flag without value":    {Executable: "/usr/bin/rekey", RunArgs: []string{"--status-file"}},
 	}
