@@ -22,6 +22,28 @@ var shellScripts = []string{
 	"macos/scripts/preinstall",
 	"macos/scripts/postinstall",
 	"macos/uninstall.sh",
+	"macos/mdm/write-passphrase.sh",
+	"macos/mdm/jamf-extension-attribute.sh",
+}
+
+// documentedScripts are shown whole in the admin guide, which must not drift
+// from the files that shellcheck checks.
+var documentedScripts = []string{"macos/mdm/write-passphrase.sh", "macos/mdm/jamf-extension-attribute.sh"}
+
+func TestAdminGuideShowsTheCheckedScripts(t *testing.T) {
+	guide, err := os.ReadFile("../docs/admin-guide.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range documentedScripts {
+		body, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(guide), "```sh\n"+string(body)+"```") {
+			t.Errorf("docs/admin-guide.md does not show %s as it is; copy the file into the guide", s)
+		}
+	}
 }
 
 func TestShellScriptsPassShellcheck(t *testing.T) {
