@@ -89,6 +89,43 @@ if dpkg -s rekey >/dev/null 2>&1; then
 fi
 echo "ok   dpkg forgot rekey"
 
+echo "== maintainer scripts with systemd running"
+# A private mount namespace shows the scripts a /run/systemd/system and a
+# fake systemctl that records its calls; the real machine is not touched.
+if unshare --mount --propagation private true 2>/dev/null; then
+	fake=$(mktemp -d)
+	cat >"$fake/systemctl" <<'EOS'
+#!/bin/sh
+echo "$*" >>"$REKEY_FAKE_SYSTEMCTL_LOG"
+EOS
+	chmod 0755 "$fake/systemctl"
+	# shellcheck disable=SC2016 # $1 expands in the inner shell, on purpose
+	REKEY_FAKE_SYSTEMCTL_LOG="$fake/calls" PATH="$fake:$PATH" \
+		unshare --mount --propagation private sh -c '
+			set -e
+			mkdir -p /run/systemd
+			mount -t tmpfs rekey-check /run/systemd
+			mkdir /run/systemd/system
+			dpkg -i "$1" >/dev/null
+			dpkg --purge rekey >/dev/null' sh "$deb" || fail "install and purge with systemd running"
+	want="daemon-reload
+enable rekey.service
+restart rekey.service
+disable --now rekey.service
+daemon-reload
+daemon-reload"
+	got=$(cat "$fake/calls")
+	rm -rf "$fake"
+	[ "$got" = "$want" ] || fail "systemctl calls: got
+$got
+want
+$want"
+	echo "ok   install enables and starts, removal stops and disables, purge reloads"
+	expect_gone /var/lib/rekey
+else
+	echo "note unshare --mount not permitted here; the systemd branch of the scripts is not exercised"
+fi
+
 if [ -n "$rpm" ]; then
 	echo "== rpm contents"
 	[ -s "$rpm" ] || fail "$rpm missing or empty"
