@@ -194,13 +194,13 @@ func (w *Watcher) step(ctx context.Context, ticker Ticker) bool {
 		if !ok {
 			return w.restart(ctx)
 		}
+		// Events may be lost either way: re-add every watch and re-read.
 		if errors.Is(err, fsnotify.ErrEventOverflow) {
 			w.cfg.Logger.Warn("file events were lost; rescanning", "dir", w.cfg.Dir)
-			return w.full(ctx)
+		} else {
+			w.cfg.Logger.Warn("file watch error; re-establishing watches and rescanning", "dir", w.cfg.Dir, "err", err)
 		}
-		w.cfg.Logger.Warn("file watch error; re-establishing watches", "dir", w.cfg.Dir, "err", err)
-		w.arm()
-		return true
+		return w.full(ctx)
 	case <-timerC(w.debounce):
 		w.debounce = nil
 		return w.pass(ctx)
