@@ -77,3 +77,22 @@ func TestInvalidContentIsReportedAfterSettle(t *testing.T) {
 	clock.Advance(debounce)
 	h.expect(path, content(2))
 }
+
+func TestDebounceWindowDoesNotSlide(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, domain+".plist")
+	clock := newFakeClock()
+	const debounce = 10 * time.Millisecond
+	h := start(t, Config{Dir: dir, Clock: clock, Debounce: debounce})
+	h.expectAbsent(path)
+	h.quiet()
+
+	// Writes keep coming, but the window opened by the first one closes on
+	// time and the file is read once, holding the latest content.
+	writeAtomic(t, path, content(1))
+	clock.waitArmed(t, debounce)
+	clock.Advance(debounce / 2)
+	writeAtomic(t, path, content(2))
+	clock.Advance(debounce / 2)
+	h.expect(path, content(2))
+}

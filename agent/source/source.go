@@ -180,17 +180,20 @@ func (w *Watcher) step(ctx context.Context, ticker Ticker) bool {
 	select {
 	case <-ctx.Done():
 		return false
-	case ev, ok := <-w.events():
+	case ev, ok := <-w.watchEvents():
 		if !ok {
 			return w.restart(ctx)
 		}
-		rel := w.relevant(ev.Name)
+		// Attribute-only events come in floods from Spotlight and backup
+		// tools on macOS; a mode or owner change alone (which can change
+		// the trust verdict) is seen at the next read or rescan.
+		rel := ev.Op != fsnotify.Chmod && w.relevant(ev.Name)
 		w.cfg.Logger.Debug("file event", "event", ev.String(), "relevant", rel)
 		if rel {
 			w.arm()
 		}
 		return true
-	case err, ok := <-w.errors():
+	case err, ok := <-w.watchErrors():
 		if !ok {
 			return w.restart(ctx)
 		}
@@ -222,14 +225,14 @@ func (w *Watcher) arm() {
 	}
 }
 
-func (w *Watcher) events() <-chan fsnotify.Event {
+func (w *Watcher) watchEvents() <-chan fsnotify.Event {
 	if w.fw == nil {
 		return nil
 	}
 	return w.fw.Events
 }
 
-func (w *Watcher) errors() <-chan error {
+func (w *Watcher) watchErrors() <-chan error {
 	if w.fw == nil {
 		return nil
 	}
