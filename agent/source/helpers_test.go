@@ -286,3 +286,48 @@ func (t *fakeTimer) Stop() bool {
 	t.done = true
 	return was
 }
+
+// eventLog is a slog.Handler that passes on the relevant file events the
+// watcher logs at debug level: a test learns that the watcher has seen an
+// event, which nothing else shows while a debounce window is open.
+type eventLog struct{ relevant chan string }
+
+func newEventLog() *eventLog { return &eventLog{relevant: make(chan string, 1024)} }
+
+func (l *eventLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *eventLog) WithAttrs([]slog.Attr) slog.Handler        { return l }
+func (l *eventLog) WithGroup(string) slog.Handler             { return l }
+
+func (l *eventLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "file event" {
+		return nil
+	}
+	var event string
+	var rel bool
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "event":
+			event = a.Value.String()
+		case "relevant":
+			rel = a.Value.Bool()
+		}
+		return true
+	})
+	if rel {
+		l.relevant <- event
+	}
+	return nil
+}
+
+// waitRelevant waits for the watcher to take in n more relevant events.
+func (l *eventLog) waitRelevant(tb testing.TB, n int) {
+	tb.Helper()
+	deadline := time.After(wait)
+	for range n {
+		select {
+		case <-l.relevant:
+		case <-deadline:
+			tb.Fatalf("watcher saw no relevant file event within %v", wait)
+		}
+	}
+}

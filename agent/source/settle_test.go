@@ -2,6 +2,7 @@ package source
 
 import (
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,7 +84,8 @@ func TestDebounceWindowDoesNotSlide(t *testing.T) {
 	path := filepath.Join(dir, domain+".plist")
 	clock := newFakeClock()
 	const debounce = 10 * time.Millisecond
-	h := start(t, Config{Dir: dir, Clock: clock, Debounce: debounce})
+	events := newEventLog()
+	h := start(t, Config{Dir: dir, Clock: clock, Debounce: debounce, Logger: slog.New(events)})
 	h.expectAbsent(path)
 	h.quiet()
 
@@ -92,7 +94,9 @@ func TestDebounceWindowDoesNotSlide(t *testing.T) {
 	writeAtomic(t, path, content(1))
 	clock.waitArmed(t, debounce)
 	clock.Advance(debounce / 2)
+	events.waitRelevant(t, 1) // the rename of the first write
 	writeAtomic(t, path, content(2))
+	events.waitRelevant(t, 1) // the rename of the second, inside the window
 	clock.Advance(debounce / 2)
 	h.expect(path, content(2))
 }
