@@ -295,8 +295,8 @@ type eventLog struct{ relevant chan string }
 func newEventLog() *eventLog { return &eventLog{relevant: make(chan string, 1024)} }
 
 func (l *eventLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *eventLog) WithAttrs([]slog.Attr) slog.Handler        { return l }
-func (l *eventLog) WithGroup(string) slog.Handler             { return l }
+func (l *eventLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *eventLog) WithGroup(string) slog.Handler            { return l }
 
 func (l *eventLog) Handle(_ context.Context, r slog.Record) error {
 	if r.Message != "file event" {
