@@ -24,6 +24,8 @@ type Ticker interface {
 
 type realClock struct{}
 
+var _ Clock = realClock{}
+
 func (realClock) Now() time.Time                   { return time.Now() }
 func (realClock) NewTimer(d time.Duration) Timer   { return realTimer{time.NewTimer(d)} }
 func (realClock) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker(d)} }

@@ -196,6 +196,8 @@ type fakeClock struct {
 	changed chan struct{} // a timer or ticker was started
 }
 
+var _ Clock = (*fakeClock)(nil)
+
 func newFakeClock() *fakeClock {
 	return &fakeClock{now: time.Unix(1_800_000_000, 0), changed: make(chan struct{}, 1)}
 }
