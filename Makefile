@@ -10,8 +10,12 @@ FUZZ_TARGETS   ?=
 FUZZTIME       ?= 60s
 FUZZTIME_SHORT ?= 3s
 CROSS     := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+# Linux packages (make package): semver from the last tag, for the host arch.
+PKG_ARCH    ?= $(shell $(GO) env GOARCH)
+PKG_TAG     := $(patsubst v%,%,$(shell git describe --tags --abbrev=0 2>/dev/null))
+PKG_VERSION ?= $(if $(PKG_TAG),$(PKG_TAG),0.1.0)
 
-.PHONY: all build test fmt-check vet staticcheck unit cross fuzz fuzz-short bench demo clean
+.PHONY: all build test fmt-check vet staticcheck unit cross fuzz fuzz-short bench demo clean package package-check
 
 all: build
 
@@ -56,3 +60,14 @@ demo:
 
 clean:
 	rm -rf bin dist
+
+# .deb and .rpm into dist/ with nfpm (a Go tool in go.mod: nothing else needed).
+package:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-$(PKG_ARCH)/rekey ./cmd/rekey
+	@set -e; for p in deb rpm; do \
+		VERSION=$(PKG_VERSION) ARCH=$(PKG_ARCH) $(GO) tool nfpm package --config packaging/linux/nfpm.yaml --packager $$p --target dist/; \
+	done
+
+# Installs the .deb on this machine (root), checks it, then purges it.
+package-check: package
+	packaging/linux/package-check.sh dist/rekey_$(PKG_VERSION)_$(PKG_ARCH).deb $(wildcard dist/rekey-$(PKG_VERSION)-1.*.rpm)

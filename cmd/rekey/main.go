@@ -94,7 +94,7 @@ func printUsage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-15s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'rekey <command> -h' for a command's flags.")
 }
