@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/agent/source"
 	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
 )
@@ -93,6 +95,7 @@ type Agent struct {
 	sources map[string]*sourceState
 	syncing map[string]bool // tenant id → sync running
 
+	watcher    atomic.Pointer[source.Watcher]
 	statusKick chan struct{}
 	retryKick  chan struct{}
 }

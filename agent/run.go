@@ -30,6 +30,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch payloads: %w", err)
 	}
+	a.watcher.Store(w)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
@@ -93,5 +94,12 @@ func (a *Agent) retryDue(ctx context.Context) {
 				a.log.Debug("retry import", "import", id, "err", err)
 			}
 		}
+	}
+}
+
+// Rescan asks for a full re-read of the managed preferences (SIGHUP).
+func (a *Agent) Rescan() {
+	if w := a.watcher.Load(); w != nil {
+		w.Rescan()
 	}
 }
