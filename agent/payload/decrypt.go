@@ -122,10 +122,10 @@ func ageProblem(err error) string {
 // dearmor returns the binary age file, removing ASCII armor if present.
 // Armor pasted into a plist may carry indentation and CRLF; both are removed.
 func dearmor(in []byte) ([]byte, error) {
-	t := bytes.TrimSpace(in)
-	if bytes.HasPrefix(t, []byte(ageMagic)) {
-		return t, nil
+	if bytes.HasPrefix(in, []byte(ageMagic)) {
+		return in, nil // binary: every byte counts, trailing ones included
 	}
+	t := bytes.TrimSpace(in)
 	if !bytes.HasPrefix(t, []byte(armorHeader)) {
 		return nil, fmt.Errorf("%w: EncryptedCredential starts with neither %q nor %q; fix: seal the credential with 'rekey seal' or 'age -p'", ErrNotAge, ageV1, armorHeader)
 	}

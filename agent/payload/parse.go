@@ -225,8 +225,7 @@ func ciphertextOf(v any) ([]byte, string) {
 	default:
 		return nil, "is neither data nor a string"
 	}
-	t := bytes.TrimSpace(b)
-	if !bytes.HasPrefix(t, []byte(ageMagic)) && !bytes.HasPrefix(t, []byte(armorHeader)) {
+	if !bytes.HasPrefix(b, []byte(ageMagic)) && !bytes.HasPrefix(bytes.TrimSpace(b), []byte(armorHeader)) {
 		return nil, "is not an age file (binary or ASCII-armored)"
 	}
 	return append([]byte(nil), b...), ""

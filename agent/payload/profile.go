@@ -65,7 +65,7 @@ func MarshalProfile(p Profile) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode profile: %w", err)
 	}
-	return out, nil
+	return readableNewlines(out), nil
 }
 
 // newUUID returns a random (version 4) UUID in upper case, as Apple writes them.

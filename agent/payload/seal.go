@@ -124,5 +124,13 @@ func MarshalPayload(entries []PayloadEntry, settings map[string]string) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("encode payload plist: %w", err)
 	}
-	return out, nil
+	return readableNewlines(out), nil
+}
+
+// readableNewlines writes newlines in XML strings as themselves rather than
+// as "&#xA;", so armored age text reads (and copies) as the block it is. The
+// two are the same XML; a literal "&#xA;" in a value would have been written
+// "&amp;#xA;", so nothing else is touched.
+func readableNewlines(xml []byte) []byte {
+	return bytes.ReplaceAll(xml, []byte("&#xA;"), []byte("\n"))
 }
