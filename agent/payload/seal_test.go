@@ -109,7 +109,9 @@ func TestSealRefusesBadInput(t *testing.T) {
 		{"empty name", func(s *SealInput) { s.Name = "" }, ErrBadCredential, "name"},
 		{"bad client id", func(s *SealInput) { s.ClientID = "BUSINESSAPI.x" }, ErrBadCredential, "not a UUID"},
 		{"bad key id", func(s *SealInput) { s.KeyID = "123" }, ErrBadCredential, "key ID"},
-		{"rsa key", func(s *SealInput) { s.KeyPEM = []byte("-----BEGIN RSA PRIVATE KEY-----\nAA==\n-----END RSA PRIVATE KEY-----\n") }, ErrKeyType, "RSA"},
+		{"rsa key", func(s *SealInput) {
+			s.KeyPEM = []byte("-----BEGIN RSA PRIVATE KEY-----\nAA==\n-----END RSA PRIVATE KEY-----\n")
+		}, ErrKeyType, "RSA"},
 	}
 	for _, tt := range tests {
 		in := good

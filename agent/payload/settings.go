@@ -3,9 +3,9 @@ package payload
 import (
 	"fmt"
 	"maps"
-	"slices"
 	"net"
 	"net/url"
+	"slices"
 	"time"
 )
 

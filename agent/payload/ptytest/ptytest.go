@@ -137,4 +137,3 @@ func (tr *transcript) waitClosed() {
 }
 
 func (tr *transcript) text() string { return tr.all.String() }
-
