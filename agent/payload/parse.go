@@ -138,6 +138,9 @@ func parseEntry(i int, item any) (Entry, *EntryError) {
 	}
 	f := entryFields{m: m}
 	id, idSet := f.str(KeyImportID)
+	if f.bad != "" {
+		return fail("", KeyImportID, "is not a string", "write it as a <string>, or leave ImportID out")
+	}
 	if idSet {
 		if err := CheckImportID(id); err != nil {
 			return fail(clip(id), KeyImportID, err.Error(), "use a short printable id, or leave ImportID out")

@@ -97,6 +97,7 @@ func TestParseEntryProblemsKeepGoodEntries(t *testing.T) {
 		{"ciphertext wrong type", entry("A", 42), KeyEncryptedCredential, "neither data nor a string"},
 		{"name not string", map[string]any{KeyCredentialName: 7, KeyEncryptedCredential: ct}, KeyCredentialName, "not a string"},
 		{"empty import id", entry("A", ct, KeyImportID, ""), KeyImportID, "empty"},
+		{"import id not string", map[string]any{KeyCredentialName: "A", KeyEncryptedCredential: ct, KeyImportID: 5}, KeyImportID, "not a string"},
 		{"unknown key", entry("A", ct, "TargetCredentail", "x"), "TargetCredentail", "unknown key"},
 	}
 	for _, tt := range tests {
