@@ -93,7 +93,14 @@ type Agent struct {
 	mu      sync.Mutex
 	waiting map[string]*waiting // imports whose entry is in a payload now, by ImportID
 	sources map[string]*sourceState
+
+	syncMu  sync.Mutex
 	syncing map[string]bool // tenant id → sync running
+
+	setMu sync.Mutex
+	set   payload.Settings // of the most recent payload read
+
+	bg context.Context // lives as long as Run; background syncs use it
 
 	watcher    atomic.Pointer[source.Watcher]
 	statusKick chan struct{}
@@ -122,6 +129,8 @@ func New(cfg Config) (*Agent, error) {
 		waiting:    make(map[string]*waiting),
 		sources:    make(map[string]*sourceState),
 		syncing:    make(map[string]bool),
+		set:        payload.DefaultSettings(),
+		bg:         context.Background(),
 		statusKick: make(chan struct{}, 1),
 		retryKick:  make(chan struct{}, 1),
 	}

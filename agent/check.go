@@ -63,16 +63,5 @@ var _ Checker = CheckerFunc(nil)
 
 func authTarget(s payload.Settings, c *payload.Credential) AuthTarget {
 	return AuthTarget{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: c.Key,
-		TokenURL: s.TokenURL, APIBaseURL: apiBase(s, c.Scope)}
-}
-
-// apiBase is the settings' API base URL, or the default for the scope.
-func apiBase(s payload.Settings, scope string) string {
-	if s.APIBaseURL != "" {
-		return s.APIBaseURL
-	}
-	if scope == payload.ScopeSchool {
-		return payload.DefaultSchoolAPIBase
-	}
-	return payload.DefaultBusinessAPIBase
+		TokenURL: s.TokenURL, APIBaseURL: s.APIBase(c.Scope)}
 }

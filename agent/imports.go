@@ -66,6 +66,11 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 		return
 	}
 	src.LastErr = ""
+	if snap.User == "" {
+		a.setMu.Lock()
+		a.set = doc.Settings
+		a.setMu.Unlock()
+	}
 	a.publish(ctx, store.Event{Kind: EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
 		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}})
 	for _, p := range doc.Problems {

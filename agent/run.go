@@ -33,6 +33,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.watcher.Store(w)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.bg = ctx
 	errc := make(chan error, 2)
 	snaps := make(chan source.Snapshot)
 	go func() { errc <- w.Run(ctx, snaps) }()

@@ -1,0 +1,225 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rekeyd/rekey/agent/apple"
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/store"
+)
+
+// ErrSyncRunning: a sync of the tenant is already running.
+var ErrSyncRunning = errors.New("a sync of this tenant is already running")
+
+// syncTick is how often the agent looks for tenants due a sync and for
+// rotations waiting to be confirmed.
+const syncTick = 10 * time.Minute
+
+// settings are the Settings of the most recent payload read (the defaults
+// before any).
+func (a *Agent) settings() payload.Settings {
+	a.setMu.Lock()
+	defer a.setMu.Unlock()
+	return a.set
+}
+
+// syncLoop syncs tenants whose SyncInterval has passed and confirms
+// rotations whose new credential now gets a token.
+func (a *Agent) syncLoop(ctx context.Context) {
+	t := time.NewTicker(syncTick)
+	defer t.Stop()
+	for {
+		a.syncDue(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) syncDue(ctx context.Context) {
+	interval := a.settings().SyncInterval
+	tenants, err := a.st.Tenants(ctx)
+	if err != nil {
+		a.log.Error("list tenants", "err", err)
+		return
+	}
+	for _, ten := range tenants {
+		if interval > 0 && a.cfg.Now().Sub(ten.LastSyncAt) >= interval {
+			a.scheduleSync(ten.ID)
+		} else {
+			a.confirmPending(ctx, ten.ID)
+		}
+	}
+}
+
+// scheduleSync starts a background sync of tenantID unless one runs or
+// syncing is off ("0").
+func (a *Agent) scheduleSync(tenantID string) {
+	if a.settings().SyncInterval == 0 {
+		return
+	}
+	go func() {
+		if err := a.SyncTenant(a.bg, tenantID); err != nil && !errors.Is(err, ErrSyncRunning) {
+			a.log.Debug("sync", "tenant", tenantID, "err", err)
+		}
+	}()
+}
+
+// SyncTenant imports the tenant's devices and coverage now with its active
+// credential, resuming an interrupted sync from its cursor.
+func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
+	a.syncMu.Lock()
+	if a.syncing[tenantID] {
+		a.syncMu.Unlock()
+		return ErrSyncRunning
+	}
+	a.syncing[tenantID] = true
+	a.syncMu.Unlock()
+	defer func() {
+		a.syncMu.Lock()
+		delete(a.syncing, tenantID)
+		a.syncMu.Unlock()
+	}()
+	ten, err := a.st.Tenant(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("read tenant: %w", err)
+	}
+	cred, target, err := a.activeTarget(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	defer func() { target.Key = nil }()
+	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
+		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name)})
+	sink := &storeSink{st: a.st, tenantID: tenantID}
+	err = a.cfg.Syncer.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
+		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
+			Fields: map[string]string{"pages": strconv.Itoa(p.Pages), "devices": strconv.Itoa(p.Devices),
+				"coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total)}})
+	})
+	if err != nil {
+		if serr := a.st.SetSync(ctx, tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
+			a.log.Error("record sync failure", "tenant", tenantID, "err", serr)
+		}
+		a.publish(ctx, store.Event{Kind: EvSyncFailed, TenantID: tenantID, Message: "sync failed: " + err.Error()})
+		return fmt.Errorf("sync: %w", err)
+	}
+	if err := a.st.SetSync(ctx, tenantID, "", a.cfg.Now(), ""); err != nil {
+		return fmt.Errorf("record sync: %w", err)
+	}
+	a.markAuth(ctx, cred.ID)
+	devices, coverage, _ := a.st.Counts(ctx, tenantID)
+	a.publish(ctx, store.Event{Kind: EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
+		Message: fmt.Sprintf("sync finished: %d devices, %d coverage records", devices, coverage),
+		Fields:  map[string]string{"devices": strconv.Itoa(devices), "coverage": strconv.Itoa(coverage)}})
+	// The active credential just got a token: a rotation waiting for that is confirmed.
+	a.mu.Lock()
+	a.confirm(ctx, tenantID)
+	a.mu.Unlock()
+	return nil
+}
+
+// confirmPending checks the active credential of a tenant that still keeps
+// a previous one, and confirms the rotation when it gets a token.
+func (a *Agent) confirmPending(ctx context.Context, tenantID string) {
+	creds, err := a.st.Credentials(ctx)
+	if err != nil {
+		return
+	}
+	hasPrevious := false
+	for _, c := range creds {
+		hasPrevious = hasPrevious || (c.TenantID == tenantID && c.State == store.CredPrevious)
+	}
+	if !hasPrevious || a.settings().AuthCheck == payload.AuthOff {
+		return
+	}
+	cred, target, err := a.activeTarget(ctx, tenantID)
+	if err != nil {
+		return
+	}
+	if res := a.cfg.Checker.Check(ctx, target); res.Outcome == Accepted {
+		a.markAuth(ctx, cred.ID)
+		a.mu.Lock()
+		a.confirm(ctx, tenantID)
+		a.mu.Unlock()
+	}
+}
+
+// activeTarget loads the tenant's active credential and its key.
+func (a *Agent) activeTarget(ctx context.Context, tenantID string) (store.Credential, AuthTarget, error) {
+	creds, err := a.st.Credentials(ctx)
+	if err != nil {
+		return store.Credential{}, AuthTarget{}, fmt.Errorf("list credentials: %w", err)
+	}
+	for _, c := range creds {
+		if c.TenantID != tenantID || c.State != store.CredActive {
+			continue
+		}
+		pem, err := a.st.Key(ctx, c.ID)
+		if err != nil {
+			return c, AuthTarget{}, fmt.Errorf("read active key: %w", err)
+		}
+		key, err := payload.ParsePrivateKey(pem)
+		clear(pem)
+		if err != nil {
+			return c, AuthTarget{}, fmt.Errorf("parse active key: %w", err)
+		}
+		s := a.settings()
+		return c, AuthTarget{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key,
+			TokenURL: s.TokenURL, APIBaseURL: s.APIBase(c.Scope)}, nil
+	}
+	return store.Credential{}, AuthTarget{}, fmt.Errorf("tenant %s has no active credential: %w", tenantID, store.ErrNotFound)
+}
+
+// storeSink writes a sync into the tenant, a page at a time.
+type storeSink struct {
+	st       *store.Store
+	tenantID string
+	devices  []store.Device
+	coverage []store.DeviceCoverage
+	cursor   string // last cursor committed
+}
+
+var _ apple.Sink = (*storeSink)(nil)
+
+func (s *storeSink) Devices(ctx context.Context, ds []apple.Device) error {
+	for _, d := range ds {
+		s.devices = append(s.devices, store.Device{Serial: d.Serial, AppleID: d.ID, Model: d.Model,
+			ProductFamily: d.ProductFamily, Status: d.Status, Attrs: d.Attributes})
+	}
+	return nil
+}
+
+func (s *storeSink) Coverage(ctx context.Context, cs []apple.DeviceCoverage) error {
+	for _, dc := range cs {
+		recs := make([]store.Coverage, 0, len(dc.Records))
+		for _, r := range dc.Records {
+			recs = append(recs, store.Coverage{ID: r.ID, Serial: dc.Serial, Description: r.Description, Status: r.Status,
+				StartDate: dateOf(r.Start), EndDate: dateOf(r.End), Attrs: r.Attributes})
+		}
+		s.coverage = append(s.coverage, store.DeviceCoverage{Serial: dc.Serial, Records: recs})
+	}
+	return nil
+}
+
+// Cursor commits the buffered page together with the cursor.
+func (s *storeSink) Cursor(ctx context.Context, next string) error {
+	if err := s.st.SyncPage(ctx, s.tenantID, s.devices, s.coverage, next); err != nil {
+		return fmt.Errorf("store sync page: %w", err)
+	}
+	s.devices, s.coverage, s.cursor = s.devices[:0], s.coverage[:0], next
+	return nil
+}
+
+func dateOf(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
