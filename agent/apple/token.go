@@ -78,13 +78,15 @@ func (c *Client) Assertion(cred Credential, now time.Time) (string, error) {
 
 func (c *Client) assertion(cred Credential, now time.Time) (string, error) {
 	life := orDefault(c.AssertionLifetime, DefaultAssertionLifetime)
-	claims := jwt.RegisteredClaims{
-		Issuer:    cred.ClientID,
-		Subject:   cred.ClientID,
-		Audience:  jwt.ClaimStrings{Audience},
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(life)),
-		ID:        uuid.NewString(),
+	// MapClaims keeps aud a single string, as in Apple's documentation
+	// (RegisteredClaims would encode it as a one-element array).
+	claims := jwt.MapClaims{
+		"iss": cred.ClientID,
+		"sub": cred.ClientID,
+		"aud": Audience,
+		"iat": now.Unix(),
+		"exp": now.Add(life).Unix(),
+		"jti": uuid.NewString(),
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = cred.KeyID

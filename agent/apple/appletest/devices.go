@@ -145,7 +145,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 	total := s.devices
 	s.mu.Unlock()
 	if f := s.fault(DevicesEndpoint, ""); f != nil {
-		answerFault(w, r, f)
+		answerFault(w, r, f, s.closing)
 		return
 	}
 	if !s.authorized(w, r) {
@@ -201,10 +201,17 @@ func (s *Server) coverage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.mu.Lock()
 	s.stats.CoverageRequests++
+	s.inFlight++
+	s.stats.MaxInFlight = max(s.stats.MaxInFlight, s.inFlight)
 	total := s.devices
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
 	if f := s.fault(CoverageEndpoint, id); f != nil {
-		answerFault(w, r, f)
+		answerFault(w, r, f, s.closing)
 		return
 	}
 	if !s.authorized(w, r) {

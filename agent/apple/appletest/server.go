@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -59,6 +60,7 @@ type Stats struct {
 	DeviceRequests   int
 	CoverageRequests int
 	Unauthorized     int // API requests refused for a missing, unknown or expired token
+	MaxInFlight      int // most coverage requests handled at once
 }
 
 // Key is a generated API credential registered with the server.
@@ -94,6 +96,9 @@ type Server struct {
 	faults     []*Fault
 	stats      Stats
 	rejections []string
+	inFlight   int
+	closing    chan struct{}
+	closeOnce  sync.Once
 }
 
 // New starts a fake on a loopback port. With tb non-nil it is closed when
@@ -105,6 +110,7 @@ func New(tb testing.TB) *Server {
 		creds:    map[string]registered{},
 		jtis:     map[string]bool{},
 		tokens:   map[string]issued{},
+		closing:  make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/oauth2/token", s.token)
@@ -118,7 +124,12 @@ func New(tb testing.TB) *Server {
 }
 
 // Close stops the server.
-func (s *Server) Close() { s.srv.Close() }
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.srv.Close()
+	})
+}
 
 // URL is the server's base URL.
 func (s *Server) URL() string { return s.srv.URL }
@@ -255,7 +266,7 @@ func (s *Server) fault(e Endpoint, deviceID string) *Fault {
 }
 
 // answerFault writes the fault's answer in the endpoint's error dialect.
-func answerFault(w http.ResponseWriter, r *http.Request, f *Fault) {
+func answerFault(w http.ResponseWriter, r *http.Request, f *Fault, done <-chan struct{}) {
 	oauth := f.Endpoint == TokenEndpoint
 	switch f.Mode {
 	case RateLimited:
@@ -279,7 +290,12 @@ func answerFault(w http.ResponseWriter, r *http.Request, f *Fault) {
 	case NotFound:
 		apiError(w, http.StatusNotFound, "NOT_FOUND", "The specified resource does not exist")
 	case Hang:
-		<-r.Context().Done()
+		// Read the body so the server notices when the client hangs up.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
 	}
 }
 

@@ -27,7 +27,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	s.stats.TokenRequests++
 	s.mu.Unlock()
 	if f := s.fault(TokenEndpoint, ""); f != nil {
-		answerFault(w, r, f)
+		answerFault(w, r, f, s.closing)
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
