@@ -104,6 +104,14 @@ type Client struct {
 	defHTTP *http.Client
 }
 
+// String describes the client without its token cache.
+func (c *Client) String() string {
+	return fmt.Sprintf("apple.Client{TokenURL: %q, APIBaseURL: %q}", c.TokenURL, c.APIBaseURL)
+}
+
+// GoString keeps %#v from printing cached tokens.
+func (c *Client) GoString() string { return c.String() }
+
 // token is a bearer token and when the client stops using it.
 type token struct {
 	value string

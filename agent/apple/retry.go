@@ -57,7 +57,7 @@ func (c *Client) retry(ctx context.Context, op string, attempt func() (int, http
 			return fmt.Errorf("%s: wait %s to retry: %w", op, wait, serr)
 		}
 	}
-	return fmt.Errorf("%s: gave up after %d tries: %w", op, tries, err)
+	return fmt.Errorf("gave up after %d tries: %w", tries, err)
 }
 
 // retryAfter reads Retry-After as seconds or an HTTP date, caps it, and
@@ -105,6 +105,9 @@ func (c *Client) get(ctx context.Context, cred Credential, rawURL, op string, v 
 			refreshed = true
 			c.invalidate(cred, tok)
 			continue
+		}
+		if err != nil && refreshed && errors.As(err, &se) && se.Status == http.StatusUnauthorized {
+			return fmt.Errorf("the API refused a fresh token too: %w", err)
 		}
 		return err
 	}
