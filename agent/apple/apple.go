@@ -100,6 +100,7 @@ type Client struct {
 	BackoffMax        time.Duration // cap on the 5xx backoff; default 30 s
 
 	mu      sync.Mutex
+	fetchMu sync.Mutex // held while a token is fetched for the cache
 	tokens  map[cacheKey]token
 	defHTTP *http.Client
 }

@@ -2,6 +2,7 @@ package apple_test
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -52,12 +53,15 @@ func TestNoSecretInErrorsOrFormatting(t *testing.T) {
 		fmt.Sprintf("%v", f.cred), fmt.Sprintf("%+v", f.cred), fmt.Sprintf("%#v", f.cred), fmt.Sprint(&f.cred),
 		fmt.Sprintf("%v", f.client), fmt.Sprintf("%+v", f.client), fmt.Sprintf("%#v", f.client))
 
+	raw, err := f.key.Private.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	secrets := map[string]string{
-		"PEM":           string(f.key.PEM),
-		"PEM body line": strings.Split(string(f.key.PEM), "\n")[1],
-		"private D":     f.key.Private.D.String(),
-		"private D hex": f.key.Private.D.Text(16),
-		"a JWT":         "eyJ",
+		"PEM":            string(f.key.PEM),
+		"PEM body line":  strings.Split(string(f.key.PEM), "\n")[1],
+		"private scalar": hex.EncodeToString(raw),
+		"a JWT":          "eyJ",
 	}
 	tokens := f.srv.Tokens()
 	if len(tokens) < 2 {

@@ -103,11 +103,20 @@ func (c *Client) bearer(ctx context.Context, cred Credential) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c.mu.Lock()
-	t, ok := c.tokens[key]
-	c.mu.Unlock()
-	if ok && c.now().Before(t.until) {
-		return t.value, nil
+	cached := func() (string, bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		t, ok := c.tokens[key]
+		return t.value, ok && c.now().Before(t.until)
+	}
+	if v, ok := cached(); ok {
+		return v, nil
+	}
+	// One fetch at a time, so workers that miss together share one token.
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	if v, ok := cached(); ok {
+		return v, nil
 	}
 	return c.fetchToken(ctx, cred)
 }
