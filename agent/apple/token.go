@@ -227,7 +227,8 @@ func (c *Client) exchange(ctx context.Context, cred Credential) (token, int, htt
 	}
 	life := defaultTokenLifetime
 	if ans.ExpiresIn > 0 {
-		life = time.Duration(ans.ExpiresIn) * time.Second
+		// Clamped so a silly value can neither overflow nor pin a token for days.
+		life = time.Duration(min(ans.ExpiresIn, 86400)) * time.Second
 	}
 	margin := min(tokenMargin, life/4)
 	return token{value: ans.AccessToken, until: now.Add(life - margin)}, resp.StatusCode, resp.Header, nil
