@@ -99,10 +99,10 @@ type Client struct {
 	BackoffBase       time.Duration // first 5xx backoff, doubled each try; default 1 s
 	BackoffMax        time.Duration // cap on the 5xx backoff; default 30 s
 
-	mu      sync.Mutex
-	fetchMu sync.Mutex // held while a token is fetched for the cache
-	tokens  map[cacheKey]token
-	defHTTP *http.Client
+	mu       sync.Mutex
+	tokens   map[cacheKey]token
+	fetching map[cacheKey]*sync.Mutex // held while a token is fetched for the cache
+	defHTTP  *http.Client
 }
 
 // String describes the client without its token cache.

@@ -227,6 +227,9 @@ func TestSyncRefreshesTokenOnceOn401(t *testing.T) {
 			t.Fatal(err)
 		}
 		sink.checkComplete(t, 30)
+		if got := f.srv.Stats().TokensIssued; got != 2 {
+			t.Errorf("tokens issued = %d, want 2 (one refresh shared by all workers)", got)
+		}
 	})
 	t.Run("401 twice fails as rejected", func(t *testing.T) {
 		f := newFixture(t, 3)

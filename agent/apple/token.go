@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -112,9 +113,20 @@ func (c *Client) bearer(ctx context.Context, cred Credential) (string, error) {
 	if v, ok := cached(); ok {
 		return v, nil
 	}
-	// One fetch at a time, so workers that miss together share one token.
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
+	// One fetch at a time per credential, so workers that miss together
+	// share one token; other credentials are not held up.
+	c.mu.Lock()
+	if c.fetching == nil {
+		c.fetching = map[cacheKey]*sync.Mutex{}
+	}
+	fm, ok := c.fetching[key]
+	if !ok {
+		fm = new(sync.Mutex)
+		c.fetching[key] = fm
+	}
+	c.mu.Unlock()
+	fm.Lock()
+	defer fm.Unlock()
 	if v, ok := cached(); ok {
 		return v, nil
 	}
@@ -159,10 +171,9 @@ func (c *Client) fetchToken(ctx context.Context, cred Credential) (string, error
 	}
 	var tok token
 	err = c.retry(ctx, "request token", func() (int, http.Header, error) {
-		var status int
-		var hdr http.Header
-		tok, status, hdr, err = c.exchange(ctx, cred)
-		return status, hdr, err
+		t, status, hdr, xerr := c.exchange(ctx, cred)
+		tok = t
+		return status, hdr, xerr
 	})
 	if err != nil {
 		return "", err
