@@ -1,0 +1,311 @@
+// Package appletest runs a local fake of Apple's Business/School Manager
+// API over real HTTP: it verifies ES256 client assertions, issues bearer
+// tokens, serves generated devices and AppleCare coverage in Apple's
+// documented shapes, and fails on request for tests and benchmarks.
+package appletest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Endpoint names what a Fault applies to.
+type Endpoint string
+
+const (
+	TokenEndpoint    Endpoint = "token"    // POST /auth/oauth2/token
+	DevicesEndpoint  Endpoint = "devices"  // GET /v1/orgDevices
+	CoverageEndpoint Endpoint = "coverage" // GET /v1/orgDevices/{id}/appleCareCoverage
+)
+
+// Mode is how a faulty request is answered.
+type Mode string
+
+const (
+	RateLimited   Mode = "rate-limited"   // 429 with Fault.RetryAfter
+	ServerError   Mode = "server-error"   // 503
+	Malformed     Mode = "malformed"      // 200 with a body that is not JSON
+	InvalidClient Mode = "invalid-client" // 400 {"error":"invalid_client"}
+	Unauthorized  Mode = "unauthorized"   // 401 (API: NOT_AUTHORIZED)
+	NotFound      Mode = "not-found"      // 404 (API: NOT_FOUND)
+	Hang          Mode = "hang"           // no answer until the client gives up
+)
+
+// Fault makes the next Times matching requests fail with Mode.
+type Fault struct {
+	Endpoint   Endpoint
+	Mode       Mode
+	Times      int    // how many requests fail; 0 means 1, negative means all
+	RetryAfter string // Retry-After header for RateLimited: seconds or an HTTP date
+	DeviceID   string // coverage only: fail just this device ("" = any)
+}
+
+// Stats counts what the server saw.
+type Stats struct {
+	TokenRequests    int
+	TokensIssued     int
+	DeviceRequests   int
+	CoverageRequests int
+	Unauthorized     int // API requests refused for a missing, unknown or expired token
+	MaxInFlight      int // most coverage requests handled at once
+}
+
+// Key is a generated API credential registered with the server.
+type Key struct {
+	ClientID string
+	KeyID    string
+	Scope    string
+	Private  *ecdsa.PrivateKey
+	PEM      []byte // SEC 1 "EC PRIVATE KEY", as Apple's download
+}
+
+type registered struct {
+	keyID string
+	pub   *ecdsa.PublicKey
+}
+
+type issued struct {
+	clientID string
+	until    time.Time
+}
+
+// Server is the fake. Its methods are safe for concurrent use.
+type Server struct {
+	srv *httptest.Server
+
+	mu         sync.Mutex
+	now        func() time.Time
+	lifetime   time.Duration
+	creds      map[string]registered
+	jtis       map[string]bool
+	tokens     map[string]issued
+	devices    int
+	faults     []*Fault
+	stats      Stats
+	rejections []string
+	inFlight   int
+	closing    chan struct{}
+	closeOnce  sync.Once
+}
+
+// New starts a fake on a loopback port. With tb non-nil it is closed when
+// the test ends; otherwise call Close.
+func New(tb testing.TB) *Server {
+	s := &Server{
+		now:      time.Now,
+		lifetime: time.Hour,
+		creds:    map[string]registered{},
+		jtis:     map[string]bool{},
+		tokens:   map[string]issued{},
+		closing:  make(chan struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /auth/oauth2/token", s.token)
+	mux.HandleFunc("GET /v1/orgDevices", s.listDevices)
+	mux.HandleFunc("GET /v1/orgDevices/{id}/appleCareCoverage", s.coverage)
+	s.srv = httptest.NewServer(mux)
+	if tb != nil {
+		tb.Cleanup(s.Close)
+	}
+	return s
+}
+
+// Close stops the server.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.srv.Close()
+	})
+}
+
+// URL is the server's base URL.
+func (s *Server) URL() string { return s.srv.URL }
+
+// TokenURL is the token endpoint to give the client.
+func (s *Server) TokenURL() string { return s.srv.URL + "/auth/oauth2/token" }
+
+// APIBaseURL is the API base to give the client.
+func (s *Server) APIBaseURL() string { return s.srv.URL }
+
+// RegisterCredential makes the server accept assertions from clientID
+// signed by the private half of pub under keyID. The scope a client may ask
+// for follows its prefix: BUSINESSAPI. → business.api, SCHOOLAPI. → school.api.
+func (s *Server) RegisterCredential(clientID, keyID string, pub *ecdsa.PublicKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.creds[clientID] = registered{keyID: keyID, pub: pub}
+}
+
+// NewCredential generates a P-256 key with fresh ids for scope
+// ("business.api" or "school.api") and registers it.
+func (s *Server) NewCredential(scope string) (Key, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Key{}, fmt.Errorf("generate key: %w", err)
+	}
+	der, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		return Key{}, fmt.Errorf("encode key: %w", err)
+	}
+	prefix := "BUSINESSAPI."
+	if scope == "school.api" {
+		prefix = "SCHOOLAPI."
+	}
+	k := Key{
+		ClientID: prefix + uuid.NewString(),
+		KeyID:    uuid.NewString(),
+		Scope:    scope,
+		Private:  priv,
+		PEM:      pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}),
+	}
+	s.RegisterCredential(k.ClientID, k.KeyID, &priv.PublicKey)
+	return k, nil
+}
+
+// SetDevices sets how many devices the organisation has.
+func (s *Server) SetDevices(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.devices = n
+}
+
+// SetClock sets the server's clock, used for iat/exp checks and token expiry.
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// SetTokenLifetime sets expires_in of issued tokens (default one hour).
+func (s *Server) SetTokenLifetime(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lifetime = d
+}
+
+// RevokeTokens forgets every issued token, so the next API call gets a 401.
+func (s *Server) RevokeTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.tokens)
+}
+
+// Fail queues a fault. Faults are matched in the order they were queued.
+func (s *Server) Fail(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.Times == 0 {
+		f.Times = 1
+	}
+	s.faults = append(s.faults, &f)
+}
+
+// ClearFaults drops every queued fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Tokens returns every bearer token issued and still known.
+func (s *Server) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.tokens))
+	for t := range s.tokens {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Rejections returns why assertions were refused, oldest first.
+func (s *Server) Rejections() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.rejections...)
+}
+
+// fault takes one use of the first fault matching endpoint and device.
+func (s *Server) fault(e Endpoint, deviceID string) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, f := range s.faults {
+		if f.Endpoint != e || (f.DeviceID != "" && f.DeviceID != deviceID) {
+			continue
+		}
+		if f.Times > 0 {
+			f.Times--
+			if f.Times == 0 {
+				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
+			}
+		}
+		c := *f
+		return &c
+	}
+	return nil
+}
+
+// answerFault writes the fault's answer in the endpoint's error dialect.
+func answerFault(w http.ResponseWriter, r *http.Request, f *Fault, done <-chan struct{}) {
+	oauth := f.Endpoint == TokenEndpoint
+	switch f.Mode {
+	case RateLimited:
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		apiError(w, http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED", "Too many requests")
+	case ServerError:
+		apiError(w, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "Try again later")
+	case Malformed:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"data": [ {"type": "orgDevices", "id": `))
+	case InvalidClient:
+		oauthError(w, http.StatusBadRequest, "invalid_client", "client authentication failed")
+	case Unauthorized:
+		if oauth {
+			oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+			return
+		}
+		apiError(w, http.StatusUnauthorized, "NOT_AUTHORIZED", "Authentication credentials are missing or invalid")
+	case NotFound:
+		apiError(w, http.StatusNotFound, "NOT_FOUND", "The specified resource does not exist")
+	case Hang:
+		// Read the body so the server notices when the client hangs up.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
+	}
+}
+
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+func apiError(w http.ResponseWriter, status int, code, detail string) {
+	writeJSON(w, status, map[string]any{"errors": []map[string]string{{
+		"status": fmt.Sprint(status), "code": code,
+		"title": strings.ToLower(http.StatusText(status)), "detail": detail,
+	}}})
+}

@@ -1,0 +1,217 @@
+package apple_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rekeyd/rekey/agent/apple"
+	"github.com/rekeyd/rekey/agent/apple/appletest"
+)
+
+// clock is a settable clock shared by the client and the fake.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// fixture is a fake Apple with one registered credential and a client
+// whose waits are recorded instead of slept.
+type fixture struct {
+	srv    *appletest.Server
+	key    appletest.Key
+	cred   apple.Credential
+	client *apple.Client
+	clock  *clock
+
+	mu     sync.Mutex
+	sleeps []time.Duration
+}
+
+func newFixture(t testing.TB, devices int) *fixture {
+	t.Helper()
+	f := &fixture{srv: appletest.New(t), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	f.srv.SetClock(f.clock.Now)
+	f.srv.SetDevices(devices)
+	key, err := f.srv.NewCredential(apple.ScopeBusiness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.key = key
+	f.cred = apple.Credential{ClientID: key.ClientID, KeyID: key.KeyID, Key: key.Private}
+	f.client = &apple.Client{
+		TokenURL:   f.srv.TokenURL(),
+		APIBaseURL: f.srv.APIBaseURL(),
+		Now:        f.clock.Now,
+		Sleep:      f.sleep,
+		Jitter:     func(time.Duration) time.Duration { return 0 },
+	}
+	return f
+}
+
+// sleep records the wait and advances the shared clock instead of sleeping.
+func (f *fixture) sleep(ctx context.Context, d time.Duration) error {
+	f.mu.Lock()
+	f.sleeps = append(f.sleeps, d)
+	f.mu.Unlock()
+	f.clock.Add(d)
+	return ctx.Err()
+}
+
+func (f *fixture) waits() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.sleeps)
+}
+
+// memSink is a transactional test sink: Devices and Coverage are buffered
+// and committed with Cursor, as a store would in one transaction.
+type memSink struct {
+	mu        sync.Mutex
+	devices   map[string]apple.Device
+	coverage  map[string]apple.DeviceCoverage
+	cursor    string
+	commits   int
+	dupes     []string
+	pendingD  []apple.Device
+	pendingC  []apple.DeviceCoverage
+	failAfter int // Cursor fails on commit number failAfter+1 (0 = never)
+	failed    bool
+}
+
+var _ apple.Sink = (*memSink)(nil)
+
+var errSinkFull = errors.New("sink: disk full")
+
+func newSink() *memSink {
+	return &memSink{devices: map[string]apple.Device{}, coverage: map[string]apple.DeviceCoverage{}}
+}
+
+func (s *memSink) Devices(_ context.Context, d []apple.Device) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pendingD = slices.Clone(d)
+	return nil
+}
+
+func (s *memSink) Coverage(_ context.Context, c []apple.DeviceCoverage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pendingC = slices.Clone(c)
+	return nil
+}
+
+func (s *memSink) Cursor(_ context.Context, next string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failAfter > 0 && s.commits == s.failAfter && !s.failed {
+		s.failed = true
+		s.pendingD, s.pendingC = nil, nil
+		return errSinkFull
+	}
+	for _, d := range s.pendingD {
+		if _, ok := s.devices[d.ID]; ok {
+			s.dupes = append(s.dupes, d.ID)
+		}
+		s.devices[d.ID] = d
+	}
+	for _, c := range s.pendingC {
+		s.coverage[c.DeviceID] = c
+	}
+	s.pendingD, s.pendingC = nil, nil
+	s.cursor = next
+	s.commits++
+	return nil
+}
+
+func (s *memSink) records() int {
+	n := 0
+	for _, c := range s.coverage {
+		n += len(c.Records)
+	}
+	return n
+}
+
+// checkComplete asserts the sink holds exactly the first n generated
+// devices, each once, with all their coverage.
+func (s *memSink) checkComplete(t *testing.T, n int) {
+	t.Helper()
+	if len(s.dupes) > 0 {
+		t.Errorf("devices committed twice: %v", s.dupes[:min(5, len(s.dupes))])
+	}
+	if len(s.devices) != n {
+		t.Errorf("sink holds %d devices, want %d", len(s.devices), n)
+	}
+	for i := range n {
+		id := appletest.DeviceID(i)
+		if _, ok := s.devices[id]; !ok {
+			t.Fatalf("device %s missing", id)
+		}
+		c, ok := s.coverage[id]
+		if !ok {
+			t.Fatalf("coverage of %s missing", id)
+		}
+		if len(c.Records) != appletest.CoverageCount(i) {
+			t.Fatalf("device %s has %d coverage records, want %d", id, len(c.Records), appletest.CoverageCount(i))
+		}
+	}
+	if got, want := s.records(), appletest.CoverageTotal(n); got != want {
+		t.Errorf("sink holds %d coverage records, want %d", got, want)
+	}
+	if s.cursor != "" {
+		t.Errorf("final cursor = %q, want empty (sync finished)", s.cursor)
+	}
+}
+
+func durations(ds ...int) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = time.Duration(d) * time.Second
+	}
+	return out
+}
+
+func fmtErr(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("%v", err)
+}
+
+// decodeJWT returns a JWT's header and claims without verifying it.
+func decodeJWT(t *testing.T, s string) (header, claims map[string]any) {
+	t.Helper()
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		t.Fatalf("JWT has %d parts", len(parts))
+	}
+	for i, dst := range []*map[string]any{&header, &claims} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return header, claims
+}
