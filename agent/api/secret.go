@@ -1,0 +1,60 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"unicode/utf8"
+)
+
+// Secret is a password held as bytes so that it can be wiped; on the wire it
+// is a plain JSON string. It prints as "[redacted]".
+type Secret []byte
+
+// Wipe overwrites the secret with zeros.
+func (s Secret) Wipe() { clear(s) }
+
+// String never reveals the secret.
+func (s Secret) String() string { return "[redacted]" }
+
+// GoString never reveals the secret.
+func (s Secret) GoString() string { return "api.Secret([redacted])" }
+
+// MarshalJSON writes the secret as a JSON string.
+func (s Secret) MarshalJSON() ([]byte, error) {
+	if !utf8.Valid(s) {
+		return nil, &json.UnsupportedValueError{Str: "password is not valid UTF-8"}
+	}
+	var b bytes.Buffer
+	b.Grow(len(s) + 2)
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	// Encoding a string copies it; the copy is the caller's buffer to wipe.
+	if err := enc.Encode(string(s)); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// UnmarshalJSON copies the JSON string into fresh bytes. Strings without
+// escapes (the usual case) are copied without an intermediate Go string.
+func (s *Secret) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		*s = nil
+		return nil
+	}
+	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' {
+		return errors.New("password must be a JSON string")
+	}
+	inner := data[1 : len(data)-1]
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		*s = append(Secret(nil), inner...)
+		return nil
+	}
+	var str string // escapes need decoding; this copy cannot be wiped
+	if err := json.Unmarshal(data, &str); err != nil {
+		return err
+	}
+	*s = Secret(str)
+	return nil
+}
