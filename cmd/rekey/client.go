@@ -125,3 +125,26 @@ func resolveTenant(ctx context.Context, c *api.Client, arg string) (string, erro
 	}
 	return "", fmt.Errorf("%d tenants are named %q; pass the tenant id instead (%s)", len(byName), arg, strings.Join(byName, ", "))
 }
+
+// parseInterspersed is parseFlags allowing flags after positional arguments,
+// as in "rekey unlock ID --add": flag parsing resumes after each positional.
+// Everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}

@@ -20,7 +20,7 @@ func runEvents(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("events", env.Stderr)
 	sock := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print the raw newline-delimited JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

@@ -16,7 +16,7 @@ func runImports(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("imports", env.Stderr)
 	sock := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {

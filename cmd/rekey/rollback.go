@@ -16,7 +16,7 @@ func runRollback(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("rollback", env.Stderr)
 	sock := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	arg, err := oneArg(fs, "tenant (id or name)")

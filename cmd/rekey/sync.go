@@ -18,7 +18,7 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("sync", env.Stderr)
 	sock := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print the sync's events as JSON lines")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	arg, err := oneArg(fs, "tenant (id or name)")

@@ -40,7 +40,7 @@ func runUnlock(ctx context.Context, env *Env, args []string) error {
 	update := fs.String("update", "", "replace `CREDENTIAL` (id, name, Key ID or Client ID)")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
 	asJSON := fs.Bool("json", false, "print the import as JSON afterwards")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
 	}
 	id, err := oneArg(fs, "import id")
