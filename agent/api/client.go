@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/rekeyd/rekey/store"
 )
@@ -176,14 +177,29 @@ func (c *Client) Devices(ctx context.Context, tenantID, after string, limit int)
 	return v, c.do(ctx, "GET", path, nil, &v)
 }
 
-// Unlock sends POST /v1/imports/{id}/unlock. The encoded body is wiped after
-// sending; the caller wipes req.Password.
+// Unlock sends POST /v1/imports/{id}/unlock. The body is built by hand so
+// that the only copy of the password it makes is wiped after sending; the
+// caller wipes req.Password.
 func (c *Client) Unlock(ctx context.Context, id string, req UnlockRequest) (store.Import, error) {
-	body, err := json.Marshal(req)
-	defer clear(body)
+	if !utf8.Valid(req.Password) {
+		return store.Import{}, fmt.Errorf("%w: the password is not valid UTF-8", ErrInvalid)
+	}
+	rest, err := json.Marshal(struct {
+		Intent string `json:"intent,omitempty"`
+		Target string `json:"target,omitempty"`
+	}{req.Intent, req.Target})
 	if err != nil {
 		return store.Import{}, fmt.Errorf("encode unlock request: %w", err)
 	}
+	body := make([]byte, 0, len(req.Password)*6+len(rest)+16) // room for every escape: no regrowth leaves an unwiped copy
+	body = append(body, `{"password":`...)
+	body = req.Password.AppendJSON(body)
+	if len(rest) > 2 {
+		body = append(body, ',')
+		body = append(body, rest[1:len(rest)-1]...)
+	}
+	body = append(body, '}')
+	defer clear(body)
 	var v store.Import
 	return v, c.do(ctx, "POST", "/v1/imports/"+url.PathEscape(id)+"/unlock", body, &v)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,34 @@ func TestSlowSubscriberErrorIsErrDropped(t *testing.T) {
 	cancel() // cancelling after a drop is harmless
 	if err := (&api.APIError{Code: "events_dropped"}); !errors.Is(err, api.ErrDropped) {
 		t.Fatal("events_dropped does not unwrap to ErrDropped")
+	}
+}
+
+// TestEventStreamOutlivesTheReadTimeout guards against the server's
+// ReadTimeout cancelling a stream that has been open longer than it: the
+// deadline is the OS's, so this test waits for real time to pass.
+func TestEventStreamOutlivesTheReadTimeout(t *testing.T) {
+	f := sampleFake()
+	path := filepath.Join(apitest.ShortTempDir(t), "rekey.sock")
+	l, err := api.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := api.New(api.Config{Backend: f})
+	api.SetReadTimeout(srv, 50*time.Millisecond)
+	go srv.Serve(l)
+	defer srv.Shutdown(context.Background())
+	c := api.NewClient(path)
+	defer c.Close()
+	s, err := c.Events(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	waitSubscribers(t, f, 1)
+	<-time.After(300 * time.Millisecond) // well past the read timeout
+	f.Publish(store.Event{Seq: 7, Kind: "late"})
+	if e, err := s.Next(); err != nil || e.Seq != 7 {
+		t.Fatalf("stream after the read timeout: %+v, %v", e, err)
 	}
 }

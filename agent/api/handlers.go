@@ -54,7 +54,8 @@ func (s *Server) routes() http.Handler {
 // admin guards a handler with the authorisation rule.
 func (s *Server) admin(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.authorised(r); err != nil {
+		if p, err := s.authorised(r); err != nil {
+			s.cfg.Logger.Info("refused API request", "method", r.Method, "path", r.URL.Path, "uid", p.UID, "pid", p.PID)
 			writeError(w, err)
 			return
 		}

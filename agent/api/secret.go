@@ -20,20 +20,32 @@ func (s Secret) String() string { return "[redacted]" }
 // GoString never reveals the secret.
 func (s Secret) GoString() string { return "api.Secret([redacted])" }
 
-// MarshalJSON writes the secret as a JSON string.
+// MarshalJSON writes the secret as a JSON string. encoding/json copies the
+// result into its own pooled buffer, which cannot be wiped; the client
+// therefore builds the unlock body with AppendJSON instead.
 func (s Secret) MarshalJSON() ([]byte, error) {
 	if !utf8.Valid(s) {
-		return nil, &json.UnsupportedValueError{Str: "password is not valid UTF-8"}
+		return nil, errors.New("password is not valid UTF-8")
 	}
-	var b bytes.Buffer
-	b.Grow(len(s) + 2)
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	// Encoding a string copies it; the copy is the caller's buffer to wipe.
-	if err := enc.Encode(string(s)); err != nil {
-		return nil, err
+	return s.AppendJSON(nil), nil
+}
+
+// AppendJSON appends the secret as a JSON string to dst, with no copy in
+// between that the caller could not wipe. The secret must be valid UTF-8.
+func (s Secret) AppendJSON(dst []byte) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return append(dst, '"')
 }
 
 // UnmarshalJSON copies the JSON string into fresh bytes. Strings without
