@@ -69,6 +69,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st, err := s.cfg.Backend.Status(r.Context())
+	st.Tenants, st.PendingImports = nonNil(st.Tenants), nonNil(st.PendingImports)
 	answer(w, st, err)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	"github.com/rekeyd/rekey/store"
@@ -35,7 +36,7 @@ func runImports(ctx context.Context, env *Env, args []string) error {
 		if *asJSON {
 			return printJSON(env.Stdout, imp)
 		}
-		printImport(env, imp)
+		printImport(env.Stdout, imp)
 		return nil
 	}
 	imps, err := c.Imports(ctx)
@@ -57,8 +58,7 @@ func runImports(ctx context.Context, env *Env, args []string) error {
 	return tw.Flush()
 }
 
-func printImport(env *Env, imp store.Import) {
-	w := env.Stdout
+func printImport(w io.Writer, imp store.Import) {
 	fmt.Fprintf(w, "Import     %s\n", imp.ID)
 	fmt.Fprintf(w, "Name       %s\n", imp.Name)
 	fmt.Fprintf(w, "State      %s\n", imp.State)

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -101,7 +99,7 @@ func (u *unlockCmd) run(ctx context.Context) (store.Import, error) {
 		return store.Import{}, fmt.Errorf("import %s is %s: there is nothing to unlock", u.id, imp.State)
 	}
 	if u.tty != nil {
-		printImport(&Env{Stdout: u.env.Stderr}, imp)
+		printImport(u.env.Stderr, imp)
 		if imp.State == store.ImportNeedsTarget && !u.chosen {
 			if err := u.choose(ctx); err != nil {
 				return store.Import{}, err
@@ -199,19 +197,39 @@ func (u *unlockCmd) choose(ctx context.Context) error {
 	}
 }
 
-// readSecretLine reads the first line of r as a password.
+// readSecretLine reads the first line of r as a password, one byte at a
+// time so that no buffer other than the returned one holds it.
 func readSecretLine(r io.Reader) (api.Secret, error) {
-	br := bufio.NewReader(io.LimitReader(r, 64<<10))
-	line, err := br.ReadBytes('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		clear(line)
-		return nil, fmt.Errorf("read password from stdin: %w", err)
+	pw := make(api.Secret, 0, 256)
+	one := make([]byte, 1)
+	for len(pw) < 64<<10 {
+		n, err := r.Read(one)
+		if n == 1 {
+			if one[0] == '\n' {
+				break
+			}
+			if len(pw) == cap(pw) {
+				grown := append(make(api.Secret, 0, 2*cap(pw)), pw...)
+				pw.Wipe()
+				pw = grown
+			}
+			pw = append(pw, one[0])
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			pw.Wipe()
+			return nil, fmt.Errorf("read password from stdin: %w", err)
+		}
 	}
-	pw := bytes.TrimRight(line, "\r\n")
+	one[0] = 0
+	if n := len(pw); n > 0 && pw[n-1] == '\r' {
+		pw[n-1] = 0
+		pw = pw[:n-1]
+	}
 	if len(pw) == 0 {
 		return nil, usageError("--password-stdin: stdin held no password")
 	}
-	out := append(api.Secret(nil), pw...)
-	clear(line)
-	return out, nil
+	return pw, nil
 }
