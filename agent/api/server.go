@@ -191,5 +191,5 @@ func (s *Server) authorised(r *http.Request) (platform.Peer, error) {
 			return p, nil
 		}
 	}
-	return p, fmt.Errorf("%w: uid %d is not root, the agent's user or a member of the admin group %q", ErrForbidden, p.UID, s.cfg.AdminGroup)
+	return p, fmt.Errorf("%w: uid %d is not root, the agent's user or a member of the admin group %q; run the command with sudo", ErrForbidden, p.UID, s.cfg.AdminGroup)
 }

@@ -149,3 +149,48 @@ func type_(t *testing.T, ptmx *os.File, s string) {
 		t.Fatal(err)
 	}
 }
+
+// TestInteractiveChoiceThenPassword covers an import waiting as needs-target:
+// the choice comes first, then the agent asks for the password.
+func TestInteractiveChoiceThenPassword(t *testing.T) {
+	f := fakeAgent()
+	f.ImportFunc = func(context.Context, string) (store.Import, error) {
+		return store.Import{ID: "i7", Name: "Acme copy", Intent: "update", State: store.ImportNeedsTarget, Reason: "two credentials share the Client ID"}, nil
+	}
+	var got api.UnlockRequest
+	f.UnlockFunc = func(_ context.Context, id string, req api.UnlockRequest) (store.Import, error) {
+		if req.Intent == "" {
+			return store.Import{}, api.ErrNeedsChoice
+		}
+		if len(req.Password) == 0 {
+			return store.Import{}, api.ErrPasswordRequired
+		}
+		got = api.UnlockRequest{Password: api.Secret(string(req.Password)), Intent: req.Intent}
+		return store.Import{ID: id, Name: "Acme copy", State: store.ImportApplied}, nil
+	}
+	sock := startAgent(t, f)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	screen := newSyncBuffer()
+	go io.Copy(screen, ptmx)
+	stdout := newSyncBuffer()
+	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(sock)}
+	done := make(chan int, 1)
+	go func() { done <- Run(context.Background(), env, []string{"unlock", "i7"}) }()
+
+	screen.waitFor(t, "Reason     two credentials share the Client ID")
+	screen.waitFor(t, "Choice: ")
+	type_(t, ptmx, "a\r")
+	screen.waitFor(t, "Password for this import: ")
+	type_(t, ptmx, goodPW+"\r")
+	if code := <-done; code != exitOK || got.Intent != "add" || string(got.Password) != goodPW {
+		t.Fatalf("exit %d, agent got %q %q; screen:\n%s", code, got.Intent, got.Password, screen.String())
+	}
+	if strings.Contains(screen.String(), goodPW) {
+		t.Fatal("password echoed")
+	}
+}
