@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rekeyd/rekey/platform"
@@ -131,6 +132,10 @@ func clearStale(path string) error {
 	if err == nil {
 		c.Close()
 		return fmt.Errorf("%w: %s; stop it first (rekey stop) or choose another --socket", ErrSocketInUse, path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		// Not provably stale (no permission to connect, a timeout...): leave it.
+		return fmt.Errorf("check socket %s: %w; remove it by hand if no agent uses it", path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale socket %s: %w", path, err)
