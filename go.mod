@@ -22,6 +22,8 @@ require (
 	github.com/cpuguy83/go-md2man/v2 v2.0.6 // indirect
 
 	github.com/creack/pty v1.1.24 // indirect
+
+	github.com/creack/pty v1.1.24 // indirect
 	github.com/cyphar/filepath-securejoin v0.4.1 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/emirpasic/gods v1.18.1 // indirect

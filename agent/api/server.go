@@ -1,0 +1,200 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rekeyd/rekey/platform"
+)
+
+// MaxBodyBytes bounds every request body; larger bodies get 413.
+const MaxBodyBytes = 64 << 10
+
+// Config configures a Server. Backend is required.
+type Config struct {
+	Backend Backend
+	Version string // reported by /v1/health
+	// AgentUID is the agent's own uid, always authorised (default os.Geteuid()).
+	AgentUID *int
+	// AdminGroup's members are authorised (default none; the agent passes
+	// platform.Paths.AdminGroup or --admin-group).
+	AdminGroup string
+	// Authorize replaces the default rule (root, AgentUID, AdminGroup) when set.
+	Authorize func(platform.Peer) bool
+	// Limiter rate-limits wrong passwords per import (default NewLimiter()).
+	Limiter *Limiter
+	// EventBuffer is each event subscriber's buffer (default 256).
+	EventBuffer int
+	// EventWriteTimeout bounds one event write to a client (default 10s).
+	EventWriteTimeout time.Duration
+	Logger            *slog.Logger
+}
+
+// Server is the local API server.
+type Server struct {
+	cfg      Config
+	http     *http.Server
+	stopping chan struct{} // closed when Shutdown begins; ends event streams
+}
+
+type peerKey struct{}
+
+// peerResult is what ConnContext stashes: the peer or why it is unknown.
+type peerResult struct {
+	peer platform.Peer
+	err  error
+}
+
+// New builds a server; call Listen and Serve, then Shutdown.
+func New(cfg Config) *Server {
+	if cfg.AgentUID == nil {
+		uid := os.Geteuid()
+		cfg.AgentUID = &uid
+	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = NewLimiter()
+	}
+	if cfg.EventBuffer <= 0 {
+		cfg.EventBuffer = 256
+	}
+	if cfg.EventWriteTimeout <= 0 {
+		cfg.EventWriteTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, stopping: make(chan struct{})}
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		// No WriteTimeout: /v1/events streams for as long as the client
+		// stays; other handlers set their own deadline (see withDeadline).
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			p, err := platform.PeerOf(c)
+			return context.WithValue(ctx, peerKey{}, peerResult{p, err})
+		},
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	var once sync.Once
+	s.http.RegisterOnShutdown(func() { once.Do(func() { close(s.stopping) }) })
+	return s
+}
+
+// ErrSocketInUse is returned by Listen when another agent answers on the path.
+var ErrSocketInUse = errors.New("another agent is listening on the socket")
+
+// ErrNotSocket is returned by Listen when the path holds something other than a socket.
+var ErrNotSocket = errors.New("socket path is taken by something that is not a socket")
+
+// Listen creates the Unix socket at path with mode 0666 (every local user may
+// connect; each request is authorised by its peer's credentials). An existing
+// socket that nobody answers on is removed first; a live one or any other kind
+// of file is refused and left alone.
+func Listen(path string) (net.Listener, error) {
+	if err := clearStale(path); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("set mode of socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+func clearStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check socket path %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("%w: %s is a %s; remove it or choose another --socket", ErrNotSocket, path, describeMode(fi.Mode()))
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%w: %s; stop it first (rekey stop) or choose another --socket", ErrSocketInUse, path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		// Not provably stale (no permission to connect, a timeout...): leave it.
+		return fmt.Errorf("check socket %s: %w; remove it by hand if no agent uses it", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m.IsDir():
+		return "folder"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "special file"
+}
+
+// Serve answers requests on l until Shutdown; it returns nil after Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.http.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve local API: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, ends event streams and waits for
+// requests in flight until ctx ends, then closes what remains.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		s.http.Close()
+		return fmt.Errorf("shut down local API: %w", err)
+	}
+	return nil
+}
+
+// authorised applies the configured rule to the request's peer.
+func (s *Server) authorised(r *http.Request) (platform.Peer, error) {
+	pr, _ := r.Context().Value(peerKey{}).(peerResult)
+	if pr.err != nil {
+		return platform.Peer{}, fmt.Errorf("%w: cannot read the caller's credentials: %v", ErrForbidden, pr.err)
+	}
+	p := pr.peer
+	if s.cfg.Authorize != nil {
+		if s.cfg.Authorize(p) {
+			return p, nil
+		}
+	} else if p.UID == 0 || p.UID == *s.cfg.AgentUID {
+		return p, nil
+	} else if s.cfg.AdminGroup != "" {
+		ok, err := platform.UserInGroup(p.UID, s.cfg.AdminGroup)
+		if err != nil {
+			s.cfg.Logger.Warn("check admin group", "uid", p.UID, "group", s.cfg.AdminGroup, "err", err)
+		}
+		if ok {
+			return p, nil
+		}
+	}
+	return p, fmt.Errorf("%w: uid %d is not root, the agent's user or a member of the admin group %q; run the command with sudo", ErrForbidden, p.UID, s.cfg.AdminGroup)
+}

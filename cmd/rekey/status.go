@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/rekeyd/rekey/agent/api"
+)
+
+func init() {
+	register(command{name: "status", summary: "show the agent, its source, tenants and pending imports", run: runStatus})
+}
+
+func runStatus(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet("status", env.Stderr)
+	sock := socketFlag(fs)
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError("status takes no arguments")
+	}
+	c, err := newClient(env, *sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, st)
+	}
+	printStatus(env.Stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st api.Status) {
+	a := st.Agent
+	fmt.Fprintf(w, "Agent      rekey %s, pid %d, uid %d, running since %s\n", a.Version, a.PID, a.UID, when(a.Started))
+	fmt.Fprintf(w, "Source     %s, last read %s\n", st.Source.Path, when(st.Source.LastRead))
+	if st.Source.LastError != "" {
+		fmt.Fprintf(w, "           problem: %s\n", st.Source.LastError)
+	}
+	if len(st.Tenants) == 0 {
+		fmt.Fprintln(w, "Tenants    none yet")
+	}
+	for _, t := range st.Tenants {
+		fmt.Fprintf(w, "\nTenant     %s (%s, %s)\n", t.Name, t.ID, t.Scope)
+		printSummary(w, "active", t.Active)
+		printSummary(w, "previous", t.Previous)
+		fmt.Fprintf(w, "  data       %d devices, %d coverage records, last sync %s\n", t.Devices, t.Coverage, when(t.LastSync))
+		if t.LastSyncError != "" {
+			fmt.Fprintf(w, "  sync error %s\n", t.LastSyncError)
+		}
+	}
+	fmt.Fprintf(w, "\nPending imports: %d\n", len(st.PendingImports))
+	for _, imp := range st.PendingImports {
+		fmt.Fprintf(w, "  %s  %q  %s", imp.ID, imp.Name, imp.State)
+		if imp.Reason != "" {
+			fmt.Fprintf(w, " (%s)", imp.Reason)
+		}
+		fmt.Fprintf(w, "  → rekey unlock %s\n", imp.ID)
+	}
+	if r := st.LastRotation; r != nil {
+		fmt.Fprintf(w, "Last rotation: %s in tenant %s, %s at %s", r.ID, r.TenantID, r.Step, when(r.UpdatedAt))
+		if r.Reason != "" {
+			fmt.Fprintf(w, " (%s)", r.Reason)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func printSummary(w io.Writer, label string, c *api.CredentialSummary) {
+	if c == nil {
+		if label == "active" {
+			fmt.Fprintf(w, "  %-10s none\n", label)
+		}
+		return
+	}
+	fmt.Fprintf(w, "  %-10s %s  %s  key %s  since %s\n", label, c.Name, c.ClientID, c.KeyID, when(c.Since))
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/store"
+)
+
+func init() {
+	register(command{name: "sync", summary: "import a tenant's devices and coverage now: sync TENANT", run: runSync})
+}
+
+func runSync(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet("sync", env.Stderr)
+	sock := socketFlag(fs)
+	asJSON := fs.Bool("json", false, "print the sync's events as JSON lines")
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	arg, err := oneArg(fs, "tenant (id or name)")
+	if err != nil {
+		return err
+	}
+	c, err := newClient(env, *sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id, err := resolveTenant(ctx, c, arg)
+	if err != nil {
+		return err
+	}
+	// Follow first, so that no event of this sync is missed.
+	stream, err := c.Events(ctx)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	if _, err := c.Sync(ctx, id); err != nil {
+		return fmt.Errorf("start sync of %s: %w", arg, err)
+	}
+	_, tty := terminal(env.Stderr)
+	p := &syncProgress{env: env, tty: tty && !*asJSON}
+	for {
+		e, err := stream.Next()
+		switch {
+		case ctx.Err() != nil:
+			p.clear()
+			return fmt.Errorf("stopped following; the sync of %s goes on in the agent", arg)
+		case errors.Is(err, io.EOF):
+			return errors.New("the agent closed the event stream before the sync ended")
+		case err != nil:
+			return fmt.Errorf("follow sync: %w", err)
+		}
+		if e.TenantID != id {
+			continue
+		}
+		if *asJSON && isSyncEvent(e.Kind) {
+			fmt.Fprintf(env.Stdout, "%s\n", stream.Line())
+		}
+		switch e.Kind {
+		case api.EventSyncProgress:
+			p.show(e)
+		case api.EventSyncFinished:
+			p.clear()
+			if !*asJSON {
+				fmt.Fprintf(env.Stdout, "Synced %s: %s devices, %s coverage records.\n", arg, field(e, "devices"), field(e, "coverage"))
+			}
+			return nil
+		case api.EventSyncFailed:
+			p.clear()
+			return fmt.Errorf("sync of %s failed: %s", arg, e.Message)
+		}
+	}
+}
+
+func isSyncEvent(kind string) bool {
+	switch kind {
+	case api.EventSyncStarted, api.EventSyncProgress, api.EventSyncFinished, api.EventSyncFailed:
+		return true
+	}
+	return false
+}
+
+func field(e store.Event, k string) string {
+	if v, ok := e.Fields[k]; ok {
+		return v
+	}
+	return "?"
+}
+
+// syncProgress keeps one updating line on a terminal.
+type syncProgress struct {
+	env   *Env
+	tty   bool
+	shown bool
+}
+
+func (p *syncProgress) show(e store.Event) {
+	if !p.tty {
+		return
+	}
+	fmt.Fprintf(p.env.Stderr, "\r\033[Ksyncing: %s devices, %s coverage records", field(e, "devices"), field(e, "coverage"))
+	p.shown = true
+}
+
+func (p *syncProgress) clear() {
+	if p.shown {
+		fmt.Fprint(p.env.Stderr, "\r\033[K")
+		p.shown = false
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !linux && !darwin
+
+package platform
+
+func peerOfFD(int) (Peer, error) { return Peer{}, ErrUnsupported }
