@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/agent/source"
 	"github.com/rekeyd/rekey/platform"
@@ -87,7 +88,7 @@ type Agent struct {
 	cfg     Config
 	st      *store.Store
 	log     *slog.Logger
-	bus     *bus
+	hub     api.Hub // fans events out to API subscribers
 	started time.Time
 
 	mu      sync.Mutex
@@ -124,7 +125,6 @@ func New(cfg Config) (*Agent, error) {
 		cfg:        cfg,
 		st:         st,
 		log:        cfg.Logger,
-		bus:        newBus(),
 		started:    cfg.Now(),
 		waiting:    make(map[string]*waiting),
 		sources:    make(map[string]*sourceState),
@@ -151,7 +151,7 @@ func (a *Agent) Store() *store.Store { return a.st }
 
 // Close closes the store. Call it after Run has returned.
 func (a *Agent) Close() error {
-	a.bus.closeAll()
+	a.hub.Close()
 	return a.st.Close()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
@@ -13,7 +14,7 @@ import (
 // Errors the local API maps to answers.
 var (
 	// ErrWrongPassword: the password sent by a UI does not open the payload.
-	ErrWrongPassword = errors.New("the password does not open this payload")
+	ErrWrongPassword = api.ErrWrongPassword
 	// ErrNotWaiting: the import is not waiting for a UI (applied, gone, or unknown to this run).
 	ErrNotWaiting = errors.New("import is not waiting for a decision")
 	// ErrBadChoice: the intent or target a UI chose cannot be used.

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 
+	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -20,10 +21,10 @@ const (
 	EvCredentialAdded = "credential.added"
 	EvRollback        = "tenant.rollback"
 	EvAuthCheck       = "auth.check"
-	EvSyncStarted     = "sync.started"
-	EvSyncProgress    = "sync.progress"
-	EvSyncFinished    = "sync.finished"
-	EvSyncFailed      = "sync.failed"
+	EvSyncStarted     = api.EventSyncStarted
+	EvSyncProgress    = api.EventSyncProgress
+	EvSyncFinished    = api.EventSyncFinished
+	EvSyncFailed      = api.EventSyncFailed
 )
 
 // publish records ev in the audit log, logs it and fans it out. Event
@@ -39,7 +40,7 @@ func (a *Agent) publish(ctx context.Context, ev store.Event) {
 		ev = saved
 	}
 	a.logEvent(ev)
-	a.bus.publish(ev)
+	a.hub.Publish(ev)
 	kick(a.statusKick)
 }
 
@@ -48,7 +49,7 @@ func (a *Agent) progress(ev store.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = a.cfg.Now()
 	}
-	a.bus.publish(ev)
+	a.hub.Publish(ev)
 }
 
 func (a *Agent) logEvent(ev store.Event) {
@@ -65,4 +66,4 @@ func (a *Agent) logEvent(ev store.Event) {
 }
 
 // Subscribe returns a stream of events for the local API.
-func (a *Agent) Subscribe(buffer int) (<-chan store.Event, func()) { return a.bus.subscribe(buffer) }
+func (a *Agent) Subscribe(buffer int) (<-chan store.Event, func()) { return a.hub.Subscribe(buffer) }

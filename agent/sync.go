@@ -7,13 +7,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
 
 // ErrSyncRunning: a sync of the tenant is already running.
-var ErrSyncRunning = errors.New("a sync of this tenant is already running")
+var ErrSyncRunning = api.ErrBusy
 
 // syncTick is how often the agent looks for tenants due a sync and for
 // rotations waiting to be confirmed.

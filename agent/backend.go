@@ -1,0 +1,193 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/store"
+)
+
+var _ api.Backend = (*Agent)(nil)
+
+// Status is the whole picture: agent, source, tenants, waiting imports and
+// the last rotation. It never holds secrets.
+func (a *Agent) Status(ctx context.Context) (api.Status, error) {
+	st := api.Status{Agent: api.AgentInfo{Version: a.cfg.Version, PID: os.Getpid(), UID: euid(), Started: a.started}}
+	st.Source = a.sourceInfo()
+	tenants, err := a.st.Tenants(ctx)
+	if err != nil {
+		return st, fmt.Errorf("list tenants: %w", err)
+	}
+	creds, err := a.st.Credentials(ctx)
+	if err != nil {
+		return st, fmt.Errorf("list credentials: %w", err)
+	}
+	st.Tenants = make([]api.TenantStatus, 0, len(tenants))
+	for _, t := range tenants {
+		ts := api.TenantStatus{ID: t.ID, Name: t.Name, Scope: t.Scope, LastSync: t.LastSyncAt, LastSyncError: t.SyncError}
+		for _, c := range creds {
+			if c.TenantID != t.ID {
+				continue
+			}
+			switch c.State {
+			case store.CredActive:
+				ts.Active = summary(c)
+			case store.CredPrevious:
+				ts.Previous = summary(c)
+			}
+		}
+		if ts.Devices, ts.Coverage, err = a.st.Counts(ctx, t.ID); err != nil {
+			return st, fmt.Errorf("count tenant records: %w", err)
+		}
+		st.Tenants = append(st.Tenants, ts)
+	}
+	imps, err := a.st.Imports(ctx)
+	if err != nil {
+		return st, fmt.Errorf("list imports: %w", err)
+	}
+	st.PendingImports = []store.Import{}
+	for _, imp := range imps {
+		switch imp.State {
+		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed, store.ImportApplying:
+			st.PendingImports = append(st.PendingImports, imp)
+		}
+	}
+	rots, err := a.st.Rotations(ctx)
+	if err != nil {
+		return st, fmt.Errorf("list rotations: %w", err)
+	}
+	for i := range rots {
+		if st.LastRotation == nil || rots[i].StartedAt.After(st.LastRotation.StartedAt) {
+			st.LastRotation = &rots[i]
+		}
+	}
+	return st, nil
+}
+
+func summary(c store.Credential) *api.CredentialSummary {
+	return &api.CredentialSummary{ID: c.ID, Name: c.Name, ClientID: c.ClientID, KeyID: c.KeyID, Since: c.ActivatedAt}
+}
+
+// sourceInfo reports the machine-scope payload file.
+func (a *Agent) sourceInfo() api.SourceInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	path := platform.PrefsFile(a.cfg.PrefsDir, a.cfg.Domain)
+	info := api.SourceInfo{Path: path}
+	if s := a.sources[path]; s != nil {
+		info.LastRead, info.LastError = s.LastRead, s.LastErr
+	}
+	return info
+}
+
+func (a *Agent) Credentials(ctx context.Context) ([]store.Credential, error) {
+	return a.st.Credentials(ctx)
+}
+func (a *Agent) Tenants(ctx context.Context) ([]store.Tenant, error) { return a.st.Tenants(ctx) }
+func (a *Agent) Imports(ctx context.Context) ([]store.Import, error) { return a.st.Imports(ctx) }
+func (a *Agent) Import(ctx context.Context, id string) (store.Import, error) {
+	return a.st.Import(ctx, id)
+}
+func (a *Agent) Rotations(ctx context.Context) ([]store.Rotation, error) { return a.st.Rotations(ctx) }
+
+func (a *Agent) Devices(ctx context.Context, tenantID, after string, limit int) ([]store.Device, string, error) {
+	if _, err := a.st.Tenant(ctx, tenantID); err != nil {
+		return nil, "", err
+	}
+	return a.st.Devices(ctx, tenantID, after, limit)
+}
+
+// Unlock decrypts a waiting import with a UI's password and choice.
+func (a *Agent) Unlock(ctx context.Context, id string, req api.UnlockRequest) (store.Import, error) {
+	ctx = context.WithoutCancel(ctx) // a step once begun is finished
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	imp, err := a.st.Import(ctx, id)
+	if err != nil {
+		return imp, err
+	}
+	if a.waiting[id] == nil {
+		return imp, fmt.Errorf("import %s is %s and its entry is not in the managed preferences: %w", id, imp.State, store.ErrState)
+	}
+	if req.Intent != "" && req.Intent != "add" && req.Intent != "update" {
+		return imp, fmt.Errorf("%w: intent %q; use add or update", api.ErrInvalid, req.Intent)
+	}
+	if imp.State == store.ImportNeedsTarget && req.Intent == "" {
+		return imp, api.ErrNeedsChoice
+	}
+	in := attemptInput{password: string(req.Password), intent: req.Intent, target: req.Target}
+	err = a.attempt(ctx, id, in)
+	in.password = ""
+	switch {
+	case errors.Is(err, ErrWrongPassword):
+		return imp, api.ErrWrongPassword
+	case errors.Is(err, ErrBadChoice):
+		return imp, fmt.Errorf("%w: %v", api.ErrNeedsChoice, err)
+	}
+	if got, gerr := a.st.Import(ctx, id); gerr == nil {
+		imp = got
+	}
+	if err != nil && imp.State != store.ImportFailed && imp.State != store.ImportPendingUnlock {
+		return imp, err
+	}
+	if imp.State == store.ImportPendingUnlock {
+		return imp, api.ErrPasswordRequired
+	}
+	return imp, nil
+}
+
+// Dismiss declines a waiting import.
+func (a *Agent) Dismiss(ctx context.Context, id string) (store.Import, error) {
+	ctx = context.WithoutCancel(ctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	imp, err := a.st.Import(ctx, id)
+	if err != nil {
+		return imp, err
+	}
+	switch imp.State {
+	case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed, store.ImportWithdrawn:
+	default:
+		return imp, fmt.Errorf("import %s is %s: %w", id, imp.State, store.ErrState)
+	}
+	delete(a.waiting, id)
+	a.finishImport(ctx, id, store.ImportDismissed, "declined from a UI", "")
+	return a.st.Import(ctx, id)
+}
+
+// Rollback swaps a tenant's active and previous credentials back.
+func (a *Agent) Rollback(ctx context.Context, tenantID string) error {
+	ctx = context.WithoutCancel(ctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rot, err := a.st.Rollback(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	a.publish(ctx, store.Event{Kind: EvRollback, TenantID: tenantID, RotationID: rot.ID, CredentialID: rot.FromCredentialID,
+		Message: "rolled back: the previous credential is active again"})
+	return nil
+}
+
+// Sync starts a background sync of the tenant.
+func (a *Agent) Sync(ctx context.Context, tenantID string) error {
+	if _, err := a.st.Tenant(ctx, tenantID); err != nil {
+		return err
+	}
+	a.syncMu.Lock()
+	busy := a.syncing[tenantID]
+	a.syncMu.Unlock()
+	if busy {
+		return api.ErrBusy
+	}
+	go func() {
+		if err := a.SyncTenant(a.bg, tenantID); err != nil {
+			a.log.Debug("sync", "tenant", tenantID, "err", err)
+		}
+	}()
+	return nil
+}
