@@ -40,16 +40,13 @@ func (a *Agent) attempt(ctx context.Context, id string, in attemptInput) error {
 		return err
 	}
 	defer cred.Wipe()
-	if err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
+	imp, err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
 		imp.ClientID, imp.KeyID = cred.ClientID, cred.KeyID
 		imp.Attempts++
 		return nil
-	}); err != nil {
-		return fmt.Errorf("record attempt: %w", err)
-	}
-	imp, err := a.st.Import(ctx, id)
+	})
 	if err != nil {
-		return fmt.Errorf("read import: %w", err)
+		return fmt.Errorf("record attempt: %w", err)
 	}
 	d, err := a.decide(ctx, imp, cred, in)
 	if err != nil {
@@ -130,7 +127,7 @@ func (a *Agent) decide(ctx context.Context, imp store.Import, cred *payload.Cred
 // finishImport moves an import to a final state, records its tenant and
 // publishes the change.
 func (a *Agent) finishImport(ctx context.Context, id string, state store.ImportState, reason, tenantID string) {
-	err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
+	_, err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
 		imp.State, imp.Reason = state, reason
 		if tenantID != "" {
 			imp.TenantID = tenantID

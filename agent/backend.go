@@ -164,9 +164,12 @@ func (a *Agent) Rollback(ctx context.Context, tenantID string) error {
 	ctx = context.WithoutCancel(ctx)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	rot, err := a.st.Rollback(ctx, tenantID)
-	if err != nil {
+	if err := a.st.Rollback(ctx, tenantID); err != nil {
 		return err
+	}
+	rot, err := a.st.CurrentRotation(ctx, tenantID)
+	if err != nil {
+		return fmt.Errorf("read rolled-back rotation: %w", err)
 	}
 	a.publish(ctx, store.Event{Kind: EvRollback, TenantID: tenantID, RotationID: rot.ID, CredentialID: rot.FromCredentialID,
 		Message: "rolled back: the previous credential is active again"})

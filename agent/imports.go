@@ -153,7 +153,7 @@ func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]
 
 // setImport moves an import to state with a reason and publishes it.
 func (a *Agent) setImport(ctx context.Context, id string, state store.ImportState, reason string) {
-	err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
+	_, err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
 		imp.State, imp.Reason = state, reason
 		return nil
 	})

@@ -79,7 +79,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		a.finishImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
 		return nil
 	}
-	err := a.st.UpdateImport(ctx, imp.ID, func(i *store.Import) error {
+	imp, err := a.st.UpdateImport(ctx, imp.ID, func(i *store.Import) error {
 		i.State, i.Reason, i.TenantID = store.ImportApplying, fmt.Sprintf("replacing %q", target.Name), target.TenantID
 		return nil
 	})
@@ -136,11 +136,15 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 // confirm retires a tenant's previous credential once the active one has
 // obtained a token, wiping the previous key.
 func (a *Agent) confirm(ctx context.Context, tenantID string) {
-	rot, err := a.st.Confirm(ctx, tenantID)
-	if err != nil {
+	if err := a.st.Confirm(ctx, tenantID); err != nil {
 		if !errors.Is(err, store.ErrState) {
 			a.log.Error("confirm rotation", "tenant", tenantID, "err", err)
 		}
+		return
+	}
+	rot, err := a.st.CurrentRotation(ctx, tenantID)
+	if err != nil {
+		a.log.Error("read confirmed rotation", "tenant", tenantID, "err", err)
 		return
 	}
 	a.step(ctx, rot, store.StepConfirmed, "confirmed: the previous credential is retired and its key wiped")
