@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,31 @@ func tenantExists(ctx context.Context, q queryer, tenantID string) error {
 	return err
 }
 
+// deviceChunk is how many devices one INSERT statement carries (9 parameters
+// each, well under SQLite's limit of 32766).
+const deviceChunk = 128
+
+// upsertDevicesSQL returns the multi-row upsert for n devices. keepState
+// keeps a stored coverage state on conflict (the devices gave none).
+func upsertDevicesSQL(n int, keepState bool) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO devices (tenant_id, serial, apple_id, model, product_family, status, attrs,
+		coverage_state, updated_at) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(` ON CONFLICT (tenant_id, serial) DO UPDATE SET apple_id = excluded.apple_id,
+		model = excluded.model, product_family = excluded.product_family, status = excluded.status,
+		attrs = excluded.attrs, updated_at = excluded.updated_at`)
+	if !keepState {
+		b.WriteString(`, coverage_state = excluded.coverage_state`)
+	}
+	return b.String()
+}
+
 // UpsertDevices inserts or updates the tenant's devices by serial, in one
 // transaction. An empty CoverageState keeps the stored one ("unknown" for a
 // new device).
@@ -27,26 +53,39 @@ func (s *Store) UpsertDevices(ctx context.Context, tenantID string, devs []Devic
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
-		st, err := tx.PrepareContext(ctx, `INSERT INTO devices (tenant_id, serial, apple_id, model, product_family,
-			status, attrs, coverage_state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, 'unknown'), ?9)
-			ON CONFLICT (tenant_id, serial) DO UPDATE SET apple_id = ?3, model = ?4, product_family = ?5,
-			status = ?6, attrs = ?7, coverage_state = coalesce(?8, coverage_state), updated_at = ?9`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		at := now.UnixNano()
+		var keep, set []Device
 		for _, d := range devs {
 			if d.Serial == "" {
 				return errors.New("device without a serial number; every device needs one")
 			}
-			if _, err := st.ExecContext(ctx, tenantID, d.Serial, d.AppleID, d.Model, d.ProductFamily, d.Status,
-				nullJSON(d.Attrs), nullStr(d.CoverageState), at); err != nil {
-				return fmt.Errorf("upsert device %s: %w", d.Serial, err)
+			if d.CoverageState == "" {
+				d.CoverageState = "unknown"
+				keep = append(keep, d)
+			} else {
+				set = append(set, d)
 			}
 		}
-		return nil
+		if err := upsertDeviceRows(ctx, tx, tenantID, now.UnixNano(), keep, true); err != nil {
+			return err
+		}
+		return upsertDeviceRows(ctx, tx, tenantID, now.UnixNano(), set, false)
 	})
+}
+
+func upsertDeviceRows(ctx context.Context, tx *sql.Tx, tenantID string, at int64, devs []Device, keepState bool) error {
+	args := make([]any, 0, 9*deviceChunk)
+	for start := 0; start < len(devs); start += deviceChunk {
+		chunk := devs[start:min(start+deviceChunk, len(devs))]
+		args = args[:0]
+		for _, d := range chunk {
+			args = append(args, tenantID, d.Serial, d.AppleID, d.Model, d.ProductFamily, d.Status,
+				nullJSON(d.Attrs), d.CoverageState, at)
+		}
+		if _, err := tx.ExecContext(ctx, upsertDevicesSQL(len(chunk), keepState), args...); err != nil {
+			return fmt.Errorf("upsert devices %s..%s: %w", chunk[0].Serial, chunk[len(chunk)-1].Serial, err)
+		}
+	}
+	return nil
 }
 
 // UpsertCoverage stores the full coverage answer for each device: its

@@ -26,8 +26,19 @@ func checkNew(nc NewCredential) error {
 	return nil
 }
 
-// insertCred seals the key and inserts the credential in state st.
+// insertCred seals the key and inserts the credential in state st. Its
+// import, if named, must have been recorded (ErrNotFound otherwise).
 func (s *Store) insertCred(ctx context.Context, tx *sql.Tx, now time.Time, tenantID string, nc NewCredential, st CredState) (Credential, error) {
+	if nc.ImportID != "" {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM imports WHERE id = ?`, nc.ImportID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Credential{}, fmt.Errorf("import %q was not recorded; call RecordImport first: %w", nc.ImportID, ErrNotFound)
+		}
+		if err != nil {
+			return Credential{}, fmt.Errorf("find import %q: %w", nc.ImportID, err)
+		}
+	}
 	c := Credential{ID: newID("cred_"), TenantID: tenantID, Name: nc.Name, ClientID: nc.ClientID, KeyID: nc.KeyID,
 		Scope: nc.Scope, State: st, Origin: nc.Origin, ImportID: nc.ImportID, HasKey: true, CreatedAt: now}
 	if st == CredActive {

@@ -193,6 +193,7 @@ func TestRotationStepErrors(t *testing.T) {
 		"unknown rotation is not found":              {s.Validated(ctx, "rot_000000000000"), store.ErrNotFound},
 		"unknown tenant is not found":                {errOf(s.Stage(ctx, "ten_000000000000", newCred("D"))), store.ErrNotFound},
 		"scope mismatch is an invariant":             {errOf(s.Stage(ctx, ten.ID, schoolCred())), store.ErrInvariant},
+		"unrecorded import is not found":             {errOf(s.AddCredential(ctx, withImport(newCred("E"), "never-recorded"), "")), store.ErrNotFound},
 	} {
 		if !errors.Is(tc.err, tc.want) {
 			t.Errorf("%s: err = %v, want %v", name, tc.err, tc.want)
@@ -326,4 +327,9 @@ func TestKeyIsNeverInErrorsOrRecords(t *testing.T) {
 		}
 	}
 	_ = rot
+}
+
+func withImport(nc store.NewCredential, id string) store.NewCredential {
+	nc.ImportID = id
+	return nc
 }
