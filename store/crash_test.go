@@ -30,10 +30,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const (
-	crashTenants   = 2
-	crashBatchSize = 50
-)
+const crashTenants = 2
+
+// crashBatchSize devices (each with a coverage record) per reported batch;
+// crashMaxLines is the most reports the parent waits for before a kill.
+var crashBatchSize, crashMaxLines = 50, 12
+
+func init() {
+	if raceEnabled {
+		crashBatchSize, crashMaxLines = 10, 4
+	}
+}
 
 // crashChild runs rotations and device+coverage batches until it is killed,
 // writing one line to stdout after each commit: "batch <tenant> <prefix>",
@@ -157,7 +164,7 @@ func TestCrashAtRandomInstantsLosesNothingCommitted(t *testing.T) {
 		if i%killsPerDir == 0 {
 			dir = t.TempDir() // a fresh folder now and then keeps each check small
 		}
-		lines := runAndKill(t, dir, rand.IntN(12))
+		lines := runAndKill(t, dir, rand.IntN(crashMaxLines))
 		s, err := store.Open(dir, store.Options{})
 		if err != nil {
 			t.Fatalf("kill %d: reopen after crash: %v", i, err)

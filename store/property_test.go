@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -190,6 +191,9 @@ func (m *machine) check(t *rapid.T) {
 }
 
 func TestRandomOperationSequencesKeepInvariants(t *testing.T) {
+	if raceEnabled && !flagGiven("rapid.checks") {
+		flag.Set("rapid.checks", "10") // the race detector slows SQLite about tenfold
+	}
 	root := t.TempDir()
 	rapid.Check(t, func(rt *rapid.T) {
 		dir, err := os.MkdirTemp(root, "case")
@@ -204,4 +208,10 @@ func TestRandomOperationSequencesKeepInvariants(t *testing.T) {
 		m := &machine{s: s, ctx: context.Background(), states: map[string]store.CredState{}}
 		rt.Repeat(m.actions())
 	})
+}
+
+func flagGiven(name string) bool {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
