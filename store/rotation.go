@@ -126,9 +126,14 @@ func (s *Store) Stage(ctx context.Context, tenantID string, nc NewCredential) (R
 		if t.Scope != nc.Scope {
 			return fmt.Errorf("credential scope %s does not match tenant scope %s: %w", nc.Scope, t.Scope, ErrInvariant)
 		}
-		if open, err := getOne(ctx, tx, scanRot, "unfinished rotation of tenant", tenantID,
-			`SELECT `+rotCols+` FROM rotations WHERE tenant_id = ? AND step IN ('staged', 'validated')`, tenantID); err == nil {
-			return fmt.Errorf("tenant %q already has rotation %s at step %s: %w", tenantID, open.ID, open.Step, ErrInvariant)
+		open, err := getOne(ctx, tx, scanRot, "unfinished rotation of tenant", tenantID,
+			`SELECT `+rotCols+` FROM rotations WHERE tenant_id = ? AND step IN ('staged', 'validated')`, tenantID)
+		switch {
+		case err == nil:
+			return fmt.Errorf("tenant %q already has rotation %s at step %s; fail it or finish it first: %w",
+				tenantID, open.ID, open.Step, ErrInvariant)
+		case !errors.Is(err, ErrNotFound):
+			return err
 		}
 		active, err := credIn(ctx, tx, tenantID, CredActive)
 		if err != nil {
