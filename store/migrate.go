@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 //go:embed migrations/*.sql
@@ -125,16 +126,25 @@ func (h header) check() error {
 // migrate re-checks the identity through SQLite (the WAL may hold a newer
 // header than the file) and applies each missing migration in its own
 // transaction, setting PRAGMA user_version in the same transaction.
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context, busyTimeout time.Duration) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
 	var h header
 	var tables int64
-	err = s.w.QueryRowContext(ctx, `SELECT (SELECT user_version FROM pragma_user_version),
-		(SELECT application_id FROM pragma_application_id), (SELECT count(*) FROM sqlite_schema)`).
-		Scan(&h.userVersion, &h.appID, &tables)
+	// The first statement opens the connection, whose DSN switches a new file
+	// to WAL. While another process does the same, SQLite answers SQLITE_BUSY
+	// at once rather than wait (it would deadlock), so retry within the busy timeout.
+	for wait := time.Millisecond; ; wait *= 2 {
+		err = s.w.QueryRowContext(ctx, `SELECT (SELECT user_version FROM pragma_user_version),
+			(SELECT application_id FROM pragma_application_id), (SELECT count(*) FROM sqlite_schema)`).
+			Scan(&h.userVersion, &h.appID, &tables)
+		if !isBusy(err) || wait > busyTimeout {
+			break
+		}
+		time.Sleep(wait)
+	}
 	if err != nil {
 		return fmt.Errorf("read schema version: %w", mapErr(err))
 	}
@@ -161,6 +171,14 @@ func (s *Store) apply(ctx context.Context, m migration) error {
 		return fmt.Errorf("begin migration %s: %w", m.name, mapErr(err))
 	}
 	defer tx.Rollback()
+	// Another process may have applied it since migrate read the version.
+	var current int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", mapErr(err))
+	}
+	if current >= m.version {
+		return nil
+	}
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return fmt.Errorf("apply migration %s: %w", m.name, mapErr(err))
 	}

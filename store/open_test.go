@@ -186,3 +186,38 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	db.Close()
 	refusedUntouched(t, dir, store.ErrNewerSchema)
 }
+
+// TestConcurrentOpensOfANewFolderAgree opens one new folder from several
+// goroutines at once (the agent and a CLI racing at first start): every Open
+// succeeds, the migrations run once, and all share one sealing key.
+func TestConcurrentOpensOfANewFolderAgree(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	const n = 4
+	stores := make([]*store.Store, n)
+	errs := make([]error, n)
+	done := make(chan int)
+	for i := range n {
+		go func() {
+			stores[i], errs[i] = store.Open(dir, store.Options{})
+			done <- i
+		}()
+	}
+	for range n {
+		<-done
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	_, c, err := stores[0].AddCredential(context.Background(), newCred("A"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range stores {
+		if _, err := s.Key(context.Background(), c.ID); err != nil {
+			t.Fatalf("store %d cannot open a key sealed by store 0: %v", i, err)
+		}
+	}
+}

@@ -73,7 +73,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.w.SetMaxOpenConns(1)
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxLifetime(0)
-	if err := s.migrate(context.Background()); err != nil {
+	if err := s.migrate(context.Background(), opts.BusyTimeout); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}

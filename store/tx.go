@@ -18,7 +18,14 @@ const (
 	sqliteCorrupt    = 11
 	sqliteNotADB     = 26
 	sqliteConstraint = 19
+	sqliteBusy       = 5
 )
+
+// isBusy reports whether err is SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqliteBusy
+}
 
 // mapErr wraps SQLite errors callers branch on in the store's sentinels. The
 // SQLite message names the rule (an index, a trigger's text), never a value.
