@@ -15,10 +15,6 @@ import (
 	"github.com/rekeyd/rekey/platform"
 )
 
-// ErrSealKey: the sealing key file is missing while sealed keys exist, has
-// the wrong size or mode, or does not open a sealed key. The message says which.
-var ErrSealKey = errors.New("sealing key unusable")
-
 // sealVersion is the first byte of every sealed blob: version || nonce || ciphertext.
 const sealVersion = 1
 
