@@ -53,23 +53,49 @@ func (s *Store) UpsertDevices(ctx context.Context, tenantID string, devs []Devic
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
-		var keep, set []Device
-		for _, d := range devs {
-			if d.Serial == "" {
-				return errors.New("device without a serial number; every device needs one")
-			}
-			if d.CoverageState == "" {
-				d.CoverageState = "unknown"
-				keep = append(keep, d)
-			} else {
-				set = append(set, d)
-			}
-		}
-		if err := upsertDeviceRows(ctx, tx, tenantID, now.UnixNano(), keep, true); err != nil {
+		return upsertDevices(ctx, tx, tenantID, now, devs)
+	})
+}
+
+// SyncPage stores one page of a sync in one transaction: its devices, their
+// coverage, and the cursor a new sync resumes from ("" when the sync is
+// done). A crash leaves either the whole page with its cursor or neither.
+func (s *Store) SyncPage(ctx context.Context, tenantID string, devs []Device, dcs []DeviceCoverage, cursor string) error {
+	return s.write(ctx, "store sync page", func(tx *sql.Tx, now time.Time) error {
+		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
-		return upsertDeviceRows(ctx, tx, tenantID, now.UnixNano(), set, false)
+		if err := upsertDevices(ctx, tx, tenantID, now, devs); err != nil {
+			return err
+		}
+		if err := upsertCoverage(ctx, tx, tenantID, now, dcs); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE tenants SET sync_cursor = ? WHERE id = ?`, cursor, tenantID)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, "tenant", tenantID)
 	})
+}
+
+func upsertDevices(ctx context.Context, tx *sql.Tx, tenantID string, now time.Time, devs []Device) error {
+	var keep, set []Device
+	for _, d := range devs {
+		if d.Serial == "" {
+			return errors.New("device without a serial number; every device needs one")
+		}
+		if d.CoverageState == "" {
+			d.CoverageState = "unknown"
+			keep = append(keep, d)
+		} else {
+			set = append(set, d)
+		}
+	}
+	if err := upsertDeviceRows(ctx, tx, tenantID, now.UnixNano(), keep, true); err != nil {
+		return err
+	}
+	return upsertDeviceRows(ctx, tx, tenantID, now.UnixNano(), set, false)
 }
 
 func upsertDeviceRows(ctx context.Context, tx *sql.Tx, tenantID string, at int64, devs []Device, keepState bool) error {
@@ -96,41 +122,45 @@ func (s *Store) UpsertCoverage(ctx context.Context, tenantID string, dcs []Devic
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO coverage (tenant_id, id, serial, description, status,
-			start_date, end_date, attrs, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-			ON CONFLICT (tenant_id, id) DO UPDATE SET serial = ?3, description = ?4, status = ?5,
-			start_date = ?6, end_date = ?7, attrs = ?8, updated_at = ?9`)
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
-		at := now.UnixNano()
-		for _, dc := range dcs {
-			state := "none"
-			if len(dc.Records) > 0 {
-				state = "covered"
-			}
-			res, err := tx.ExecContext(ctx, `UPDATE devices SET coverage_state = ?, updated_at = ?
-				WHERE tenant_id = ? AND serial = ?`, state, at, tenantID, dc.Serial)
-			if err != nil {
-				return fmt.Errorf("update device %s: %w", dc.Serial, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return fmt.Errorf("coverage for unknown device %s; upsert the device first: %w", dc.Serial, ErrInvariant)
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM coverage WHERE tenant_id = ? AND serial = ?`,
-				tenantID, dc.Serial); err != nil {
-				return fmt.Errorf("clear coverage of %s: %w", dc.Serial, err)
-			}
-			for _, c := range dc.Records {
-				if _, err := ins.ExecContext(ctx, tenantID, c.ID, dc.Serial, c.Description, c.Status,
-					c.StartDate, c.EndDate, nullJSON(c.Attrs), at); err != nil {
-					return fmt.Errorf("upsert coverage %s of %s: %w", c.ID, dc.Serial, err)
-				}
-			}
-		}
-		return nil
+		return upsertCoverage(ctx, tx, tenantID, now, dcs)
 	})
+}
+
+func upsertCoverage(ctx context.Context, tx *sql.Tx, tenantID string, now time.Time, dcs []DeviceCoverage) error {
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO coverage (tenant_id, id, serial, description, status,
+		start_date, end_date, attrs, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+		ON CONFLICT (tenant_id, id) DO UPDATE SET serial = ?3, description = ?4, status = ?5,
+		start_date = ?6, end_date = ?7, attrs = ?8, updated_at = ?9`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	at := now.UnixNano()
+	for _, dc := range dcs {
+		state := "none"
+		if len(dc.Records) > 0 {
+			state = "covered"
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET coverage_state = ?, updated_at = ?
+			WHERE tenant_id = ? AND serial = ?`, state, at, tenantID, dc.Serial)
+		if err != nil {
+			return fmt.Errorf("update device %s: %w", dc.Serial, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("coverage for unknown device %s; upsert the device first: %w", dc.Serial, ErrInvariant)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM coverage WHERE tenant_id = ? AND serial = ?`,
+			tenantID, dc.Serial); err != nil {
+			return fmt.Errorf("clear coverage of %s: %w", dc.Serial, err)
+		}
+		for _, c := range dc.Records {
+			if _, err := ins.ExecContext(ctx, tenantID, c.ID, dc.Serial, c.Description, c.Status,
+				c.StartDate, c.EndDate, nullJSON(c.Attrs), at); err != nil {
+				return fmt.Errorf("upsert coverage %s of %s: %w", c.ID, dc.Serial, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Devices returns up to limit devices of the tenant with serial > after, in

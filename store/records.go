@@ -155,6 +155,18 @@ func (s *Store) MarkAuth(ctx context.Context, credentialID string, at time.Time)
 	})
 }
 
+// SetOrigin records where a credential now comes from: a credential whose
+// payload was removed stays, owned locally (OriginLocal).
+func (s *Store) SetOrigin(ctx context.Context, credentialID string, origin Origin) error {
+	return s.write(ctx, "set origin", func(tx *sql.Tx, now time.Time) error {
+		res, err := tx.ExecContext(ctx, `UPDATE credentials SET origin = ? WHERE id = ?`, string(origin), credentialID)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, "credential", credentialID)
+	})
+}
+
 // mustAffect turns "no row updated" into ErrNotFound.
 func mustAffect(res sql.Result, what, id string) error {
 	n, err := res.RowsAffected()
