@@ -23,6 +23,10 @@ var (
 	ErrNewerSchema = errors.New("database schema is newer than this rekey")
 	// ErrNotDatabase: the file is not a SQLite database (or is damaged); it is left untouched.
 	ErrNotDatabase = errors.New("file is not a rekey database")
+	// ErrSealKey: the sealing key file seal.key is missing while sealed keys
+	// exist, is not a regular file, has a mode wider than 0600 or the wrong
+	// size, or does not open a sealed key. The message says which and what to do.
+	ErrSealKey = errors.New("sealing key unusable")
 )
 
 // CredState is the lifecycle state of a credential.

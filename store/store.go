@@ -1,0 +1,195 @@
+// Package store keeps rekey's tenants, credentials, imports, rotations,
+// devices and audit log in one SQLite file, and is the only package that opens it.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+)
+
+// File names inside the state folder.
+const (
+	DBFile      = "rekey.db"
+	SealKeyFile = "seal.key"
+)
+
+// Options tune Open. The zero value is ready to use.
+type Options struct {
+	// Now is the clock for every timestamp the store writes (default time.Now).
+	Now func() time.Time
+	// BusyTimeout is how long a statement waits for a lock held by another
+	// connection or process before failing (default 5s).
+	BusyTimeout time.Duration
+}
+
+// Store is an open rekey database. It is safe for concurrent use: writes go
+// through a single connection, one BEGIN IMMEDIATE transaction each; reads use
+// a pool of read-only connections.
+type Store struct {
+	path string
+	now  func() time.Time
+	w    *sql.DB // the writer: MaxOpenConns(1), _txlock=immediate
+	r    *sql.DB // the read pool: query_only
+	seal *sealer
+}
+
+// Open opens (creating where needed) the database in dir: the folder 0700,
+// rekey.db 0600 and the sealing key seal.key 0600, then applies the embedded
+// migrations. A file that is not a rekey database fails with ErrNotDatabase
+// and one written by a newer rekey with ErrNewerSchema; neither is modified.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if dir == "" {
+		return nil, errors.New("open store: empty state folder; pass the state folder path")
+	}
+	if err := prepareDir(dir); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	path := filepath.Join(dir, DBFile)
+	if err := prepareDBFile(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := probe(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{path: path, now: func() time.Time { return opts.Now().UTC() }}
+	var err error
+	if s.w, err = sql.Open("sqlite", dsn(path, opts.BusyTimeout, false)); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	if err := s.migrate(context.Background(), opts.BusyTimeout); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := fixSidecarModes(path); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if s.r, err = sql.Open("sqlite", dsn(path, opts.BusyTimeout, true)); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.r.SetMaxOpenConns(4)
+	if s.seal, err = s.loadSealer(dir); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+// Path is the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes every connection and forgets the sealing key.
+func (s *Store) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if s.seal != nil {
+		s.seal.wipe()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// dsn builds the connection string. busy_timeout comes first so that the
+// pragmas after it wait for locks instead of failing.
+func dsn(path string, timeout time.Duration, readOnly bool) string {
+	q := url.Values{}
+	pragmas := []string{fmt.Sprintf("busy_timeout(%d)", timeout.Milliseconds())}
+	if readOnly {
+		pragmas = append(pragmas, "query_only(1)", "foreign_keys(1)")
+		q.Set("_txlock", "deferred")
+	} else {
+		pragmas = append(pragmas, "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)", "secure_delete(ON)")
+		q.Set("_txlock", "immediate")
+	}
+	q["_pragma"] = pragmas
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// prepareDir creates the state folder 0700, or narrows an existing one to 0700.
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create state folder: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("inspect state folder: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("state folder %s is not a folder; remove it or pass another path", dir)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("narrow state folder to 0700: %w", err)
+		}
+	}
+	return nil
+}
+
+// prepareDBFile creates the database file empty with mode 0600 (SQLite treats
+// an empty file as a new database), or narrows an existing one to 0600.
+func prepareDBFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create database file: %w", err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("inspect database file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("database %s is not a regular file: %w", path, ErrNotDatabase)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return fmt.Errorf("narrow database file to 0600: %w", err)
+		}
+	}
+	return nil
+}
+
+// fixSidecarModes narrows the WAL and shared-memory files to 0600 if present.
+func fixSidecarModes(path string) error {
+	for _, p := range []string{path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("inspect %s: %w", filepath.Base(p), err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return fmt.Errorf("narrow %s to 0600: %w", filepath.Base(p), err)
+			}
+		}
+	}
+	return nil
+}
