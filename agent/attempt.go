@@ -90,7 +90,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 		if password != "" {
 			return nil, ErrWrongPassword
 		}
-		a.setImport(ctx, id, store.ImportPendingUnlock, "no passphrase in the passphrase file opens it; unlock it from a UI (rekey unlock "+id+")")
+		a.setImport(ctx, id, store.ImportPendingUnlock, "no passphrase in the passphrase file opens it; unlock it from a UI")
 		return nil, err
 	default:
 		w.transient = false

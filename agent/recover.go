@@ -26,7 +26,6 @@ func (a *Agent) recover(ctx context.Context) error {
 			if err := a.cutover(ctx, rot); err != nil {
 				return err
 			}
-			a.finishImport(ctx, rot.ImportID, store.ImportApplied, "applied after restart", rot.TenantID)
 		default:
 			reason := "interrupted before validation by a restart; it is retried from the payload"
 			if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {

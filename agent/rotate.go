@@ -67,6 +67,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 	}
 	a.publish(ctx, store.Event{Kind: EvCredentialAdded, TenantID: ten.ID, CredentialID: c.ID, ImportID: imp.ID,
 		Message: fmt.Sprintf("credential %q added as the active credential of a new tenant", c.Name)})
+	a.importApplied(ctx, imp.ID, ten.ID, "a new tenant was created for it")
 	a.scheduleSync(ten.ID)
 	return nil
 }
@@ -129,6 +130,7 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 		return fmt.Errorf("cut over: %w", err)
 	}
 	a.step(ctx, rot, store.StepCutover, "cut over: the new credential is active, the old one kept as previous")
+	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
 	crashPoint("rotation.cutover")
 	return nil
 }
@@ -149,6 +151,13 @@ func (a *Agent) confirm(ctx context.Context, tenantID string) {
 	}
 	a.step(ctx, rot, store.StepConfirmed, "confirmed: the previous credential is retired and its key wiped")
 	crashPoint("rotation.confirmed")
+}
+
+// importApplied publishes the import's move to applied, which the store
+// made in the same transaction as the credential change.
+func (a *Agent) importApplied(ctx context.Context, id, tenantID, reason string) {
+	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, TenantID: tenantID,
+		Message: "import applied: " + reason, Fields: map[string]string{"state": string(store.ImportApplied)}})
 }
 
 func (a *Agent) step(ctx context.Context, rot store.Rotation, step store.Step, msg string) {

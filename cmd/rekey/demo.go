@@ -102,6 +102,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.apple.RevokeTokens() // Apple ends the old key's sessions too
 	tenantID, err := d.tenantID(ctx)
 	if err != nil {
 		return err
@@ -136,6 +137,9 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.until(ctx, func(e store.Event) bool {
 		return e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportFailed)
 	}); err != nil {
+		return err
+	}
+	if err := d.unchanged(ctx); err != nil {
 		return err
 	}
 	return d.finish(ctx)
@@ -257,6 +261,28 @@ func (d *demo) tenantID(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("demo: no tenant: %v", err)
 	}
 	return ts[0].ID, nil
+}
+
+// unchanged shows that the broken payloads touched neither credential nor data.
+func (d *demo) unchanged(ctx context.Context) error {
+	id, err := d.tenantID(ctx)
+	if err != nil {
+		return err
+	}
+	devices, coverage, err := d.agent.Store().Counts(ctx, id)
+	if err != nil {
+		return fmt.Errorf("demo: count records: %w", err)
+	}
+	creds, err := d.agent.Store().Credentials(ctx)
+	if err != nil {
+		return fmt.Errorf("demo: list credentials: %w", err)
+	}
+	for _, c := range creds {
+		if c.State == store.CredActive {
+			d.say("   Still active: %q; still %d devices and %d coverage records.", c.Name, devices, coverage)
+		}
+	}
+	return nil
 }
 
 // finish prints the status table through the local socket, as `rekey status` does.
