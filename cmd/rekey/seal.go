@@ -183,9 +183,7 @@ func sealPassphrase(env *Env, file string) (string, error) {
 }
 
 func prompt(env *Env, tty *os.File, text string) (string, error) {
-	fmt.Fprint(env.Stderr, text)
-	b, err := term.ReadPassword(int(tty.Fd()))
-	fmt.Fprintln(env.Stderr)
+	b, err := readSecret(tty, env.Stderr, text)
 	if err != nil {
 		return "", fmt.Errorf("read passphrase: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/term"
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
@@ -147,9 +146,7 @@ func (u *unlockCmd) explain(err error) error {
 
 func (u *unlockCmd) askPassword() error {
 	u.req.Password.Wipe()
-	fmt.Fprint(u.env.Stderr, "Password for this import: ")
-	pw, err := term.ReadPassword(int(u.tty.Fd()))
-	fmt.Fprintln(u.env.Stderr)
+	pw, err := readSecret(u.tty, u.env.Stderr, "Password for this import: ")
 	if err != nil {
 		return fmt.Errorf("read password: %w", err)
 	}
