@@ -98,7 +98,7 @@ func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
 	defer func() { target.Key = nil }()
 	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name)})
-	sink := &storeSink{st: a.st, tenantID: tenantID}
+	sink := &storeSink{st: a.st, tenantID: tenantID, cursor: ten.SyncCursor}
 	err = a.cfg.Syncer.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
 		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
 			Fields: map[string]string{"pages": strconv.Itoa(p.Pages), "devices": strconv.Itoa(p.Devices),
@@ -184,7 +184,7 @@ type storeSink struct {
 	tenantID string
 	devices  []store.Device
 	coverage []store.DeviceCoverage
-	cursor   string // last cursor committed
+	cursor   string // last cursor committed (the stored one before any page)
 }
 
 var _ apple.Sink = (*storeSink)(nil)
