@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
 )
