@@ -16,6 +16,7 @@ import (
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/store"
 )
 
 // socketFlag adds --socket to fs.
@@ -124,6 +125,36 @@ func resolveTenant(ctx context.Context, c *api.Client, arg string) (string, erro
 		return "", fmt.Errorf("no tenant with id or name %q; 'rekey status' lists them", arg)
 	}
 	return "", fmt.Errorf("%d tenants are named %q; pass the tenant id instead (%s)", len(byName), arg, strings.Join(byName, ", "))
+}
+
+// minImportPrefix is the shortest import id prefix the CLI accepts (ids
+// default to 64 hex digits, as the brief fixes them).
+const minImportPrefix = 6
+
+// resolveImport accepts an import id or a unique prefix of one, like git
+// accepts a short commit hash.
+func resolveImport(ctx context.Context, c *api.Client, arg string) (string, error) {
+	_, err := c.Import(ctx, arg)
+	if err == nil || !errors.Is(err, store.ErrNotFound) || len(arg) < minImportPrefix {
+		return arg, nil // the request that follows reports any error
+	}
+	imps, err := c.Imports(ctx)
+	if err != nil {
+		return "", err
+	}
+	var matches []string
+	for _, imp := range imps {
+		if strings.HasPrefix(imp.ID, arg) {
+			matches = append(matches, imp.ID)
+		}
+	}
+	switch len(matches) {
+	case 1:
+		return matches[0], nil
+	case 0:
+		return arg, nil
+	}
+	return "", fmt.Errorf("%d imports start with %q; give more of the id", len(matches), arg)
 }
 
 // parseInterspersed is parseFlags allowing flags after positional arguments,

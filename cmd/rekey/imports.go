@@ -29,7 +29,11 @@ func runImports(ctx context.Context, env *Env, args []string) error {
 	}
 	defer c.Close()
 	if fs.NArg() == 1 {
-		imp, err := c.Import(ctx, fs.Arg(0))
+		id, err := resolveImport(ctx, c, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		imp, err := c.Import(ctx, id)
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,9 @@ func runUnlock(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer c.Close()
+	if id, err = resolveImport(ctx, c, id); err != nil {
+		return err
+	}
 	u := &unlockCmd{env: env, client: c, id: id}
 	if isTTY && !*fromStdin {
 		u.tty = tty
