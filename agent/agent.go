@@ -95,6 +95,8 @@ type Agent struct {
 	waiting map[string]*waiting // imports whose entry is in a payload now, by ImportID
 	sources map[string]*sourceState
 
+	srcInfo sync.Map // payload path → api.SourceInfo: what Status shows, read without waiting for mu
+
 	syncMu  sync.Mutex
 	syncing map[string]bool // tenant id → sync running
 

@@ -72,16 +72,22 @@ func summary(c store.Credential) *api.CredentialSummary {
 	return &api.CredentialSummary{ID: c.ID, Name: c.Name, ClientID: c.ClientID, KeyID: c.KeyID, Since: c.ActivatedAt}
 }
 
-// sourceInfo reports the machine-scope payload file.
+// sourceInfo reports the machine-scope payload file. It does not take mu,
+// which a rotation holds from decryption to confirmation (seconds when the
+// store's writer is busy with a sync): status must answer meanwhile.
 func (a *Agent) sourceInfo() api.SourceInfo {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	path := platform.PrefsFile(a.cfg.PrefsDir, a.cfg.Domain)
-	info := api.SourceInfo{Path: path}
-	if s := a.sources[path]; s != nil {
-		info.LastRead, info.LastError = s.LastRead, s.LastErr
+	if info, ok := a.srcInfo.Load(path); ok {
+		return info.(api.SourceInfo)
 	}
-	return info
+	return api.SourceInfo{Path: path}
+}
+
+// setSourceVerdict records what the last read of src found (errText "" for
+// fine), in src and where sourceInfo reads it. Call it with mu held.
+func (a *Agent) setSourceVerdict(src *sourceState, errText string) {
+	src.LastErr = errText
+	a.srcInfo.Store(src.Path, api.SourceInfo{Path: src.Path, LastRead: src.LastRead, LastError: errText})
 }
 
 func (a *Agent) Credentials(ctx context.Context) ([]store.Credential, error) {
