@@ -96,6 +96,7 @@ type Agent struct {
 	sources map[string]*sourceState
 
 	srcInfo sync.Map // payload path → api.SourceInfo: what Status shows, read without waiting for mu
+	status  statusFlight
 
 	syncMu  sync.Mutex
 	syncing map[string]bool // tenant id → sync running
