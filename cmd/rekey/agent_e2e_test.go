@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
@@ -183,5 +188,79 @@ func (l *liveAgent) healthy() {
 	problems, err := l.agent.Store().Check(context.Background(), 0)
 	if err != nil || len(problems) > 0 {
 		l.t.Fatalf("store check: %v %+v", err, problems)
+	}
+}
+
+// TestInteractiveUnlockAgainstTheRealAgent types a wrong and then the right
+// password at the prompt of a pseudo-terminal; the real agent decrypts, sees
+// the import is the update of the only credential with its Client ID, and
+// rotates.
+func TestInteractiveUnlockAgainstTheRealAgent(t *testing.T) {
+	l := startLiveAgent(t, map[string]string{payload.KeyAuthCheck: payload.AuthOff})
+	const rightPW, wrongPW = "typed at the prompt 5e", "not the one 0c"
+	a := l.key("", true)
+	addE := l.entry("tty-add", "Acme", payload.IntentAdd, a, livePassphrase)
+	l.push(addE)
+	l.waitImport(addE.ImportID, store.ImportApplied)
+	b := l.key(a.ClientID, false)
+	updE := l.entry("tty-rotate", "Acme 2027", payload.IntentAuto, b, rightPW)
+	l.push(addE, updE)
+	l.waitImport(updE.ImportID, store.ImportPendingUnlock)
+
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	screen := newSyncBuffer()
+	go io.Copy(screen, ptmx)
+	stdout := newSyncBuffer()
+	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(l.socket)}
+	done := make(chan int, 1)
+	go func() { done <- Run(context.Background(), env, []string{"unlock", updE.ImportID}) }()
+
+	screen.waitFor(t, "Name       Acme 2027")
+	screen.waitFor(t, "Password for this import: ")
+	waitEchoOff(t, tty)
+	type_(t, ptmx, wrongPW+"\r")
+	screen.waitFor(t, "That password is wrong; try again.")
+	screen.waitFor(t, "wrong; try again.\r\nPassword for this import: ")
+	waitEchoOff(t, tty)
+	type_(t, ptmx, rightPW+"\r")
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d; screen:\n%s", code, screen.String())
+	}
+	if !strings.Contains(stdout.String(), "Import tty-rotate (Acme 2027): applied") {
+		t.Fatalf("stdout %q", stdout.String())
+	}
+	if s := screen.String(); strings.Contains(s, rightPW) || strings.Contains(s, wrongPW) {
+		t.Fatalf("a password was echoed on the terminal:\n%s", s)
+	}
+	ts := statusJSON(t, l.socket).Tenants[0]
+	if ts.Active.KeyID != b.KeyID || ts.Previous == nil || ts.Previous.KeyID != a.KeyID {
+		t.Fatalf("after the interactive unlock: %+v", ts)
+	}
+}
+
+// waitEchoOff waits until the terminal no longer echoes. The prompt is
+// printed just before echo is turned off, so a password typed ahead of that
+// would be echoed by the terminal itself: the test types as a person does,
+// after the switch (the OS's terminal state is what is polled).
+func waitEchoOff(t *testing.T, tty *os.File) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), getTermios)
+		if err != nil {
+			t.Fatalf("read terminal settings: %v", err)
+		}
+		if tio.Lflag&unix.ECHO == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the terminal still echoes at the password prompt")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
