@@ -154,9 +154,12 @@ func TestNoSecretLeaksThroughAPILogsEventsOrStatusFile(t *testing.T) {
 		t.Fatalf("unlock with a wrong password: %v, want ErrWrongPassword", err)
 	}
 	secrets.check(t, "the wrong-password error", []byte(err.Error()))
-	if _, err := client.Unlock(ctx, lockedE.ImportID, api.UnlockRequest{Password: api.Secret(interactivePW)}); err != nil {
+	unlocked, err := client.Unlock(ctx, lockedE.ImportID, api.UnlockRequest{Password: api.Secret(interactivePW)})
+	if err != nil {
 		t.Fatalf("unlock with the right password: %v", err)
 	}
+	answer, _ := json.Marshal(unlocked)
+	secrets.check(t, "the unlock answer", answer)
 	h.waitImport(lockedE.ImportID, store.ImportApplied)
 	lastLine := streamed.until(t, func(e store.Event) bool {
 		return e.Kind == agent.EvImportState && e.ImportID == lockedE.ImportID && e.Fields["state"] == string(store.ImportApplied)
