@@ -95,6 +95,9 @@ type Agent struct {
 	waiting map[string]*waiting // imports whose entry is in a payload now, by ImportID
 	sources map[string]*sourceState
 
+	srcInfo sync.Map // payload path → api.SourceInfo: what Status shows, read without waiting for mu
+	status  statusFlight
+
 	syncMu  sync.Mutex
 	syncing map[string]bool // tenant id → sync running
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/platform"
@@ -14,8 +15,59 @@ import (
 var _ api.Backend = (*Agent)(nil)
 
 // Status is the whole picture: agent, source, tenants, waiting imports and
-// the last rotation. It never holds secrets.
+// the last rotation. It never holds secrets. Concurrent callers share builds
+// (see statusFlight); the answer is read-only.
 func (a *Agent) Status(ctx context.Context) (api.Status, error) {
+	return a.status.do(ctx, a.buildStatus)
+}
+
+// statusFlight lets the callers of Status that arrive while a build is
+// running share the next build, which starts after all of them asked: every
+// answer reflects every change its caller could have seen, and a crowd of
+// pollers costs one build at a time instead of one each (and one SQLite
+// connection each).
+type statusFlight struct {
+	build sync.Mutex // held for the one build running
+	mu    sync.Mutex
+	next  *statusCall // not started yet: callers join it
+}
+
+type statusCall struct {
+	done chan struct{}
+	st   api.Status
+	err  error
+}
+
+func (f *statusFlight) do(ctx context.Context, build func(context.Context) (api.Status, error)) (api.Status, error) {
+	f.mu.Lock()
+	c := f.next
+	if c == nil {
+		c = &statusCall{done: make(chan struct{})}
+		f.next = c
+		go f.run(context.WithoutCancel(ctx), c, build) // shared: no one caller may cancel it
+	}
+	f.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.st, c.err
+	case <-ctx.Done():
+		return api.Status{}, ctx.Err()
+	}
+}
+
+// run waits for the running build to end, closes c to newcomers and builds.
+func (f *statusFlight) run(ctx context.Context, c *statusCall, build func(context.Context) (api.Status, error)) {
+	f.build.Lock()
+	defer f.build.Unlock()
+	f.mu.Lock()
+	f.next = nil
+	f.mu.Unlock()
+	c.st, c.err = build(ctx)
+	close(c.done)
+}
+
+// buildStatus reads the status from the store and the agent's state.
+func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 	st := api.Status{Agent: api.AgentInfo{Version: a.cfg.Version, PID: os.Getpid(), UID: euid(), Started: a.started}}
 	st.Source = a.sourceInfo()
 	tenants, err := a.st.Tenants(ctx)
@@ -72,16 +124,22 @@ func summary(c store.Credential) *api.CredentialSummary {
 	return &api.CredentialSummary{ID: c.ID, Name: c.Name, ClientID: c.ClientID, KeyID: c.KeyID, Since: c.ActivatedAt}
 }
 
-// sourceInfo reports the machine-scope payload file.
+// sourceInfo reports the machine-scope payload file. It does not take mu,
+// which a rotation holds from decryption to confirmation (seconds when the
+// store's writer is busy with a sync): status must answer meanwhile.
 func (a *Agent) sourceInfo() api.SourceInfo {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	path := platform.PrefsFile(a.cfg.PrefsDir, a.cfg.Domain)
-	info := api.SourceInfo{Path: path}
-	if s := a.sources[path]; s != nil {
-		info.LastRead, info.LastError = s.LastRead, s.LastErr
+	if info, ok := a.srcInfo.Load(path); ok {
+		return info.(api.SourceInfo)
 	}
-	return info
+	return api.SourceInfo{Path: path}
+}
+
+// setSourceVerdict records what the last read of src found (errText "" for
+// fine), in src and where sourceInfo reads it. Call it with mu held.
+func (a *Agent) setSourceVerdict(src *sourceState, errText string) {
+	src.LastErr = errText
+	a.srcInfo.Store(src.Path, api.SourceInfo{Path: src.Path, LastRead: src.LastRead, LastError: errText})
 }
 
 func (a *Agent) Credentials(ctx context.Context) ([]store.Credential, error) {

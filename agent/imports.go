@@ -48,24 +48,24 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	src.LastRead = a.cfg.Now()
 	src.Present, src.Hash = snap.Present, snap.Hash
 	if snap.Err != nil {
-		src.LastErr = snap.Err.Error()
+		a.setSourceVerdict(src, snap.Err.Error())
 		a.publish(ctx, store.Event{Kind: EvSourceRefused, Message: "payload refused: " + src.LastErr,
 			Fields: map[string]string{"path": snap.Path}})
 		return // a refused file is never acted on, not even to withdraw
 	}
 	if !snap.Present {
-		src.LastErr = ""
+		a.setSourceVerdict(src, "")
 		a.withdraw(ctx, src, nil)
 		return
 	}
 	doc, err := payload.Parse(snap.Data)
 	if err != nil {
-		src.LastErr = err.Error()
+		a.setSourceVerdict(src, err.Error())
 		a.publish(ctx, store.Event{Kind: EvSourceRefused, Message: "payload refused: " + src.LastErr,
 			Fields: map[string]string{"path": snap.Path}})
 		return
 	}
-	src.LastErr = ""
+	a.setSourceVerdict(src, "")
 	if snap.User == "" {
 		a.setMu.Lock()
 		a.set = doc.Settings

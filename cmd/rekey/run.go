@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rekeyd/rekey/agent"
@@ -123,9 +125,38 @@ func runAgent(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer a.Close()
+	defer rescanOnHangup(ctx, a, log)()
 	if err := a.Run(ctx); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	log.Info("agent stopped")
 	return nil
+}
+
+// rescanOnHangup makes SIGHUP ask the agent for a full re-read of the managed
+// preferences, the daemon convention, until the returned stop is called. It
+// is registered before the agent serves its socket, so a client that reaches
+// the agent may already send SIGHUP.
+func rescanOnHangup(ctx context.Context, a *agent.Agent, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: rescanning the managed preferences")
+				a.Rescan()
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }

@@ -1,0 +1,199 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rekeyd/rekey/agent"
+	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/store"
+)
+
+// benchDevices is the size of the benchmark tenant.
+const benchDevices = 10_000
+
+// BenchmarkStatusDuringRotations measures GET /v1/status over the real socket
+// of the real agent, with 1, 50 and 200 clients each on its own connection,
+// while a tenant of 10,000 devices is rotated in a loop in the background
+// (each rotation: a new payload, decrypt, auth check, cutover, confirmation,
+// and the sync that follows). rotations/s is how many rotations completed
+// during the measurement: status polling must not starve them.
+func BenchmarkStatusDuringRotations(b *testing.B) {
+	h := newHarness(b)
+	h.apple.SetDevices(benchDevices)
+	first := h.key("")
+	add := h.entry("Acme r0", payload.IntentAdd, "", first, testPassphrase)
+	add.ImportID = "bench-add"
+	h.push(add)
+	h.waitImport(add.ImportID, store.ImportApplied)
+	waitLong(b, h, agent.EvSyncFinished) // 10,000 devices take longer than waitFor's deadline
+	if n, _, err := h.agent.Store().Counts(context.Background(), h.active("").TenantID); err != nil || n != benchDevices {
+		b.Fatalf("tenant holds %d devices, %v", n, err)
+	}
+
+	loop := startRotations(h, first.ClientID)
+	defer func() {
+		if err := loop.stop(); err != nil {
+			b.Errorf("rotation loop: %v", err)
+		}
+		b.Logf("%d rotations completed in the background", loop.done.Load())
+	}()
+	for _, clients := range []int{1, 50, 200} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			before := loop.done.Load()
+			elapsed := statusLoad(b, h.socket, clients)
+			b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
+		})
+	}
+}
+
+// statusLoad sends b.N GET /v1/status from clients goroutines and reports
+// p50, p99 and requests per second.
+func statusLoad(b *testing.B, sock string, clients int) time.Duration {
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := api.NewClient(sock)
+			defer c.Close()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t := time.Now()
+				if _, err := c.Status(context.Background()); err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[i] = time.Since(t)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	return elapsed
+}
+
+// rotations pushes update payloads one after another until stopped.
+type rotations struct {
+	cancel func()
+	result chan error
+	done   atomic.Int64 // rotations applied
+}
+
+// startRotations rotates the credential of clientID again and again: each
+// round registers a new key with the fake Apple, pushes an update naming the
+// last credential, and waits for the import to be applied.
+func startRotations(h *harness, clientID string) *rotations {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rotations{cancel: cancel, result: make(chan error, 1)}
+	events, unsubscribe := h.agent.Subscribe(4096)
+	go func() {
+		defer unsubscribe()
+		for i := 1; ; i++ {
+			if err := rotateOnce(ctx, h, events, clientID, i); err != nil {
+				if ctx.Err() != nil {
+					err = nil
+				}
+				r.result <- err
+				return
+			}
+			r.done.Add(1)
+		}
+	}()
+	return r
+}
+
+func (r *rotations) stop() error {
+	r.cancel()
+	return <-r.result
+}
+
+// rotateOnce is one update from "Acme r<i-1>" to "Acme r<i>". It reports
+// errors instead of failing the test: it runs outside the test goroutine.
+func rotateOnce(ctx context.Context, h *harness, events <-chan store.Event, clientID string, i int) error {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, _ := x509.MarshalECPrivateKey(priv)
+	keyID := uuid.NewString()
+	h.apple.RegisterCredential(clientID, keyID, &priv.PublicKey)
+	ct, err := payload.Seal(payload.SealInput{Name: fmt.Sprintf("Acme r%d", i), ClientID: clientID, KeyID: keyID,
+		KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}, testPassphrase, 10)
+	if err != nil {
+		return err
+	}
+	id := fmt.Sprintf("bench-rotation-%d", i)
+	doc, err := payload.MarshalPayload([]payload.PayloadEntry{{ImportID: id, Intent: payload.IntentUpdate,
+		Target: fmt.Sprintf("Acme r%d", i-1), Name: fmt.Sprintf("Acme r%d", i), Ciphertext: ct}}, h.settings)
+	if err != nil {
+		return err
+	}
+	if err := platform.WriteFileAtomic(h.payloadPath(), doc, 0o644); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-events:
+			if !ok {
+				return fmt.Errorf("event stream closed while waiting for %s", id)
+			}
+			if e.Kind != agent.EvImportState || e.ImportID != id {
+				continue
+			}
+			switch store.ImportState(e.Fields["state"]) {
+			case store.ImportApplied:
+				return nil
+			case store.ImportFailed, store.ImportNeedsTarget:
+				return fmt.Errorf("rotation %d: %s", i, e.Message)
+			}
+		}
+	}
+}
+
+// waitLong waits up to two minutes for an event of kind.
+func waitLong(b *testing.B, h *harness, kind string) {
+	b.Helper()
+	deadline := time.After(2 * time.Minute)
+	for {
+		select {
+		case e := <-h.events:
+			if e.Kind == kind {
+				return
+			}
+		case <-deadline:
+			b.Fatalf("no %s event within two minutes", kind)
+		}
+	}
+}

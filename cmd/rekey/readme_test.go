@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/store"
+)
+
+// readmeAPICommands returns the shell lines of the README's "Using the local
+// API" section: every line of its sh blocks that is not a comment.
+func readmeAPICommands(t *testing.T) []string {
+	t.Helper()
+	doc, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## Using the local API\n")
+	if !ok {
+		t.Fatal(`README.md has no "## Using the local API" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var lines []string
+	in := false
+	sc := bufio.NewScanner(strings.NewReader(section))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "```sh":
+			in = true
+		case line == "```":
+			in = false
+		case in && line != "" && !strings.HasPrefix(line, "#"):
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// TestReadmeCurlExamplesWorkAsWritten runs the README's curl commands with the
+// real curl against the real agent. The only changes: SOCK and PW come from
+// the environment (the README sets them with an assignment and `read`), the
+// placeholder IMPORT_ID becomes a real id, and a .curlrc makes curl print the
+// HTTP status after the body.
+func TestReadmeCurlExamplesWorkAsWritten(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Fatalf("curl is needed for this test (apt-get install curl; .ci/run installs it): %v", err)
+	}
+	lines := readmeAPICommands(t)
+	var commands []string
+	var events string
+	for _, line := range lines {
+		switch {
+		case strings.HasPrefix(line, "SOCK="), strings.HasPrefix(line, "read -rs PW"):
+		case !strings.Contains(line, curl[strings.LastIndex(curl, "/")+1:]+" "):
+			t.Fatalf("README line is neither setup nor a curl command: %q", line)
+		case strings.HasSuffix(line, "/v1/events"):
+			events = line
+		default:
+			commands = append(commands, line)
+		}
+	}
+	joined := strings.Join(commands, "\n")
+	for _, want := range []string{"/v1/health", "/v1/status", "/v1/imports", "/unlock"} {
+		if !strings.Contains(joined, want) {
+			t.Fatalf("README examples lack %s:\n%s", want, joined)
+		}
+	}
+	if events == "" {
+		t.Fatal("README examples lack the /v1/events command")
+	}
+
+	const pw = "readme pass 4b1d"
+	l := startLiveAgent(t, map[string]string{payload.KeyAuthCheck: payload.AuthOff})
+	a := l.key("", true)
+	addE := l.entry("readme-add", "Acme", payload.IntentAdd, a, livePassphrase)
+	l.push(addE)
+	l.waitImport(addE.ImportID, store.ImportApplied)
+	l.waitSync()
+
+	curlHome := t.TempDir()
+	if err := os.WriteFile(filepath.Join(curlHome, ".curlrc"), []byte("write-out = \"\\n%{http_code}\\n\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "SOCK="+l.socket, "PW="+pw, "CURL_HOME="+curlHome, "HOME="+curlHome)
+	streamed := newSyncBuffer()
+	follow := exec.Command("bash", "-c", events)
+	follow.Env, follow.Stdout, follow.Stderr = env, streamed, streamed
+	follow.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { syscall.Kill(-follow.Process.Pid, syscall.SIGKILL); follow.Wait() }()
+	l.untilFollowed(t, streamed)
+
+	b := l.key(a.ClientID, false)
+	updE := l.entry("readme-rotate", "Acme 2027", payload.IntentAuto, b, pw)
+	l.push(updE)
+	l.waitImport(updE.ImportID, store.ImportPendingUnlock)
+
+	for _, c := range commands {
+		c = strings.ReplaceAll(c, "IMPORT_ID", updE.ImportID)
+		cmd := exec.Command("bash", "-c", c)
+		cmd.Env = env
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c, err, out)
+		}
+		answer := strings.TrimRight(string(out), "\n")
+		i := strings.LastIndex(answer, "\n")
+		body, code := answer[:max(i, 0)], answer[i+1:]
+		if !strings.HasPrefix(code, "2") || !json.Valid([]byte(body)) {
+			t.Fatalf("%s\nanswered %s: %s", c, code, body)
+		}
+		var imp store.Import
+		if strings.Contains(c, "/unlock") && (json.Unmarshal([]byte(body), &imp) != nil || imp.State != store.ImportApplied) {
+			t.Fatalf("unlock from the README did not apply the import: %s", body)
+		}
+	}
+	streamed.waitFor(t, `"state":"applied"`)
+	applied := false
+	for _, line := range bytes.Split(bytes.TrimSpace([]byte(streamed.String())), []byte("\n")) {
+		if !json.Valid(line) {
+			t.Fatalf("event line is not JSON: %s", line)
+		}
+		applied = applied || bytes.Contains(line, []byte(`"import_id":"readme-rotate"`)) && bytes.Contains(line, []byte(`"state":"applied"`))
+	}
+	if !applied {
+		t.Fatalf("the followed events lack the unlocked import being applied:\n%s", streamed.String())
+	}
+}
