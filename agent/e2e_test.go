@@ -3,8 +3,10 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -332,7 +335,9 @@ func TestE2EAuthCheckRequiredRetriesWhileAppleIsUnreachable(t *testing.T) {
 		c.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
 	}).noSync()
 	h.settings[payload.KeyAuthCheck] = payload.AuthRequired
-	h.apple.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.ServerError, Times: -1})
+	// A malformed answer counts as unreachable and, unlike a 503, is not
+	// retried inside the Apple client (whose 5xx backoff takes seconds).
+	h.apple.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.Malformed, Times: -1})
 	k := h.key("")
 	h.push(withID("req", h.entry("Required", payload.IntentAdd, "", k, testPassphrase)))
 	failed := h.untilImport("req", store.ImportFailed)
@@ -431,4 +436,94 @@ func TestE2EStopDuringStartIsClean(t *testing.T) {
 	if err := a.Run(ctx); err != nil {
 		t.Fatalf("run with an ended context: %v", err)
 	}
+}
+
+// A burst of 1,000 rewrites converges on the last content: the stable entry
+// and the final one are applied exactly once, every intermediate entry is
+// either never seen or withdrawn, and only the final content's credentials
+// exist. Intermediate entries need a password nobody gives, so whether the
+// agent sees them or not cannot create a credential.
+func TestE2EBurstOfRewritesConverges(t *testing.T) {
+	h := newHarness(t).noSync()
+	stableKey, finalKey, passing := h.key(""), h.key(""), h.key("")
+	stable := withID("stable", h.entry("Stable", payload.IntentAdd, "", stableKey, testPassphrase))
+	locked := h.entry("Passing", payload.IntentAdd, "", passing, wrongPassphrase)
+	final := withID("final", h.entry("Final", payload.IntentAdd, "", finalKey, testPassphrase))
+
+	const rewrites = 1000
+	docs := make([][]byte, rewrites)
+	for i := range docs {
+		entries := []payload.PayloadEntry{stable, withID(fmt.Sprintf("burst-%d", i), locked)}
+		if i == rewrites-1 {
+			entries = []payload.PayloadEntry{stable, final}
+		}
+		doc, err := payload.MarshalPayload(entries, h.settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs[i] = doc
+	}
+	written := make(chan error, 1)
+	go func() { // the events are read meanwhile so that the stream keeps up
+		for _, doc := range docs {
+			if err := platform.WriteFileAtomic(h.payloadPath(), doc, 0o644); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- nil
+	}()
+	applied := map[string]int{}
+	h.waitFor("the final content applied", func(e store.Event) bool {
+		if e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportApplied) {
+			applied[e.ImportID]++
+		}
+		return applied["final"] > 0 && applied["stable"] > 0
+	})
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h.until("every intermediate import withdrawn", func() bool {
+		imps, err := h.agent.Store().Imports(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range imps {
+			if strings.HasPrefix(imp.ID, "burst-") && imp.State != store.ImportWithdrawn {
+				return false
+			}
+		}
+		return true
+	})
+
+	evs, err := h.agent.Store().Events(ctx, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied = map[string]int{}
+	for _, e := range evs {
+		if e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportApplied) {
+			applied[e.ImportID]++
+		}
+	}
+	if len(applied) != 2 || applied["stable"] != 1 || applied["final"] != 1 {
+		t.Fatalf("applied events per import: %v; want stable and final once each", applied)
+	}
+	keys := map[string]bool{}
+	for _, c := range h.creds() {
+		if c.State != store.CredActive {
+			t.Fatalf("credential %q is %s", c.Name, c.State)
+		}
+		keys[c.KeyID] = true
+	}
+	if len(keys) != 2 || !keys[stableKey.KeyID] || !keys[finalKey.KeyID] {
+		t.Fatalf("credentials after the burst: %v; want exactly the final content's two", keys)
+	}
+	for _, id := range []string{"stable", "final"} {
+		if imp := h.imp(id); imp.State != store.ImportApplied || imp.Attempts != 1 {
+			t.Fatalf("import %s: %+v", id, imp)
+		}
+	}
+	h.healthy()
 }
