@@ -83,7 +83,10 @@ var crashCases = []crashCase{
 
 func TestCrashAtEveryRecordedStep(t *testing.T) {
 	for _, tc := range crashCases {
-		t.Run(tc.name, func(t *testing.T) { crashAndRecover(t, tc) })
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each case has its own folders, child and fake Apple
+			crashAndRecover(t, tc)
+		})
 	}
 }
 

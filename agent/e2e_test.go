@@ -22,6 +22,7 @@ import (
 // HTTP) driven only through payload files and the agent's API methods.
 
 func TestE2EUpdateByNameKeyIDAndClientID(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	a := h.key("")
 	entries := []payload.PayloadEntry{withID("add", h.entry("Acme", payload.IntentAdd, "", a, testPassphrase))}
@@ -65,6 +66,7 @@ func TestE2EUpdateByNameKeyIDAndClientID(t *testing.T) {
 }
 
 func TestE2EAutoInAllItsCases(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	alpha, beta := h.key(""), h.key("")
 
@@ -146,6 +148,7 @@ func TestE2EAutoInAllItsCases(t *testing.T) {
 }
 
 func TestE2EUpdateNeverBecomesAnAdd(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	k, other := h.key(""), h.key("")
 	h.push(
@@ -173,6 +176,7 @@ func TestE2EUpdateNeverBecomesAnAdd(t *testing.T) {
 }
 
 func TestE2EWrongPasswordThenRightOne(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	k := h.key("")
 	h.push(withID("locked", h.entry("Locked", payload.IntentAdd, "", k, wrongPassphrase)))
@@ -197,6 +201,7 @@ func TestE2EWrongPasswordThenRightOne(t *testing.T) {
 }
 
 func TestE2EFileReplacedByRename(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	first, second := h.key(""), h.key("")
 	h.push(withID("first", h.entry("First", payload.IntentAdd, "", first, wrongPassphrase)))
@@ -222,6 +227,7 @@ func TestE2EFileReplacedByRename(t *testing.T) {
 }
 
 func TestE2EPrefsFolderDeletedAndRecreated(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	k, locked := h.key(""), h.key("")
 	entries := []payload.PayloadEntry{
@@ -264,6 +270,7 @@ func TestE2EPrefsFolderDeletedAndRecreated(t *testing.T) {
 }
 
 func TestE2EFolderCreatedAfterStart(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	h.stop()
 	if err := os.RemoveAll(h.prefs); err != nil {
@@ -283,6 +290,7 @@ func TestE2EFolderCreatedAfterStart(t *testing.T) {
 }
 
 func TestE2EImportIDReusedWithOtherContentIsRefused(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	k, other := h.key(""), h.key("")
 	h.push(withID("same-id", h.entry("First", payload.IntentAdd, "", k, testPassphrase)))
@@ -302,6 +310,7 @@ func TestE2EImportIDReusedWithOtherContentIsRefused(t *testing.T) {
 }
 
 func TestE2EProfileRemovalDeletesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	a, b, c := h.key(""), h.key(""), h.key("")
 	h.push(
@@ -331,6 +340,7 @@ func TestE2EProfileRemovalDeletesNothing(t *testing.T) {
 }
 
 func TestE2EAuthCheckRequiredRetriesWhileAppleIsUnreachable(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, func(c *agent.Config) {
 		c.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
 	}).noSync()
@@ -356,6 +366,7 @@ func TestE2EAuthCheckRequiredRetriesWhileAppleIsUnreachable(t *testing.T) {
 }
 
 func TestE2EAlreadyPresent(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	k := h.key("")
 	entries := []payload.PayloadEntry{withID("first", h.entry("Acme", payload.IntentAdd, "", k, testPassphrase))}
@@ -381,6 +392,7 @@ func TestE2EAlreadyPresent(t *testing.T) {
 }
 
 func TestE2ESuperseded(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	a := h.key("")
 	entries := []payload.PayloadEntry{withID("add", h.entry("Acme", payload.IntentAdd, "", a, testPassphrase))}
@@ -424,6 +436,7 @@ func TestE2ESuperseded(t *testing.T) {
 // A stop that arrives while the agent is still starting (recovering) is a
 // normal stop, not a failure.
 func TestE2EStopDuringStartIsClean(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	h.stop()
 	a, err := agent.New(h.config())
@@ -444,6 +457,7 @@ func TestE2EStopDuringStartIsClean(t *testing.T) {
 // exist. Intermediate entries need a password nobody gives, so whether the
 // agent sees them or not cannot create a credential.
 func TestE2EBurstOfRewritesConverges(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t).noSync()
 	stableKey, finalKey, passing := h.key(""), h.key(""), h.key("")
 	stable := withID("stable", h.entry("Stable", payload.IntentAdd, "", stableKey, testPassphrase))
