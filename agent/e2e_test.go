@@ -14,7 +14,6 @@ import (
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
-	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -478,25 +477,35 @@ func TestE2EBurstOfRewritesConverges(t *testing.T) {
 		docs[i] = doc
 	}
 	written := make(chan error, 1)
-	go func() { // the events are read meanwhile so that the stream keeps up
+	go func() { // write, rename into place; no fsync: the burst is about the watcher, not the disk
+		tmp := filepath.Join(h.dir, "burst.plist")
 		for _, doc := range docs {
-			if err := platform.WriteFileAtomic(h.payloadPath(), doc, 0o644); err != nil {
+			if err := os.WriteFile(tmp, doc, 0o644); err != nil {
+				written <- err
+				return
+			}
+			if err := os.Rename(tmp, h.payloadPath()); err != nil {
 				written <- err
 				return
 			}
 		}
 		written <- nil
 	}()
-	applied := map[string]int{}
-	h.waitFor("the final content applied", func(e store.Event) bool {
-		if e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportApplied) {
-			applied[e.ImportID]++
+	for writing := true; writing; { // read the events meanwhile so that the stream keeps up
+		select {
+		case err := <-written:
+			if err != nil {
+				t.Fatal(err)
+			}
+			writing = false
+		case _, ok := <-h.events:
+			if !ok {
+				t.Fatal("event stream dropped during the burst")
+			}
 		}
-		return applied["final"] > 0 && applied["stable"] > 0
-	})
-	if err := <-written; err != nil {
-		t.Fatal(err)
 	}
+	h.untilImport("final", store.ImportApplied)
+	h.untilImport("stable", store.ImportApplied)
 	ctx := context.Background()
 	h.until("every intermediate import withdrawn", func() bool {
 		imps, err := h.agent.Store().Imports(ctx)
@@ -515,7 +524,7 @@ func TestE2EBurstOfRewritesConverges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applied = map[string]int{}
+	applied := map[string]int{}
 	for _, e := range evs {
 		if e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportApplied) {
 			applied[e.ImportID]++
