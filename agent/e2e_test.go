@@ -448,6 +448,9 @@ func TestE2EStopDuringStartIsClean(t *testing.T) {
 	if err := a.Run(ctx); err != nil {
 		t.Fatalf("run with an ended context: %v", err)
 	}
+	if problems, err := a.Store().Check(context.Background(), time.Hour); err != nil || len(problems) > 0 {
+		t.Fatalf("store check: %v %+v", err, problems)
+	}
 }
 
 // A burst of 1,000 rewrites converges on the last content: the stable entry
