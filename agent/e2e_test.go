@@ -335,6 +335,33 @@ func TestE2EProfileRemovalDeletesNothing(t *testing.T) {
 	if got := h.imp("applied"); got.State != store.ImportApplied {
 		t.Fatalf("the applied import became %s", got.State)
 	}
+
+	// Later payloads release nothing again: one release, recorded once.
+	for i := range 2 {
+		id := fmt.Sprintf("later-%d", i)
+		h.push(withID(id, h.entry("Later", payload.IntentAdd, "", h.key(""), testPassphrase)))
+		h.untilImport(id, store.ImportApplied)
+	}
+	released := func() map[string]int {
+		evs, err := h.agent.Store().Events(context.Background(), 0, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, e := range evs {
+			if e.Kind == agent.EvCredentialReleased {
+				n[e.ImportID]++
+			}
+		}
+		return n
+	}
+	h.until("later-0 released", func() bool { return released()["later-0"] > 0 })
+	if _, err := h.agent.Status(context.Background()); err != nil { // waits for the snapshot being handled
+		t.Fatal(err)
+	}
+	if released := released(); released["applied"] != 1 || released["later-0"] != 1 || len(released) != 2 {
+		t.Fatalf("credential.released events per import: %v; want one for each entry that left", released)
+	}
 	h.healthy()
 }
 
@@ -358,9 +385,10 @@ func TestE2EAuthCheckRequiredRetriesWhileAppleIsUnreachable(t *testing.T) {
 	if imp.Attempts < 2 {
 		t.Fatalf("applied after %d attempts; want a retry", imp.Attempts)
 	}
-	if c := h.active(""); c.KeyID != k.KeyID || c.LastAuthAt.IsZero() {
+	if c := h.active(""); c.KeyID != k.KeyID {
 		t.Fatalf("active after the retry: %+v", c)
 	}
+	h.until("the token recorded", func() bool { return !h.active("").LastAuthAt.IsZero() })
 	h.healthy()
 }
 
