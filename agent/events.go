@@ -19,15 +19,16 @@ const (
 	EvRotationStep    = "rotation.step"
 	EvRotationResumed = "rotation.resumed"
 	EvCredentialAdded = "credential.added"
-	// EvCredentialReleased: a credential's payload entry was removed; it stays, owned locally.
-	EvCredentialReleased = "credential.released"
-	EvRollback           = "tenant.rollback"
-	EvAuthCheck          = "auth.check"
-	EvSyncStarted        = api.EventSyncStarted
-	EvSyncProgress       = api.EventSyncProgress
-	EvSyncFinished       = api.EventSyncFinished
-	EvSyncFailed         = api.EventSyncFailed
+	EvRollback        = "tenant.rollback"
+	EvAuthCheck       = "auth.check"
+	EvSyncStarted     = api.EventSyncStarted
+	EvSyncProgress    = api.EventSyncProgress
+	EvSyncFinished    = api.EventSyncFinished
+	EvSyncFailed      = api.EventSyncFailed
 )
+
+// EvCredentialReleased: a credential's payload entry was removed; it stays, owned locally.
+const EvCredentialReleased = "credential.released"
 
 // publish records ev in the audit log, logs it and fans it out. Event
 // messages are built by the agent from non-secret fields only.
