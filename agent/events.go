@@ -27,6 +27,9 @@ const (
 	EvSyncFailed      = api.EventSyncFailed
 )
 
+// EvCredentialReleased: a credential's payload entry was removed; it stays, owned locally.
+const EvCredentialReleased = "credential.released"
+
 // publish records ev in the audit log, logs it and fans it out. Event
 // messages are built by the agent from non-secret fields only.
 func (a *Agent) publish(ctx context.Context, ev store.Event) {

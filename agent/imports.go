@@ -142,13 +142,28 @@ func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]
 		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
 			a.setImport(ctx, imp.ID, store.ImportWithdrawn, "its entry left the managed preferences before it was applied")
 		case store.ImportApplied:
-			if imp.CredentialID != "" {
-				if err := a.st.SetOrigin(ctx, imp.CredentialID, store.OriginLocal); err != nil && !errors.Is(err, store.ErrNotFound) {
-					a.log.Error("release credential", "credential", imp.CredentialID, "err", err)
-				}
-			}
+			a.release(ctx, imp)
 		}
 	}
+}
+
+// release hands the credential an applied import created to local
+// ownership, once: a credential already local is not written again, so a
+// file change costs no write per past import.
+func (a *Agent) release(ctx context.Context, imp store.Import) {
+	if imp.CredentialID == "" {
+		return
+	}
+	c, err := a.st.Credential(ctx, imp.CredentialID)
+	if err != nil || c.Origin != store.OriginManaged {
+		return
+	}
+	if err := a.st.SetOrigin(ctx, c.ID, store.OriginLocal); err != nil {
+		a.log.Error("release credential", "credential", c.ID, "err", err)
+		return
+	}
+	a.publish(ctx, store.Event{Kind: EvCredentialReleased, TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
+		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
 }
 
 // setImport moves an import to state with a reason and publishes it.
