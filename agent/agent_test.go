@@ -38,5 +38,18 @@ func TestAddThenUpdateByNameKeepsTenantData(t *testing.T) {
 	if d2 != devices || c2 != coverage {
 		t.Fatalf("records after rotation: %d/%d, before %d/%d", d2, c2, devices, coverage)
 	}
+	evs, err := h.agent.Store().Events(ctx, 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := 0
+	for _, e := range evs {
+		if e.Kind == agent.EvCredentialAdded {
+			added++
+		}
+	}
+	if added != 1 {
+		t.Fatalf("audit log holds %d credential.added events for one add, want 1", added)
+	}
 	h.healthy()
 }

@@ -229,7 +229,7 @@ func (a *Agent) Rollback(ctx context.Context, tenantID string) error {
 	if err != nil {
 		return fmt.Errorf("read rolled-back rotation: %w", err)
 	}
-	a.publish(ctx, store.Event{Kind: EvRollback, TenantID: tenantID, RotationID: rot.ID, CredentialID: rot.FromCredentialID,
+	a.announce(store.Event{Kind: EvRollback, TenantID: tenantID, RotationID: rot.ID, CredentialID: rot.FromCredentialID,
 		Message: "rolled back: the previous credential is active again"})
 	return nil
 }

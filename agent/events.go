@@ -47,6 +47,18 @@ func (a *Agent) publish(ctx context.Context, ev store.Event) {
 	kick(a.statusKick)
 }
 
+// announce logs and fans out a fact the store already wrote to the audit
+// log in the same transaction as the change (credential.added,
+// tenant.rollback), so the log holds it once.
+func (a *Agent) announce(ev store.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = a.cfg.Now()
+	}
+	a.logEvent(ev)
+	a.hub.Publish(ev)
+	kick(a.statusKick)
+}
+
 // progress fans out an event without recording it (sync progress).
 func (a *Agent) progress(ev store.Event) {
 	if ev.Time.IsZero() {

@@ -65,7 +65,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 	if confirmed {
 		a.markAuth(ctx, c.ID)
 	}
-	a.publish(ctx, store.Event{Kind: EvCredentialAdded, TenantID: ten.ID, CredentialID: c.ID, ImportID: imp.ID,
+	a.announce(store.Event{Kind: EvCredentialAdded, TenantID: ten.ID, CredentialID: c.ID, ImportID: imp.ID,
 		Message: fmt.Sprintf("credential %q added as the active credential of a new tenant", c.Name)})
 	a.importApplied(ctx, imp.ID, ten.ID, "a new tenant was created for it")
 	a.scheduleSync(ten.ID)
