@@ -49,6 +49,9 @@ func mapErr(err error) error {
 // write runs fn in one BEGIN IMMEDIATE transaction on the writer and commits.
 // op names the operation in the error ("stage rotation").
 func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, now time.Time) error) error {
+	if s.w == nil {
+		return fmt.Errorf("%s: %w", op, ErrReadOnly)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
