@@ -53,22 +53,24 @@ func run(t *testing.T, name string, args ...string) {
 }
 
 // fill writes a file in dir until the filesystem has no space left and
-// returns its path.
+// returns its path. It may run on the agent's goroutine (from a hook), so it
+// reports problems with Errorf, never Fatal.
 func fill(t *testing.T, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "filler")
 	f, err := os.Create(path)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("create filler: %v", err)
+		return path
 	}
 	defer f.Close()
 	buf := make([]byte, 64<<10)
 	for {
 		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				break
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Errorf("fill %s: %v", dir, err)
 			}
-			t.Fatal(err)
+			break
 		}
 	}
 	small := make([]byte, 512)

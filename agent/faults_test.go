@@ -69,3 +69,45 @@ func TestFaultDiskFullDuringCutover(t *testing.T) {
 
 var _ = context.Background
 var _ = agent.EvSourceRefused
+
+// Linux refuses to remount a filesystem read-only while files on it are open
+// for writing (EBUSY), and the agent keeps its database open: a state folder
+// turns read-only under a running agent only by a forced remount after disk
+// errors. What an admin meets is the agent (re)starting on a read-only folder.
+func TestFaultStateFolderReadOnlyAtStart(t *testing.T) {
+	mnt := mountTmpfs(t, "16m")
+	h := newHarness(t, withState(mnt))
+	old, data := h.addSynced("Prod")
+	h.stop()
+	remount(t, mnt, "ro")
+
+	cfg := h.config()
+	cfg.StateDir = mnt
+	a, err := agent.New(cfg)
+	if err == nil {
+		err = a.Run(context.Background())
+		a.Close()
+	}
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("start on a read-only state folder: %v; want one line naming the read-only filesystem", err)
+	}
+	t.Logf("start refused: %v", err)
+	wantDoctor(t, h.doctorReport(mnt), "state-folder", doctor.Fail, "read-only", "remount")
+	wantDoctor(t, h.doctorReport(mnt), "database", doctor.OK, "integrity ok")
+
+	remount(t, mnt, "rw")
+	h.start(withState(mnt))
+	if got := h.active(old.TenantID); got.ID != old.ID {
+		t.Fatalf("active credential after the remount: %+v, want %s", got, old.ID)
+	}
+	if got := h.tenantData(old.TenantID); got != data {
+		t.Fatalf("tenant data %v, was %v", got, data)
+	}
+	k2 := h.key(old.ClientID)
+	h.push(h.entry("Prod", "update", "", k2, testPassphrase))
+	h.waitImport("", store.ImportApplied)
+	h.healthy()
+	if r := h.doctorReport(mnt); r.Failed {
+		t.Fatalf("doctor fails a healthy endpoint: %+v", r.Findings)
+	}
+}

@@ -58,6 +58,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := prepareDir(dir); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	if err := writableFS(dir); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	path := filepath.Join(dir, DBFile)
 	if err := prepareDBFile(path); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
