@@ -110,9 +110,6 @@ func withState(dir string) harnessOption { return func(cfg *agent.Config) { cfg.
 // quickRetry retries transient failures after a few milliseconds.
 func quickRetry(cfg *agent.Config) { cfg.Backoff = func(int) time.Duration { return 20 * time.Millisecond } }
 
-// stateDir is the state folder the running agent uses.
-func (h *harness) stateDir() string { return filepath.Dir(h.agent.Store().Path()) }
-
 // doctorReport runs rekey doctor's checks on the harness's paths.
 func (h *harness) doctorReport(state string) doctor.Report {
 	h.t.Helper()

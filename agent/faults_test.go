@@ -2,7 +2,10 @@ package agent_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -67,9 +70,6 @@ func TestFaultDiskFullDuringCutover(t *testing.T) {
 	}
 }
 
-var _ = context.Background
-var _ = agent.EvSourceRefused
-
 // Linux refuses to remount a filesystem read-only while files on it are open
 // for writing (EBUSY), and the agent keeps its database open: a state folder
 // turns read-only under a running agent only by a forced remount after disk
@@ -109,5 +109,107 @@ func TestFaultStateFolderReadOnlyAtStart(t *testing.T) {
 	h.healthy()
 	if r := h.doctorReport(mnt); r.Failed {
 		t.Fatalf("doctor fails a healthy endpoint: %+v", r.Findings)
+	}
+}
+
+// backupDB copies the live database consistently (VACUUM INTO) to a file
+// beside the state folder and returns its path.
+func backupDB(t *testing.T, h *harness) string {
+	t.Helper()
+	dst := filepath.Join(h.dir, "backup.db")
+	db, err := sql.Open("sqlite", "file:"+h.agent.Store().Path()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`VACUUM INTO ?`, dst); err != nil {
+		t.Fatalf("back up the database: %v", err)
+	}
+	return dst
+}
+
+func TestFaultDatabaseFileGoneWhileRunning(t *testing.T) {
+	for name, breakIt := range map[string]func(t *testing.T, db string){
+		"deleted": func(t *testing.T, db string) {
+			if err := os.Remove(db); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"replaced": func(t *testing.T, db string) {
+			junk := db + ".junk"
+			if err := os.WriteFile(junk, []byte(strings.Repeat("not a database ", 100)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(junk, db); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, quickRetry)
+			old, data := h.addSynced("Prod")
+			backup := backupDB(t, h)
+			db := h.agent.Store().Path()
+			breakIt(t, db)
+
+			k2 := h.key(old.ClientID)
+			h.push(h.entry("Prod", "update", "", k2, testPassphrase))
+			failed := h.waitFailed()
+			if !strings.Contains(failed.Message, "deleted or replaced") {
+				t.Errorf("failure %q does not say the database file is gone", failed.Message)
+			}
+			if got := h.active(old.TenantID); got.ID != old.ID {
+				t.Fatalf("active credential changed: %+v", got)
+			}
+			r := h.doctorReport(h.state)
+			if name == "deleted" {
+				wantDoctor(t, r, "database", doctor.Fail, "missing but the sealing key is there", "restore")
+			} else {
+				wantDoctor(t, r, "database", doctor.Fail, "not a rekey database", "restore")
+			}
+
+			h.stop()
+			if name == "replaced" { // the agent refuses the junk with one line
+				_, err := agent.New(h.config())
+				if err == nil || !errors.Is(err, store.ErrNotDatabase) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("start on a replaced database: %v", err)
+				}
+			}
+			restore(t, backup, db)
+			h.start(quickRetry)
+			if got := h.active(old.TenantID); got.ID != old.ID {
+				t.Fatalf("active credential after the restore: %+v", got)
+			}
+			if got := h.tenantData(old.TenantID); got != data {
+				t.Fatalf("tenant data %v, was %v", got, data)
+			}
+			h.waitImport(failed.ImportID, store.ImportApplied) // the payload is still there: retried
+			if got := h.active(old.TenantID); got.KeyID != k2.KeyID {
+				t.Fatalf("the update was not applied after the restore: %+v", got)
+			}
+			h.healthy()
+			if r := h.doctorReport(h.state); r.Failed {
+				t.Fatalf("doctor fails the restored endpoint: %+v", r.Findings)
+			}
+		})
+	}
+}
+
+// restore puts a backup in place of the database, as an admin would with
+// the agent stopped.
+func restore(t *testing.T, backup, db string) {
+	t.Helper()
+	for _, side := range []string{"-wal", "-shm"} {
+		os.Remove(db + side)
+	}
+	data, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db+".restore", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(db+".restore", db); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -91,6 +91,11 @@ func (a *Agent) retryDue(ctx context.Context) {
 	for id, w := range a.waiting {
 		if w.transient && !now.Before(w.nextTry) {
 			w.transient = false
+			if w.unrecorded {
+				w.unrecorded = false
+				a.recordEntry(ctx, w.source, w.settings, w.entry)
+				continue
+			}
 			if err := a.attempt(ctx, id, attemptInput{}); err != nil {
 				a.log.Debug("retry import", "import", id, "err", err)
 			}
