@@ -108,7 +108,9 @@ func withChecker(c agent.Checker) harnessOption { return func(cfg *agent.Config)
 func withState(dir string) harnessOption { return func(cfg *agent.Config) { cfg.StateDir = dir } }
 
 // quickRetry retries transient failures after a few milliseconds.
-func quickRetry(cfg *agent.Config) { cfg.Backoff = func(int) time.Duration { return 20 * time.Millisecond } }
+func quickRetry(cfg *agent.Config) {
+	cfg.Backoff = func(int) time.Duration { return 20 * time.Millisecond }
+}
 
 // doctorReport runs rekey doctor's checks on the harness's paths.
 func (h *harness) doctorReport(state string) doctor.Report {
