@@ -105,6 +105,7 @@ func (a *Agent) tryImport(ctx context.Context, id string, in attemptInput) error
 // No fitting passphrase leaves the import waiting as pending-unlock.
 func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password string) (*payload.Credential, error) {
 	var passes []string
+	why := "no passphrase in the passphrase file opens it; unlock it from a UI"
 	if password != "" {
 		passes = []string{password}
 	} else {
@@ -113,7 +114,9 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 		case err == nil:
 			passes = p
 		case errors.Is(err, fs.ErrNotExist):
+			why = fmt.Sprintf("the passphrase file %s does not exist; restore it or unlock the import from a UI", a.cfg.PassphraseFile)
 		default:
+			why = "the passphrase file is refused (" + err.Error() + "); fix it or unlock the import from a UI"
 			a.publish(ctx, store.Event{Kind: EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
 		}
 	}
@@ -125,7 +128,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 		if password != "" {
 			return nil, ErrWrongPassword
 		}
-		a.setImport(ctx, id, store.ImportPendingUnlock, "no passphrase in the passphrase file opens it; unlock it from a UI")
+		a.setImport(ctx, id, store.ImportPendingUnlock, why)
 		return nil, err
 	default:
 		w.transient = false
