@@ -33,7 +33,8 @@ type attemptInput struct {
 // pass, so the import is failed as transient and retried with backoff.
 var errStore = errors.New("store unavailable")
 
-func storeErr(op string, err error) error { return fmt.Errorf("%s: %w: %w", op, errStore, err) }
+// storeErr marks err (whose text names the store operation) as errStore.
+func storeErr(err error) error { return fmt.Errorf("%w: %w", errStore, err) }
 
 // attempt decrypts a waiting import, decides what to do and does it. The
 // plaintext credential lives only for the duration of the call.
@@ -81,7 +82,7 @@ func (a *Agent) tryImport(ctx context.Context, id string, in attemptInput) error
 		return nil
 	})
 	if err != nil {
-		return storeErr("record attempt", err)
+		return storeErr(err)
 	}
 	d, err := a.decide(ctx, imp, cred, in)
 	if err != nil {
@@ -141,7 +142,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 func (a *Agent) decide(ctx context.Context, imp store.Import, cred *payload.Credential, in attemptInput) (Decision, error) {
 	creds, err := a.st.Credentials(ctx)
 	if err != nil {
-		return Decision{}, storeErr("list credentials", err)
+		return Decision{}, storeErr(err)
 	}
 	id := Identity{ClientID: cred.ClientID, KeyID: cred.KeyID}
 	switch in.intent {

@@ -50,6 +50,7 @@ func TestFaultDiskFullDuringCutover(t *testing.T) {
 	k2 := h.key(old.ClientID)
 	h.push(h.entry("Prod", "update", "", k2, testPassphrase))
 	failed := h.waitFailed()
+	t.Logf("failure while full: %s", failed.Message)
 	if !strings.Contains(failed.Message, "full") {
 		t.Errorf("failure %q does not say the disk is full", failed.Message)
 	}
@@ -159,6 +160,7 @@ func TestFaultDatabaseFileGoneWhileRunning(t *testing.T) {
 			k2 := h.key(old.ClientID)
 			h.push(h.entry("Prod", "update", "", k2, testPassphrase))
 			failed := h.waitFailed()
+			t.Logf("failure: %s", failed.Message)
 			if !strings.Contains(failed.Message, "deleted or replaced") {
 				t.Errorf("failure %q does not say the database file is gone", failed.Message)
 			}
@@ -472,4 +474,22 @@ func TestFaultPrefsFolderBecomesLinkToUserFolder(t *testing.T) {
 	}
 	wantDoctor(t, h.doctorReport(h.state), "managed-prefs", doctor.Fail, "leads to", "refused")
 	h.healthy()
+}
+
+// A stop request that arrives while the agent is still recovering (a service
+// manager stopping it right after start) is a clean stop, not an error.
+func TestRunStoppedBeforeRecoveryEndsIsACleanStop(t *testing.T) {
+	h := newHarness(t)
+	h.addSynced("Prod")
+	h.stop()
+	a, err := agent.New(h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Run(ctx); err != nil {
+		t.Fatalf("run stopped during recovery: %v", err)
+	}
 }

@@ -144,7 +144,7 @@ func (a *Agent) keepUnrecorded(ctx context.Context, path string, set payload.Set
 	w.nextTry = a.cfg.Now().Add(a.cfg.Backoff(w.tries))
 	kick(a.retryKick)
 	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: e.ImportID,
-		Message: "import failed (not recorded, the store is unavailable): record import: " + cause.Error() + "; retried",
+		Message: "import failed (not recorded, the store is unavailable): " + cause.Error() + "; retried",
 		Fields:  map[string]string{"state": string(store.ImportFailed), "recorded": "false"}})
 }
 

@@ -85,7 +85,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		return nil
 	})
 	if err != nil {
-		return storeErr("mark import applying", err)
+		return storeErr(err)
 	}
 	crashPoint("import.applying")
 	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
@@ -97,7 +97,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		return nil
 	}
 	if err != nil {
-		return storeErr("stage the new credential", err)
+		return storeErr(err)
 	}
 	a.step(ctx, rot, store.StepStaged, fmt.Sprintf("new credential %q staged beside %q", pending.Name, target.Name))
 	crashPoint("rotation.staged")
@@ -105,14 +105,14 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	ok, confirmed, reason, transient := a.gate(ctx, w, cred)
 	if !ok {
 		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
-			return storeErr("fail rotation", err)
+			return storeErr(err)
 		}
 		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
 		a.failImport(ctx, imp.ID, reason, transient)
 		return nil
 	}
 	if err := a.st.Validated(ctx, rot.ID); err != nil {
-		return storeErr("record validation", err)
+		return storeErr(err)
 	}
 	a.step(ctx, rot, store.StepValidated, "new credential validated")
 	crashPoint("rotation.validated")
@@ -135,14 +135,14 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 func (a *Agent) dropLeftover(ctx context.Context, id, reason string) error {
 	rots, err := a.st.UnfinishedRotations(ctx)
 	if err != nil {
-		return storeErr("list unfinished rotations", err)
+		return storeErr(err)
 	}
 	for _, rot := range rots {
 		if rot.ImportID != id {
 			continue
 		}
 		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
-			return storeErr("fail the unfinished rotation", err)
+			return storeErr(err)
 		}
 		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
 	}
@@ -152,7 +152,7 @@ func (a *Agent) dropLeftover(ctx context.Context, id, reason string) error {
 // cutover swaps the credentials in one transaction and publishes it.
 func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 	if err := a.st.Cutover(ctx, rot.ID); err != nil {
-		return storeErr("cut over", err)
+		return storeErr(err)
 	}
 	a.step(ctx, rot, store.StepCutover, "cut over: the new credential is active, the old one kept as previous")
 	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
