@@ -67,7 +67,8 @@ func Service(status func() (ServiceState, error)) (Finding, ServiceState) {
 	st, err := status()
 	switch {
 	case err != nil:
-		return warn(c, "check it with 'sudo rekey service-status'", "unknown: %v", err), ServiceUnknown
+		return warn(c, "without systemd or launchd, run 'rekey run' from your own init system and check it there; otherwise see 'sudo rekey service-status'",
+			"unknown: %v", err), ServiceUnknown
 	case st == ServiceRunning:
 		return ok(c, "installed and running"), st
 	case st == ServiceStopped:

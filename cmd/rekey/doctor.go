@@ -67,9 +67,22 @@ func serviceState() (doctor.ServiceState, error) {
 	if hooks.goos == "darwin" && hooks.euid() != 0 {
 		return doctor.ServiceUnknown, errors.New("launchd shows system daemons to root only; run doctor with sudo")
 	}
-	m, _, err := serviceFor(nil)
+	// Only the service's name matters to ask for its state: describe it with
+	// the packaged binary so that where this binary lies plays no part.
+	exe := platform.PackagedExecutableLinux
+	if hooks.goos == "darwin" {
+		exe = platform.PackagedExecutableDarwin
+	}
+	cfg, err := platform.ServiceConfig(hooks.goos, platform.ServiceSpec{Executable: exe})
+	if err != nil {
+		return doctor.ServiceUnknown, fmt.Errorf("describe the service: %w", err)
+	}
+	m, err := hooks.manager(cfg)
 	if err != nil {
 		return doctor.ServiceUnknown, err
+	}
+	if want := supportedServicePlatforms[hooks.goos]; m.Platform() != want {
+		return doctor.ServiceUnknown, fmt.Errorf("this system's service manager is %s, not %s", m.Platform(), want)
 	}
 	s, err := m.Status()
 	switch {
