@@ -6,8 +6,10 @@ package doctor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"time"
 
 	"github.com/rekeyd/rekey/platform"
@@ -136,6 +138,15 @@ func (r Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// orRoot turns fix into "run doctor as root" when err is a permission
+// refusal: the state folder and the key files are root's alone.
+func orRoot(err error, fix string) string {
+	if errors.Is(err, fs.ErrPermission) {
+		return "run it as root: sudo rekey doctor"
+	}
+	return fix
 }
 
 func ok(check, format string, args ...any) Finding {

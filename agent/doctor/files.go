@@ -30,7 +30,7 @@ func PassphraseFile(path string, owners []int) Finding {
 	case errors.Is(err, payload.ErrNoPassphrases):
 		return fail(c, fmt.Sprintf("write one passphrase per line to %s, or remove it", path), "%s holds no passphrase", path)
 	case err != nil:
-		return fail(c, "check the file and its folder", "%v", err)
+		return fail(c, orRoot(err, "check the file and its folder"), "%v", err)
 	}
 	return ok(c, "%s: trusted, 0600, %d passphrase(s)", path, len(passes))
 }
@@ -55,7 +55,7 @@ func Prefs(dir, domain string, owners []int) []Finding {
 	case errors.As(err, &te):
 		return []Finding{fail(c, te.Fix, "%s: %s; the payload is refused and nothing in it is applied", te.Path, te.Problem)}
 	case err != nil:
-		return []Finding{fail(c, "check the file and its folder", "%v", err)}
+		return []Finding{fail(c, orRoot(err, "check the file and its folder"), "%v", err)}
 	}
 	doc, err := payload.Parse(data)
 	if err != nil {

@@ -27,7 +27,7 @@ func StateDir(dir string, owners []int) []Finding {
 		return []Finding{warn(c, "start the agent: it creates the folder at its first start",
 			"%s does not exist yet", dir)}
 	case err != nil:
-		return []Finding{fail(c, "check the path and its parents' permissions", "inspect %s: %v", dir, err)}
+		return []Finding{fail(c, orRoot(err, "check the path and its parents' permissions"), "inspect %s: %v", dir, err)}
 	case !fi.IsDir():
 		return []Finding{fail(c, fmt.Sprintf("move %q away or pass another --state-dir", dir), "%s is not a folder", dir)}
 	}
@@ -98,7 +98,7 @@ func openFailure(dir, path string, err error) Finding {
 	case errors.Is(err, store.ErrNotDatabase):
 		return fail(c, fmt.Sprintf("stop the agent, move %s away and restore it from backup", path), "%v", err)
 	}
-	return fail(c, "check the file's permissions and the filesystem; restore from backup if it is damaged", "%v", err)
+	return fail(c, orRoot(err, "check the file's permissions and the filesystem; restore from backup if it is damaged"), "%v", err)
 }
 
 // problemFix is the remedy for one kind of store.Problem.
@@ -132,7 +132,7 @@ func SealKey(ctx context.Context, dir string, owners []int) []Finding {
 	case errors.As(err, &te):
 		return []Finding{fail(c, te.Fix, "%s: %s", te.Path, te.Problem)}
 	case err != nil:
-		return []Finding{fail(c, "check the file and restore it from backup", "read %s: %v", path, err)}
+		return []Finding{fail(c, orRoot(err, "check the file and restore it from backup"), "read %s: %v", path, err)}
 	case len(key) != 32:
 		return []Finding{fail(c, fmt.Sprintf("restore %s from backup", path), "%s is %d bytes, expected 32", path, len(key))}
 	}
