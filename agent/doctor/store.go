@@ -47,7 +47,7 @@ func StateDir(dir string, owners []int) []Finding {
 			"the filesystem holding %s has %d bytes free: imports and rotations fail until space is freed", dir, free))
 	}
 	if len(out) == 0 {
-		out = append(out, ok(c, "%s: folder 0700, writable, space free", dir))
+		out = append(out, ok(c, "%s: folder 0700, filesystem writable, space free", dir))
 	}
 	return out
 }
