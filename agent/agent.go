@@ -45,9 +45,12 @@ type Config struct {
 	// Backoff gives the wait before retry number n (1-based) of a failed
 	// import whose failure may pass. Nil: 30 s doubling to 1 h.
 	Backoff func(n int) time.Duration
-	Now     func() time.Time
-	Logger  *slog.Logger
-	Version string
+	// BusyTimeout is how long a store write waits for a lock another process
+	// holds before the attempt fails and is retried (default 5 s).
+	BusyTimeout time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
+	Version     string
 }
 
 func (c *Config) setDefaults() {
@@ -120,7 +123,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxWorkFactor < 1 || cfg.MaxWorkFactor > payload.MaxWorkFactorLimit {
 		return nil, fmt.Errorf("new agent: --max-work-factor %d is out of range; use 1 to %d", cfg.MaxWorkFactor, payload.MaxWorkFactorLimit)
 	}
-	st, err := store.Open(cfg.StateDir, store.Options{Now: cfg.Now})
+	st, err := store.Open(cfg.StateDir, store.Options{Now: cfg.Now, BusyTimeout: cfg.BusyTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -28,9 +28,45 @@ type attemptInput struct {
 	target   string // credential for update
 }
 
+// errStore marks an attempt stopped by a failed store write or read (disk
+// full, read-only filesystem, database locked or gone). Such a failure may
+// pass, so the import is failed as transient and retried with backoff.
+var errStore = errors.New("store unavailable")
+
+// storeErr marks err (whose text names the store operation) as errStore.
+func storeErr(err error) error { return fmt.Errorf("%w: %w", errStore, err) }
+
 // attempt decrypts a waiting import, decides what to do and does it. The
 // plaintext credential lives only for the duration of the call.
 func (a *Agent) attempt(ctx context.Context, id string, in attemptInput) error {
+	err := a.tryImport(ctx, id, in)
+	if errors.Is(err, errStore) {
+		a.retryLater(ctx, id, err)
+	}
+	return err
+}
+
+// retryLater fails the import's unfinished rotation, if any, and the import
+// itself as transient after a store failure. Either write may fail too while
+// the store is unavailable; the retry is scheduled in memory regardless and
+// the next attempt clears what is left.
+func (a *Agent) retryLater(ctx context.Context, id string, cause error) {
+	if imp, err := a.st.Import(ctx, id); err == nil && imp.State.Final() {
+		return // the change went through after all
+	}
+	reason := cause.Error() + "; the active credential is unchanged; retried"
+	a.dropLeftover(ctx, id, reason)
+	a.failImport(ctx, id, reason, true)
+	if imp, err := a.st.Import(ctx, id); err != nil || imp.State != store.ImportFailed {
+		// The store could not record the failure either: live subscribers
+		// still learn of it; a restart records it (recovery).
+		a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id,
+			Message: "import failed (not recorded, the store is unavailable): " + reason,
+			Fields:  map[string]string{"state": string(store.ImportFailed), "recorded": "false"}})
+	}
+}
+
+func (a *Agent) tryImport(ctx context.Context, id string, in attemptInput) error {
 	w := a.waiting[id]
 	if w == nil {
 		return ErrNotWaiting
@@ -46,7 +82,7 @@ func (a *Agent) attempt(ctx context.Context, id string, in attemptInput) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record attempt: %w", err)
+		return storeErr(err)
 	}
 	d, err := a.decide(ctx, imp, cred, in)
 	if err != nil {
@@ -70,6 +106,7 @@ func (a *Agent) attempt(ctx context.Context, id string, in attemptInput) error {
 // No fitting passphrase leaves the import waiting as pending-unlock.
 func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password string) (*payload.Credential, error) {
 	var passes []string
+	why := "no passphrase in the passphrase file opens it; unlock it from a UI"
 	if password != "" {
 		passes = []string{password}
 	} else {
@@ -78,7 +115,9 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 		case err == nil:
 			passes = p
 		case errors.Is(err, fs.ErrNotExist):
+			why = fmt.Sprintf("the passphrase file %s does not exist; restore it or unlock the import from a UI", a.cfg.PassphraseFile)
 		default:
+			why = "the passphrase file is refused (" + err.Error() + "); fix it or unlock the import from a UI"
 			a.publish(ctx, store.Event{Kind: EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
 		}
 	}
@@ -90,7 +129,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 		if password != "" {
 			return nil, ErrWrongPassword
 		}
-		a.setImport(ctx, id, store.ImportPendingUnlock, "no passphrase in the passphrase file opens it; unlock it from a UI")
+		a.setImport(ctx, id, store.ImportPendingUnlock, why)
 		return nil, err
 	default:
 		w.transient = false
@@ -103,7 +142,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 func (a *Agent) decide(ctx context.Context, imp store.Import, cred *payload.Credential, in attemptInput) (Decision, error) {
 	creds, err := a.st.Credentials(ctx)
 	if err != nil {
-		return Decision{}, fmt.Errorf("list credentials: %w", err)
+		return Decision{}, storeErr(err)
 	}
 	id := Identity{ClientID: cred.ClientID, KeyID: cred.KeyID}
 	switch in.intent {

@@ -20,6 +20,10 @@ type waiting struct {
 	source    string
 	transient bool      // the last failure may pass by itself: retried with backoff
 	nextTry   time.Time // when a transient failure is retried
+	// unrecorded: the store could not record the entry (disk full, database
+	// gone ...); the retry records it first. tries counts those retries.
+	unrecorded bool
+	tries      int
 }
 
 // sourceState is what the agent knows of one payload file.
@@ -100,6 +104,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 		return
 	case err != nil:
 		a.log.Error("record import", "import", e.ImportID, "err", err)
+		a.keepUnrecorded(ctx, path, set, e, err)
 		return
 	}
 	if created {
@@ -125,6 +130,24 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 	a.attempt(ctx, imp.ID, attemptInput{})
 }
 
+// keepUnrecorded keeps an entry the store could not record for a retry with
+// backoff, and tells live subscribers why nothing happened.
+func (a *Agent) keepUnrecorded(ctx context.Context, path string, set payload.Settings, e payload.Entry, cause error) {
+	w := a.waiting[e.ImportID]
+	if w == nil {
+		w = &waiting{}
+		a.waiting[e.ImportID] = w
+	}
+	w.entry, w.settings, w.source = e, set, path
+	w.unrecorded, w.transient = true, true
+	w.tries++
+	w.nextTry = a.cfg.Now().Add(a.cfg.Backoff(w.tries))
+	kick(a.retryKick)
+	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: e.ImportID,
+		Message: "import failed (not recorded, the store is unavailable): " + cause.Error() + "; retried",
+		Fields:  map[string]string{"state": string(store.ImportFailed), "recorded": "false"}})
+}
+
 // withdraw marks waiting imports of src whose entry is not in keep as
 // withdrawn. Credentials they created stay; they are owned locally now.
 func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]bool) {
@@ -132,6 +155,11 @@ func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]
 	if err != nil {
 		a.log.Error("list imports", "err", err)
 		return
+	}
+	for id, w := range a.waiting {
+		if w.unrecorded && w.source == src.Path && !keep[id] {
+			delete(a.waiting, id) // never recorded: nothing to withdraw
+		}
 	}
 	for _, imp := range imps {
 		if imp.Source != src.Path || keep[imp.ID] {

@@ -85,14 +85,19 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("mark import applying: %w", err)
+		return storeErr(err)
 	}
 	crashPoint("import.applying")
+	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
+		return err
+	}
 	rot, pending, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred))
-	if err != nil {
-		transient := errors.Is(err, store.ErrInvariant)
-		a.failImport(ctx, imp.ID, "stage the new credential: "+err.Error(), transient)
+	if errors.Is(err, store.ErrInvariant) {
+		a.failImport(ctx, imp.ID, "stage the new credential: "+err.Error(), true)
 		return nil
+	}
+	if err != nil {
+		return storeErr(err)
 	}
 	a.step(ctx, rot, store.StepStaged, fmt.Sprintf("new credential %q staged beside %q", pending.Name, target.Name))
 	crashPoint("rotation.staged")
@@ -100,14 +105,14 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	ok, confirmed, reason, transient := a.gate(ctx, w, cred)
 	if !ok {
 		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
-			return fmt.Errorf("fail rotation: %w", err)
+			return storeErr(err)
 		}
 		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
 		a.failImport(ctx, imp.ID, reason, transient)
 		return nil
 	}
 	if err := a.st.Validated(ctx, rot.ID); err != nil {
-		return fmt.Errorf("record validation: %w", err)
+		return storeErr(err)
 	}
 	a.step(ctx, rot, store.StepValidated, "new credential validated")
 	crashPoint("rotation.validated")
@@ -124,10 +129,30 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	return nil
 }
 
+// dropLeftover fails an unfinished rotation that an earlier attempt of import
+// id left behind when a store write failed (the active credential was never
+// touched), so that the import can stage again.
+func (a *Agent) dropLeftover(ctx context.Context, id, reason string) error {
+	rots, err := a.st.UnfinishedRotations(ctx)
+	if err != nil {
+		return storeErr(err)
+	}
+	for _, rot := range rots {
+		if rot.ImportID != id {
+			continue
+		}
+		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
+			return storeErr(err)
+		}
+		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
+	}
+	return nil
+}
+
 // cutover swaps the credentials in one transaction and publishes it.
 func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 	if err := a.st.Cutover(ctx, rot.ID); err != nil {
-		return fmt.Errorf("cut over: %w", err)
+		return storeErr(err)
 	}
 	a.step(ctx, rot, store.StepCutover, "cut over: the new credential is active, the old one kept as previous")
 	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")

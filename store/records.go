@@ -123,6 +123,9 @@ func (s *Store) Rotation(ctx context.Context, id string) (Rotation, error) {
 // when the credential does not exist or its key was wiped. The caller owns
 // the slice and should clear it when done.
 func (s *Store) Key(ctx context.Context, credentialID string) ([]byte, error) {
+	if s.seal == nil {
+		return nil, fmt.Errorf("read key of %q: %w", credentialID, ErrReadOnly)
+	}
 	var sealed []byte
 	err := s.r.QueryRowContext(ctx, `SELECT sealed_key FROM credentials WHERE id = ?`, credentialID).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) {

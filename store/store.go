@@ -39,6 +39,9 @@ type Store struct {
 	w    *sql.DB // the writer: MaxOpenConns(1), _txlock=immediate
 	r    *sql.DB // the read pool: query_only
 	seal *sealer
+	// ident is the database file as opened; a write refuses to go on when
+	// the path names another file or none (see sameFile).
+	ident os.FileInfo
 }
 
 // Open opens (creating where needed) the database in dir: the folder 0700,
@@ -56,6 +59,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, errors.New("open store: empty state folder; pass the state folder path")
 	}
 	if err := prepareDir(dir); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := writableFS(dir); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, DBFile)
@@ -80,6 +86,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := fixSidecarModes(path); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if s.ident, err = os.Stat(path); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open store: inspect database file: %w", err)
 	}
 	if s.r, err = sql.Open("sqlite", dsn(path, opts.BusyTimeout, true)); err != nil {
 		s.w.Close()

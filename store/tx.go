@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 
 	"modernc.org/sqlite"
@@ -19,7 +21,14 @@ const (
 	sqliteNotADB     = 26
 	sqliteConstraint = 19
 	sqliteBusy       = 5
+	// sqliteDBMoved is SQLITE_READONLY_DBMOVED: the file was unlinked or
+	// renamed over since it was opened, so writes go nowhere durable.
+	sqliteDBMoved = 8 | 4<<8
 )
+
+// ErrDBMoved: rekey.db was deleted or replaced while the store had it open.
+// Nothing more can be recorded until the agent restarts on a restored file.
+var ErrDBMoved = errors.New("database file deleted or replaced while open; stop the agent, restore rekey.db from backup and start it again")
 
 // isBusy reports whether err is SQLITE_BUSY (any extended code).
 func isBusy(err error) bool {
@@ -37,6 +46,9 @@ func mapErr(err error) error {
 	if !errors.As(err, &se) {
 		return err
 	}
+	if se.Code() == sqliteDBMoved {
+		return fmt.Errorf("%w: %s", ErrDBMoved, se.Error())
+	}
 	switch se.Code() & 0xff {
 	case sqliteConstraint:
 		return fmt.Errorf("%w: %s", ErrInvariant, se.Error())
@@ -46,9 +58,34 @@ func mapErr(err error) error {
 	return err
 }
 
+// sameFile fails with ErrDBMoved when the database path no longer names the
+// file the store opened (deleted, or replaced by a rename). SQLite in WAL mode
+// would go on committing into the unlinked file, losing every write at the
+// next start.
+func (s *Store) sameFile() error {
+	if s.ident == nil {
+		return nil
+	}
+	fi, err := os.Stat(s.path)
+	if err != nil || !os.SameFile(fi, s.ident) {
+		what := "replaced"
+		if errors.Is(err, fs.ErrNotExist) {
+			what = "deleted"
+		}
+		return fmt.Errorf("%w (%s was %s)", ErrDBMoved, s.path, what)
+	}
+	return nil
+}
+
 // write runs fn in one BEGIN IMMEDIATE transaction on the writer and commits.
 // op names the operation in the error ("stage rotation").
 func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, now time.Time) error) error {
+	if s.w == nil {
+		return fmt.Errorf("%s: %w", op, ErrReadOnly)
+	}
+	if err := s.sameFile(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
