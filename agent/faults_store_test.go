@@ -203,7 +203,7 @@ func TestFaultWriteLockHeldPastBusyTimeout(t *testing.T) {
 	h := newHarness(t, quickRetry, func(c *agent.Config) { c.BusyTimeout = 300 * time.Millisecond })
 	old, data := h.addSynced("Prod")
 	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+h.agent.Store().Path()+"?_pragma=busy_timeout(0)")
+	db, err := sql.Open("sqlite", "file:"+h.agent.Store().Path()+"?_pragma=busy_timeout(10000)") // wait out the agent's own writes to take the lock
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 // local API until ctx ends. The step in progress when ctx ends is finished
 // (or left at a recorded step that the next start resumes) before Run returns.
 func (a *Agent) Run(ctx context.Context) error {
-	// Recovery finishes even when ctx ends meanwhile: a stop during start-up
-	// is not a failure, and a step once begun is finished.
+	// Recovery finishes even when ctx ends meanwhile: a stop request right
+	// after start is not a recovery failure.
 	if err := a.recover(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
@@ -93,6 +93,11 @@ func (a *Agent) retryDue(ctx context.Context) {
 	for id, w := range a.waiting {
 		if w.transient && !now.Before(w.nextTry) {
 			w.transient = false
+			if w.unrecorded {
+				w.unrecorded = false
+				a.recordEntry(ctx, w.source, w.settings, w.entry)
+				continue
+			}
 			if err := a.attempt(ctx, id, attemptInput{}); err != nil {
 				a.log.Debug("retry import", "import", id, "err", err)
 			}

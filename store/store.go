@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
@@ -91,11 +92,20 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.w.Close()
 		return nil, fmt.Errorf("open store: inspect database file: %w", err)
 	}
-	if s.r, err = sql.Open("sqlite", dsn(path, opts.BusyTimeout, true)); err != nil {
+	// The read pool never creates the file (mode=rw) and opens all its
+	// connections now and keeps them: a reader opened after rekey.db was
+	// deleted or replaced would see the old WAL through whatever sits at the
+	// path and checkpoint that WAL into it when it closes.
+	if s.r, err = sql.Open("sqlite", strings.Replace(dsn(path, opts.BusyTimeout, true), "?", "?mode=rw&", 1)); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s.r.SetMaxOpenConns(4)
+	s.r.SetMaxOpenConns(readers)
+	s.r.SetMaxIdleConns(readers)
+	if err := warm(s.r, readers); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store: open read connections: %w", err)
+	}
 	if s.seal, err = s.loadSealer(dir); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store: %w", err)
@@ -120,6 +130,33 @@ func (s *Store) Close() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// readers is the size of the read pool.
+const readers = 4
+
+// warm opens n connections of db at once so that the pool holds them from
+// the start; database/sql keeps idle connections for good by default.
+func warm(db *sql.DB, n int) error {
+	ctx := context.Background()
+	conns := make([]*sql.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		if err := c.PingContext(ctx); err != nil {
+			c.Close()
+			return err
+		}
+		conns = append(conns, c)
 	}
 	return nil
 }
