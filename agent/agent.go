@@ -45,6 +45,14 @@ type Config struct {
 	// Backoff gives the wait before retry number n (1-based) of a failed
 	// import whose failure may pass. Nil: 30 s doubling to 1 h.
 	Backoff func(n int) time.Duration
+	// SyncTicks, when set, replaces the 10-minute ticker on which the agent
+	// looks for tenants due a sync and rotations waiting for confirmation
+	// (tests send ticks and move Now instead of waiting).
+	SyncTicks <-chan time.Time
+	// AppleSleep waits between retries of a request to Apple when Checker or
+	// Syncer is nil. Nil: a real timer that honours ctx.
+	AppleSleep func(ctx context.Context, d time.Duration) error
+
 	Now     func() time.Time
 	Logger  *slog.Logger
 	Version string
@@ -135,7 +143,7 @@ func New(cfg Config) (*Agent, error) {
 		retryKick:  make(chan struct{}, 1),
 	}
 	if a.cfg.Checker == nil || a.cfg.Syncer == nil {
-		ap := newAppleBackend(a.cfg.Now)
+		ap := newAppleBackend(a.cfg.Now, a.cfg.AppleSleep)
 		if a.cfg.Checker == nil {
 			a.cfg.Checker = ap
 		}
