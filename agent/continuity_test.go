@@ -238,6 +238,17 @@ func TestInterruptedSyncResumesFromItsCursor(t *testing.T) {
 	}
 	wantRecords(t, st, tenant, 1000)
 
+	// A resume that fails before its first page keeps the stored cursor.
+	h.apple.ClearFaults()
+	h.apple.Fail(appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.ServerError, Times: -1})
+	if err := h.agent.SyncTenant(ctx, tenant); !errors.Is(err, apple.ErrUnreachable) {
+		t.Fatalf("sync with the device list failing: %v", err)
+	}
+	if again, err := st.Tenant(ctx, tenant); err != nil || again.SyncCursor != ten.SyncCursor || again.SyncError == "" {
+		t.Fatalf("a failed resume moved the cursor: %+v, was %q (%v)", again, ten.SyncCursor, err)
+	}
+	h.waitFor("failed resume", isKind(agent.EvSyncFailed))
+
 	h.apple.ClearFaults()
 	was := h.apple.Stats()
 	if err := h.agent.SyncTenant(ctx, tenant); err != nil {
