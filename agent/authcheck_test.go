@@ -91,11 +91,19 @@ func wantCredState(t *testing.T, st *store.Store, id string, state store.CredSta
 	}
 }
 
-var (
-	applied   = []string{"step:staged", "auth:accepted", "step:validated", "step:cutover", "import:applied", "step:confirmed", agent.EvSyncStarted, agent.EvSyncFinished}
-	refused   = func(outcome string) []string { return []string{"step:staged", "auth:" + outcome, "step:failed", "import:failed"} }
-	offCutter = []string{"step:staged", "step:validated", "step:cutover", "import:applied", agent.EvSyncStarted}
-)
+// Milestone sequences of an update.
+var applied = []string{"step:staged", "auth:accepted", "step:validated", "step:cutover", "import:applied",
+	"step:confirmed", agent.EvSyncStarted, agent.EvSyncFinished}
+
+// refused: the auth check stops the update before cut-over.
+func refused(outcome string) []string {
+	return []string{"step:staged", "auth:" + outcome, "step:failed", "import:failed"}
+}
+
+// unchecked: cut-over without an auth check (off), then the sync and what follows it.
+func unchecked(then ...string) []string {
+	return append([]string{"step:staged", "step:validated", "step:cutover", "import:applied", agent.EvSyncStarted}, then...)
+}
 
 func registered(h *harness, clientID string) appletest.Key { return h.key(clientID) }
 
@@ -121,7 +129,7 @@ func TestUpdateUnderEachAuthCheckPolicy(t *testing.T) {
 		name    string
 		policy  string
 		arrange func(h *harness, clientID string) appletest.Key // the fake Apple for the update; returns B
-		steps   []string                                          // milestones from the push until it settles
+		steps   []string                                        // milestones from the push until it settles
 		imp     store.ImportState
 		reason  string // in the import's reason ("" = none)
 		step    store.Step
@@ -142,18 +150,18 @@ func TestUpdateUnderEachAuthCheckPolicy(t *testing.T) {
 			steps: refused("rejected"), imp: store.ImportFailed, reason: "rejected", step: store.StepFailed, aState: store.CredActive},
 		{name: "best-effort unreachable: applied, confirmed by the next sync", policy: payload.AuthBestEffort, arrange: tokenServerDown,
 			steps: []string{"step:staged", "auth:unreachable", "step:validated", "step:cutover", "import:applied", agent.EvSyncStarted, agent.EvSyncFailed},
-			imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
+			imp:   store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
 			heal: func(h *harness, _ appletest.Key, _ []payload.PayloadEntry) { h.apple.ClearFaults() }},
 		{name: "off accepted: applied, confirmed by its first sync", policy: payload.AuthOff, arrange: registered,
-			steps: append(offCutter, "step:confirmed", agent.EvSyncFinished),
+			steps: unchecked("step:confirmed", agent.EvSyncFinished),
 			imp:   store.ImportApplied, step: store.StepConfirmed, aState: store.CredRetired},
 		{name: "off rejected: applied, unconfirmed until the key works", policy: payload.AuthOff, arrange: unregistered,
-			steps: append(offCutter, agent.EvSyncFailed), imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
+			steps: unchecked(agent.EvSyncFailed), imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
 			heal: func(h *harness, b appletest.Key, _ []payload.PayloadEntry) {
 				h.apple.RegisterCredential(b.ClientID, b.KeyID, &b.Private.PublicKey) // the admin fixes it in ABM
 			}},
 		{name: "off unreachable: applied, confirmed once Apple answers", policy: payload.AuthOff, arrange: closedPort,
-			steps: append(offCutter, agent.EvSyncFailed), imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
+			steps: unchecked(agent.EvSyncFailed), imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
 			heal: func(h *harness, _ appletest.Key, entries []payload.PayloadEntry) {
 				h.settings[payload.KeyTokenURL] = h.apple.TokenURL()
 				h.push(entries...)

@@ -10,12 +10,14 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/rekeyd/rekey/agent"
+	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
@@ -336,4 +338,66 @@ func TestSyncScheduleFollowsSyncInterval(t *testing.T) {
 	was = h.apple.Stats()
 	tickHandled(ticks, clock.Now())
 	noSyncSince(t, h, was)
+}
+
+func TestSyncOverTheSocket(t *testing.T) {
+	h := newHarness(t)
+	h.settings[payload.KeySyncInterval] = "0"
+	h.push(h.entry("Acme", payload.IntentAdd, "", h.key(""), testPassphrase))
+	h.waitImport("", store.ImportApplied)
+	tenant := h.active("").TenantID
+	h.apple.SetDevices(60)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := api.NewClient(h.socket)
+	defer c.Close()
+	// follow reads the stream until the sync of tenant ends.
+	follow := func() (kinds []string, end store.Event) {
+		stream, err := c.Events(ctx)
+		if err != nil {
+			t.Fatalf("events: %v", err)
+		}
+		defer stream.Close()
+		if ans, err := c.Sync(ctx, tenant); err != nil || !ans.Started || ans.TenantID != tenant {
+			t.Fatalf("POST sync: %+v, %v", ans, err)
+		}
+		for {
+			e, err := stream.Next()
+			if err != nil {
+				t.Fatalf("follow sync: %v", err)
+			}
+			if e.TenantID != tenant || !strings.HasPrefix(e.Kind, "sync.") {
+				continue
+			}
+			kinds = append(kinds, e.Kind)
+			if e.Kind == api.EventSyncFinished || e.Kind == api.EventSyncFailed {
+				return kinds, e
+			}
+		}
+	}
+
+	h.apple.Fail(appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.NotFound})
+	kinds, end := follow()
+	if end.Kind != api.EventSyncFailed || strings.Join(kinds, " ") != "sync.started sync.failed" {
+		t.Fatalf("failing sync over the socket: %v, %+v", kinds, end)
+	}
+	tenants, err := c.Tenants(ctx)
+	if err != nil || len(tenants) != 1 || tenants[0].SyncError == "" {
+		t.Fatalf("tenants after a failed sync: %+v, %v", tenants, err)
+	}
+
+	kinds, end = follow()
+	if end.Kind != api.EventSyncFinished || strings.Join(kinds, " ") != "sync.started sync.progress sync.finished" ||
+		end.Fields["devices"] != "60" || end.Fields["coverage"] != strconv.Itoa(appletest.CoverageTotal(60)) {
+		t.Fatalf("sync over the socket: %v, %+v", kinds, end)
+	}
+	tenants, err = c.Tenants(ctx)
+	if err != nil || len(tenants) != 1 || tenants[0].SyncError != "" || tenants[0].LastSyncAt.IsZero() {
+		t.Fatalf("tenants after a sync: %+v, %v", tenants, err)
+	}
+	page, err := c.Devices(ctx, tenant, "", 100)
+	if err != nil || len(page.Devices) != 60 {
+		t.Fatalf("devices over the socket: %d, %v", len(page.Devices), err)
+	}
 }
