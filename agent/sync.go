@@ -206,7 +206,7 @@ type storeSink struct {
 	tenantID string
 	devices  []store.Device
 	coverage []store.DeviceCoverage
-	cursor   string // last cursor committed
+	cursor   string // last cursor committed (the stored one before any page)
 }
 
 var _ apple.Sink = (*storeSink)(nil)
