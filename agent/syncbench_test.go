@@ -16,7 +16,7 @@ import (
 // "first" fills an empty tenant, "resync" runs over a tenant that already
 // holds every record (upserts). Records are devices plus coverage records.
 func BenchmarkAgentSync(b *testing.B) {
-	for _, n := range []int{1000, 100_000} {
+	for _, n := range []int{1000, 10_000, 100_000} {
 		for _, mode := range []string{"first", "resync"} {
 			b.Run(fmt.Sprintf("devices=%d/%s", n, mode), func(b *testing.B) { benchSync(b, n, mode == "resync") })
 		}
