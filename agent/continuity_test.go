@@ -343,10 +343,12 @@ func TestSyncScheduleFollowsSyncInterval(t *testing.T) {
 func TestSyncOverTheSocket(t *testing.T) {
 	h := newHarness(t)
 	h.settings[payload.KeySyncInterval] = "0"
-	h.push(h.entry("Acme", payload.IntentAdd, "", h.key(""), testPassphrase))
+	k := h.key("")
+	h.push(h.entry("Acme", payload.IntentAdd, "", k, testPassphrase))
 	h.waitImport("", store.ImportApplied)
 	tenant := h.active("").TenantID
 	h.apple.SetDevices(60)
+	secrets := append(h.apple.Tokens(), strings.Split(string(k.PEM), "\n")[1])
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -385,6 +387,11 @@ func TestSyncOverTheSocket(t *testing.T) {
 	tenants, err := c.Tenants(ctx)
 	if err != nil || len(tenants) != 1 || tenants[0].SyncError == "" {
 		t.Fatalf("tenants after a failed sync: %+v, %v", tenants, err)
+	}
+	for _, secret := range append(secrets, h.apple.Tokens()...) {
+		if strings.Contains(tenants[0].SyncError, secret) || strings.Contains(end.Message, secret) {
+			t.Fatalf("a sync failure shows a token or key material: %q / %q", tenants[0].SyncError, end.Message)
+		}
 	}
 
 	kinds, end = follow()
