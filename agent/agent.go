@@ -48,9 +48,17 @@ type Config struct {
 	// BusyTimeout is how long a store write waits for a lock another process
 	// holds before the attempt fails and is retried (default 5 s).
 	BusyTimeout time.Duration
-	Now         func() time.Time
-	Logger      *slog.Logger
-	Version     string
+	// SyncTicks, when set, replaces the 10-minute ticker on which the agent
+	// looks for tenants due a sync and rotations waiting for confirmation
+	// (tests send ticks and move Now instead of waiting).
+	SyncTicks <-chan time.Time
+	// AppleSleep waits between retries of a request to Apple when Checker or
+	// Syncer is nil. Nil: a real timer that honours ctx.
+	AppleSleep func(ctx context.Context, d time.Duration) error
+
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Version string
 }
 
 func (c *Config) setDefaults() {
@@ -141,7 +149,7 @@ func New(cfg Config) (*Agent, error) {
 		retryKick:  make(chan struct{}, 1),
 	}
 	if a.cfg.Checker == nil || a.cfg.Syncer == nil {
-		ap := newAppleBackend(a.cfg.Now)
+		ap := newAppleBackend(a.cfg.Now, a.cfg.AppleSleep)
 		if a.cfg.Checker == nil {
 			a.cfg.Checker = ap
 		}

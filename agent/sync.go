@@ -29,16 +29,23 @@ func (a *Agent) settings() payload.Settings {
 }
 
 // syncLoop syncs tenants whose SyncInterval has passed and confirms
-// rotations whose new credential now gets a token.
+// rotations whose new credential now gets a token, on every tick
+// (Config.SyncTicks, else every syncTick). The first look is at the first
+// tick, not at start: by then the payload has been read, so its
+// SyncInterval ("0" = never) applies rather than the default.
 func (a *Agent) syncLoop(ctx context.Context) {
-	t := time.NewTicker(syncTick)
-	defer t.Stop()
+	ticks := a.cfg.SyncTicks
+	if ticks == nil {
+		t := time.NewTicker(syncTick)
+		defer t.Stop()
+		ticks = t.C
+	}
 	for {
-		a.syncDue(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-ticks:
+			a.syncDue(ctx)
 		}
 	}
 }
@@ -73,7 +80,10 @@ func (a *Agent) scheduleSync(tenantID string) {
 }
 
 // SyncTenant imports the tenant's devices and coverage now with its active
-// credential, resuming an interrupted sync from its cursor.
+// credential, resuming an interrupted sync from its cursor. A failure is
+// recorded on the tenant (SyncError) and cleared by the next success. The
+// sync.finished or sync.failed event is published once the sync is over, so
+// a new sync of the tenant may start as soon as it is seen.
 func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
 	a.syncMu.Lock()
 	if a.syncing[tenantID] {
@@ -82,22 +92,31 @@ func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
 	}
 	a.syncing[tenantID] = true
 	a.syncMu.Unlock()
-	defer func() {
-		a.syncMu.Lock()
-		delete(a.syncing, tenantID)
-		a.syncMu.Unlock()
-	}()
+	end, err := a.syncOnce(ctx, tenantID)
+	a.syncMu.Lock()
+	delete(a.syncing, tenantID)
+	a.syncMu.Unlock()
+	if end.Kind != "" {
+		a.publish(ctx, end)
+	}
+	return err
+}
+
+// syncOnce runs one sync and returns the event that ends it (none when the
+// sync could not start).
+func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, error) {
 	ten, err := a.st.Tenant(ctx, tenantID)
 	if err != nil {
-		return fmt.Errorf("read tenant: %w", err)
+		return store.Event{}, fmt.Errorf("read tenant: %w", err)
 	}
 	cred, target, err := a.activeTarget(ctx, tenantID)
 	if err != nil {
-		return err
+		return store.Event{}, err
 	}
 	defer func() { target.Key = nil }()
 	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
-		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name)})
+		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
+		Fields:  map[string]string{"resumed": strconv.FormatBool(ten.SyncCursor != "")}})
 	sink := &storeSink{st: a.st, tenantID: tenantID, cursor: ten.SyncCursor}
 	err = a.cfg.Syncer.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
 		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
@@ -105,25 +124,28 @@ func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
 				"coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total)}})
 	})
 	if err != nil {
-		if serr := a.st.SetSync(ctx, tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
+		// Keep the cursor of the last page stored (the one the sync started
+		// from when none was), even when ctx was cancelled.
+		if serr := a.st.SetSync(context.WithoutCancel(ctx), tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
 			a.log.Error("record sync failure", "tenant", tenantID, "err", serr)
 		}
-		a.publish(ctx, store.Event{Kind: EvSyncFailed, TenantID: tenantID, Message: "sync failed: " + err.Error()})
-		return fmt.Errorf("sync: %w", err)
+		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
+			fmt.Errorf("sync: %w", err)
 	}
 	if err := a.st.SetSync(ctx, tenantID, "", a.cfg.Now(), ""); err != nil {
-		return fmt.Errorf("record sync: %w", err)
+		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
+			fmt.Errorf("record sync: %w", err)
 	}
 	a.markAuth(ctx, cred.ID)
-	devices, coverage, _ := a.st.Counts(ctx, tenantID)
-	a.publish(ctx, store.Event{Kind: EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
-		Message: fmt.Sprintf("sync finished: %d devices, %d coverage records", devices, coverage),
-		Fields:  map[string]string{"devices": strconv.Itoa(devices), "coverage": strconv.Itoa(coverage)}})
-	// The active credential just got a token: a rotation waiting for that is confirmed.
+	// The active credential just got a token: a rotation waiting for that is
+	// confirmed before the sync is reported finished.
 	a.mu.Lock()
 	a.confirm(ctx, tenantID)
 	a.mu.Unlock()
-	return nil
+	devices, coverage, _ := a.st.Counts(ctx, tenantID)
+	return store.Event{Kind: EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
+		Message: fmt.Sprintf("sync finished: %d devices, %d coverage records", devices, coverage),
+		Fields:  map[string]string{"devices": strconv.Itoa(devices), "coverage": strconv.Itoa(coverage)}}, nil
 }
 
 // confirmPending checks the active credential of a tenant that still keeps

@@ -126,6 +126,11 @@ func (s *Store) UpsertCoverage(ctx context.Context, tenantID string, dcs []Devic
 	})
 }
 
+// clearCoverageSQL removes a device's coverage records. Without INDEXED BY
+// SQLite's planner walks every coverage record of the tenant (a prefix of the
+// primary key) for each device, which makes a sync quadratic in its size.
+const clearCoverageSQL = `DELETE FROM coverage INDEXED BY coverage_by_serial WHERE tenant_id = ? AND serial = ?`
+
 func upsertCoverage(ctx context.Context, tx *sql.Tx, tenantID string, now time.Time, dcs []DeviceCoverage) error {
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO coverage (tenant_id, id, serial, description, status,
 		start_date, end_date, attrs, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -149,7 +154,7 @@ func upsertCoverage(ctx context.Context, tx *sql.Tx, tenantID string, now time.T
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("coverage for unknown device %s; upsert the device first: %w", dc.Serial, ErrInvariant)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM coverage WHERE tenant_id = ? AND serial = ?`,
+		if _, err := tx.ExecContext(ctx, clearCoverageSQL,
 			tenantID, dc.Serial); err != nil {
 			return fmt.Errorf("clear coverage of %s: %w", dc.Serial, err)
 		}

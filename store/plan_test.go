@@ -1,0 +1,34 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestClearCoverageUsesTheSerialIndex guards against a per-device scan of
+// the tenant's coverage in every sync page.
+func TestClearCoverageUsesTheSerialIndex(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+clearCoverageSQL, "ten_x", "SN1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if len(plan) != 1 || !strings.Contains(plan[0], "coverage_by_serial (tenant_id=? AND serial=?)") {
+		t.Fatalf("plan of %q: %q", clearCoverageSQL, plan)
+	}
+}
