@@ -59,11 +59,11 @@ func printStatus(w io.Writer, st api.Status) {
 	}
 	fmt.Fprintf(w, "\nPending imports: %d\n", len(st.PendingImports))
 	for _, imp := range st.PendingImports {
-		fmt.Fprintf(w, "  %s  %q  %s", imp.ID, imp.Name, imp.State)
+		fmt.Fprintf(w, "  %s  %q  %s", shortID(imp.ID), imp.Name, imp.State)
 		if imp.Reason != "" {
 			fmt.Fprintf(w, " (%s)", imp.Reason)
 		}
-		fmt.Fprintf(w, "  → rekey unlock %s\n", imp.ID)
+		fmt.Fprintf(w, "  → rekey unlock %s\n", shortID(imp.ID))
 	}
 	if r := st.LastRotation; r != nil {
 		fmt.Fprintf(w, "Last rotation: %s in tenant %s, %s at %s", r.ID, r.TenantID, r.Step, when(r.UpdatedAt))
@@ -82,4 +82,13 @@ func printSummary(w io.Writer, label string, c *api.CredentialSummary) {
 		return
 	}
 	fmt.Fprintf(w, "  %-10s %s  %s  key %s  since %s\n", label, c.Name, c.ClientID, c.KeyID, when(c.Since))
+}
+
+// shortID shortens a long import id (64 hex digits by default) to a prefix
+// that the CLI accepts in its place, as git shortens commit hashes.
+func shortID(id string) string {
+	if len(id) > 16 {
+		return id[:12]
+	}
+	return id
 }
