@@ -92,8 +92,8 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// ErrSocketInUse is returned by Listen when another agent answers on the path.
-var ErrSocketInUse = errors.New("another agent is listening on the socket")
+// ErrSocketInUse is returned by Listen when another process answers on the path.
+var ErrSocketInUse = errors.New("another process (a rekey agent or another program) is listening on the socket")
 
 // ErrNotSocket is returned by Listen when the path holds something other than a socket.
 var ErrNotSocket = errors.New("socket path is taken by something that is not a socket")

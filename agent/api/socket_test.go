@@ -188,7 +188,7 @@ func TestListenReplacesAStaleSocket(t *testing.T) {
 func TestListenRefusesALiveSocket(t *testing.T) {
 	sock, _ := apitest.Serve(t, api.Config{Backend: sampleFake()})
 	_, err := api.Listen(sock)
-	if !errors.Is(err, api.ErrSocketInUse) || !strings.Contains(err.Error(), "another agent is listening") {
+	if !errors.Is(err, api.ErrSocketInUse) || !strings.Contains(err.Error(), "is listening on the socket") {
 		t.Fatalf("err %v, want ErrSocketInUse", err)
 	}
 	if _, err := api.NewClient(sock).Health(context.Background()); err != nil {
