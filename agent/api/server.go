@@ -126,7 +126,7 @@ func clearStale(path string) error {
 		return fmt.Errorf("check socket path %s: %w", path, err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("%w: %s is a %s; remove it or choose another --socket", ErrNotSocket, path, describeMode(fi.Mode()))
+		return fmt.Errorf("%w: %s is a %s; remove it or choose another --socket", ErrNotSocket, path, platform.FileKind(fi.Mode()))
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
@@ -141,18 +141,6 @@ func clearStale(path string) error {
 		return fmt.Errorf("remove stale socket %s: %w", path, err)
 	}
 	return nil
-}
-
-func describeMode(m fs.FileMode) string {
-	switch {
-	case m.IsRegular():
-		return "regular file"
-	case m.IsDir():
-		return "folder"
-	case m&fs.ModeSymlink != 0:
-		return "symbolic link"
-	}
-	return "special file"
 }
 
 // Serve answers requests on l until Shutdown; it returns nil after Shutdown.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/platform"
 )
 
 // Socket asks the agent's health over its socket. Nothing answering is a
@@ -24,7 +25,7 @@ func Socket(ctx context.Context, path string, timeout time.Duration, svc Service
 	fi, err := os.Lstat(path)
 	if err == nil && fi.Mode().Type() != fs.ModeSocket {
 		return fail(c, fmt.Sprintf("find out what wrote %s, then remove it or choose another --socket", path),
-			"%s is a %s, not a socket: the agent refuses to start there", path, kind(fi.Mode()))
+			"%s is a %s, not a socket: the agent refuses to start there", path, platform.FileKind(fi.Mode()))
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -42,18 +43,6 @@ func Socket(ctx context.Context, path string, timeout time.Duration, svc Service
 	}
 	return fail(c, fmt.Sprintf("find the program listening there (ss -xlp | grep %s, or lsof %s); stop it or choose another --socket", path, path),
 		"%s does not answer like a rekey agent: %v", path, err)
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m.IsRegular():
-		return "regular file"
-	case m.IsDir():
-		return "folder"
-	case m&fs.ModeSymlink != 0:
-		return "symlink"
-	}
-	return m.Type().String()
 }
 
 // Service reports the installed service's state from status (nil: there is
