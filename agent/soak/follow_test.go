@@ -92,3 +92,23 @@ func endedBy(err error, code string) bool {
 	var ae *api.APIError
 	return errors.As(err, &ae) && ae.Code == code
 }
+
+// waitState reads events until importID reaches state.
+func (f *follower) waitState(importID, state string) {
+	f.t.Helper()
+	deadline := time.NewTimer(60 * time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case e, ok := <-f.ch:
+			if !ok {
+				f.t.Fatalf("event stream ended while waiting for import %s to be %s: %v", importID, state, <-f.end)
+			}
+			if e.Kind == "import.state" && e.ImportID == importID && e.Fields["state"] == state {
+				return
+			}
+		case <-deadline.C:
+			f.t.Fatalf("import %s not %s within a minute", importID, state)
+		}
+	}
+}

@@ -31,7 +31,7 @@ func envInt(t testing.TB, name string, def int) int {
 // record lost, no import applied twice, one active credential per tenant.
 // REKEY_SOAK_CHANGES scales it (make soak); REKEY_SOAK_SEED replays a run.
 func TestSoakChangesAndKills(t *testing.T) {
-	changes := envInt(t, "REKEY_SOAK_CHANGES", 120)
+	changes := envInt(t, "REKEY_SOAK_CHANGES", 60)
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("REKEY_SOAK_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -70,7 +70,7 @@ func TestSoakChangesAndKills(t *testing.T) {
 		w.apple.SetDevices(min(10+2*kills, 80)) // later syncs find more devices
 		c = startChild(t, l)
 		ev = follow(t, l.socket)
-		nextKill = i + 10 + w.rng.IntN(30)
+		nextKill = i + 5 + w.rng.IntN(20)
 	}
 	ev.close()
 	c.stop()
