@@ -54,7 +54,7 @@ func runChild(dir string) int {
 		return 1
 	}
 	defer logf.Close()
-	log := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	a, err := agent.New(agent.Config{PrefsDir: l.prefs, StateDir: l.state, Socket: l.socket, PassphraseFile: l.pass,
@@ -174,7 +174,7 @@ func (c *child) stop() {
 	}
 }
 
-// logTail is the end of the agent's log (warnings and errors only).
+// logTail is the end of the agent's log.
 func (c *child) logTail() string {
 	b, _ := os.ReadFile(c.l.log)
 	if len(b) > 4000 {

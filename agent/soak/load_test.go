@@ -129,8 +129,8 @@ func subscribe(t testing.TB, socket string, tick <-chan struct{}, release <-chan
 // REKEY_LOAD_ROTATIONS and REKEY_LOAD_ITERATIONS scale it (make soak).
 func TestLoadClientsAndSubscribers(t *testing.T) {
 	const nClients, nSubs, nSlow = 200, 50, 10
-	rotations := envInt(t, "REKEY_LOAD_ROTATIONS", 30)
-	iters := envInt(t, "REKEY_LOAD_ITERATIONS", 3)
+	rotations := envInt(t, "REKEY_LOAD_ROTATIONS", short(30, 12))
+	iters := envInt(t, "REKEY_LOAD_ITERATIONS", short(3, 1))
 	l := newLayout(t)
 	w := newWorld(t, l, 1)
 	c := startChild(t, l)

@@ -1,13 +1,20 @@
 package soak
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rekeyd/rekey/agent/api"
 )
 
 // envInt reads a positive count from the environment (make soak scales the
@@ -25,13 +32,22 @@ func envInt(t testing.TB, name string, def int) int {
 	return n
 }
 
+// short is the default count of a test inside `make test`: n, or nRace
+// under the race detector.
+func short(n, nRace int) int {
+	if raceEnabled {
+		return nRace
+	}
+	return n
+}
+
 // TestSoakChangesAndKills pushes payload changes of every kind at a real
 // agent process, kills it with SIGKILL at random moments, and after every
 // kill checks the store with the agent stopped: no invariant broken, no
 // record lost, no import applied twice, one active credential per tenant.
 // REKEY_SOAK_CHANGES scales it (make soak); REKEY_SOAK_SEED replays a run.
 func TestSoakChangesAndKills(t *testing.T) {
-	changes := envInt(t, "REKEY_SOAK_CHANGES", 60)
+	changes := envInt(t, "REKEY_SOAK_CHANGES", short(60, 30))
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("REKEY_SOAK_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -49,8 +65,12 @@ func TestSoakChangesAndKills(t *testing.T) {
 	ev := follow(t, l.socket)
 	kills, acked := 0, 0
 	var peak int64
-	nextKill := 5 + w.rng.IntN(20)
+	nextKill := 3 + w.rng.IntN(10)
+	unlocks := map[string]int{}
 	for i := range changes {
+		if w.rng.IntN(8) == 0 {
+			unlocks[unlock(t, w, l.socket)]++
+		}
 		_, id, kind := w.step()
 		if id != "" {
 			ev.waitFor(kind, id)
@@ -70,11 +90,12 @@ func TestSoakChangesAndKills(t *testing.T) {
 		w.apple.SetDevices(min(10+2*kills, 80)) // later syncs find more devices
 		c = startChild(t, l)
 		ev = follow(t, l.socket)
-		nextKill = i + 5 + w.rng.IntN(20)
+		nextKill = i + 3 + w.rng.IntN(20)
 	}
 	ev.close()
 	c.stop()
 	lg.verify(t, l.state)
+	noSecrets(t, l.log, filepath.Join(l.state, "status.plist"))
 	if kills == 0 {
 		t.Fatalf("no kill in %d changes; raise REKEY_SOAK_CHANGES", changes)
 	}
@@ -82,8 +103,8 @@ func TestSoakChangesAndKills(t *testing.T) {
 		t.Fatalf("no import was applied in %d changes", changes)
 	}
 	t.Logf("soak: %d changes (%s), %d recorded by the agent before moving on, %d SIGKILLs, %d store checks passed, "+
-		"%d imports applied, %d tenants, %d credentials, %d audit events, largest tenant %d devices, peak RSS %.1f MiB, %s",
-		w.total(), w.summary(), acked, kills, lg.checks, lg.appliedCount(), len(lg.tenants), len(lg.creds), lg.events,
+		"UI unlocks %v, %d imports applied, %d tenants, %d credentials, %d audit events, largest tenant %d devices, peak RSS %.1f MiB, %s",
+		w.total(), w.summary(), acked, kills, lg.checks, unlocks, lg.appliedCount(), len(lg.tenants), len(lg.creds), lg.events,
 		lg.maxDevices, float64(peak)/(1<<20), time.Since(start).Round(time.Second))
 }
 
@@ -95,4 +116,53 @@ func (w *world) summary() string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
+}
+
+// unlock plays a UI: it sends a password for a wrong-password entry, the
+// right one or, one time in three, another wrong one, and returns how the
+// agent answered. Any answer but success or a documented refusal fails.
+func unlock(t testing.TB, w *world, socket string) string {
+	t.Helper()
+	id, ok := w.lockedEntry()
+	if !ok {
+		return "none-waiting"
+	}
+	pass := otherPassphrase
+	if w.rng.IntN(3) == 0 {
+		pass = "still not the passphrase"
+	}
+	cl := api.NewClient(socket)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := cl.Unlock(ctx, id, api.UnlockRequest{Password: api.Secret(pass)})
+	var ae *api.APIError
+	switch {
+	case err == nil:
+		return "unlocked"
+	case errors.As(err, &ae) && slices.Contains([]string{"wrong_password", "rate_limited", "conflict"}, ae.Code):
+		return ae.Code
+	}
+	t.Fatalf("unlock %s: %v", id, err)
+	return ""
+}
+
+// noSecrets fails the test if a file holds a passphrase, key material or
+// ciphertext.
+func noSecrets(t testing.TB, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("read %s: %v", p, err)
+		}
+		if len(b) == 0 {
+			t.Errorf("%s is empty: nothing to check", p)
+		}
+		for _, s := range []string{testPassphrase, otherPassphrase, "PRIVATE KEY", "AGE ENCRYPTED FILE", "age-encryption.org"} {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s holds secret material (%q)", filepath.Base(p), s)
+			}
+		}
+	}
 }

@@ -36,6 +36,9 @@ const (
 	chRemove    change = "remove"         // the profile is removed
 )
 
+// otherPassphrase seals the wrong-password entries; a UI unlocks them with it.
+const otherPassphrase = "not the fleet passphrase"
+
 // mix is how often each change is picked, out of its total.
 var mix = []struct {
 	c change
@@ -60,20 +63,16 @@ type world struct {
 	seq      int
 	rsaPEM   []byte
 	pushed   map[change]int
+	locked   map[string]bool // ImportIDs sealed with otherPassphrase
 }
 
 func newWorld(t testing.TB, l layout, seed uint64) *world {
 	t.Helper()
 	ap := appletest.New(t)
 	ap.SetDevices(10)
-	rk, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(rk)
 	return &world{t: t, rng: mrand.New(mrand.NewPCG(seed, seed^0x5eed)), l: l, apple: ap,
 		settings: map[string]string{payload.KeyTokenURL: ap.TokenURL(), payload.KeyAPIBaseURL: ap.APIBaseURL()},
-		rsaPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), pushed: map[change]int{}}
+		pushed:   map[change]int{}, locked: map[string]bool{}}
 }
 
 // key makes a P-256 credential registered with the fake Apple; with a Client
@@ -135,8 +134,18 @@ func (w *world) sealRaw(keyPEM []byte) []byte {
 	return buf.Bytes()
 }
 
+// badKeyPEM is an RSA key (made once: RSA is slow to generate) or a P-384
+// key: both refused after decryption.
 func (w *world) badKeyPEM() []byte {
 	if w.rng.IntN(2) == 0 {
+		if w.rsaPEM == nil {
+			rk, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				w.t.Fatal(err)
+			}
+			der, _ := x509.MarshalPKCS8PrivateKey(rk)
+			w.rsaPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		}
 		return w.rsaPEM
 	}
 	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -194,7 +203,8 @@ func (w *world) step() (c change, importID, kind string) {
 		w.append(e)
 		importID, kind = id, "import.recorded"
 	case chWrongPass:
-		w.append(payload.PayloadEntry{ImportID: id, Intent: payload.IntentAdd, Name: name, Ciphertext: w.seal(name, w.key(""), "not the fleet passphrase")})
+		w.append(payload.PayloadEntry{ImportID: id, Intent: payload.IntentAdd, Name: name, Ciphertext: w.seal(name, w.key(""), otherPassphrase)})
+		w.locked[id] = true
 		importID, kind = id, "import.recorded"
 	case chBadKey:
 		w.append(payload.PayloadEntry{ImportID: id, Intent: payload.IntentAdd, Name: name, Ciphertext: w.sealRaw(w.badKeyPEM())})
@@ -202,6 +212,7 @@ func (w *world) step() (c change, importID, kind string) {
 	case chConflict:
 		i := w.rng.IntN(len(w.entries))
 		old := w.entries[i]
+		delete(w.locked, old.ImportID)
 		w.entries[i] = payload.PayloadEntry{ImportID: old.ImportID, Intent: payload.IntentAdd, Name: name, Ciphertext: w.seal(name, w.key(""), testPassphrase)}
 		importID, kind = old.ImportID, "import.conflict"
 	case chReturn:
@@ -255,6 +266,20 @@ func (w *world) remove() {
 		w.t.Fatalf("remove payload: %v", err)
 	}
 	w.present = false
+}
+
+// lockedEntry returns a wrong-password entry in the payload, if any.
+func (w *world) lockedEntry() (string, bool) {
+	var ids []string
+	for _, e := range w.entries {
+		if w.locked[e.ImportID] {
+			ids = append(ids, e.ImportID)
+		}
+	}
+	if len(ids) == 0 {
+		return "", false
+	}
+	return ids[w.rng.IntN(len(ids))], true
 }
 
 // total is the number of changes pushed.
