@@ -17,6 +17,7 @@ type follower struct {
 	stream *api.EventStream
 	ch     chan store.Event
 	end    chan error // why the stream ended
+	seen   int        // events read from the channel
 }
 
 // follow subscribes to the agent's events on socket.
@@ -101,6 +102,7 @@ func (f *follower) waitState(importID, state string) {
 	for {
 		select {
 		case e, ok := <-f.ch:
+			f.seen++
 			if !ok {
 				f.t.Fatalf("event stream ended while waiting for import %s to be %s: %v", importID, state, <-f.end)
 			}
