@@ -96,6 +96,9 @@ func TestSoakChangesAndKills(t *testing.T) {
 	c.stop()
 	lg.verify(t, l.state)
 	noSecrets(t, l.log, filepath.Join(l.state, "status.plist"))
+	if temps, _ := filepath.Glob(filepath.Join(l.state, ".status.plist.tmp-*")); len(temps) > 0 {
+		t.Errorf("%d temporary status files left in the state folder after %d kills and a clean stop", len(temps), kills)
+	}
 	if kills == 0 {
 		t.Fatalf("no kill in %d changes; raise REKEY_SOAK_CHANGES", changes)
 	}
