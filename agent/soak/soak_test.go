@@ -57,58 +57,99 @@ func TestSoakChangesAndKills(t *testing.T) {
 		seed = v
 	}
 	t.Logf("seed %d (replay with REKEY_SOAK_SEED=%d)", seed, seed)
-	start := time.Now()
-	l := newLayout(t)
-	w := newWorld(t, l, seed)
-	lg := newLedger()
-	c := startChild(t, l)
-	ev := follow(t, l.socket)
-	kills, acked := 0, 0
-	var peak int64
-	nextKill := 3 + w.rng.IntN(10)
-	unlocks := map[string]int{}
+	r := &soakRun{t: t, l: newLayout(t), lg: newLedger(), unlocks: map[string]int{}, start: time.Now()}
+	r.w = newWorld(t, r.l, seed)
+	r.c = startChild(t, r.l)
+	r.ev = follow(t, r.l.socket)
+	nextKill := 3 + r.w.rng.IntN(10)
 	for i := range changes {
-		if w.rng.IntN(8) == 0 {
-			unlocks[unlock(t, w, l.socket)]++
+		r.change()
+		if (i+1)%max(changes/10, 1) == 0 {
+			r.laps = append(r.laps, time.Since(r.start))
 		}
-		_, id, kind := w.step()
-		if id != "" {
-			ev.waitFor(kind, id)
-			acked++
+		if i >= nextKill {
+			r.killAndCheck()
+			nextKill = i + 3 + r.w.rng.IntN(20)
 		}
-		if i < nextKill {
-			continue
-		}
-		ev.skip(w.rng.IntN(10), time.Duration(w.rng.IntN(40))*time.Millisecond)
-		if r, err := c.rss(); err == nil {
-			peak = max(peak, r)
-		}
-		ev.close()
-		c.kill()
-		kills++
-		lg.verify(t, l.state)
-		w.apple.SetDevices(min(10+2*kills, 80)) // later syncs find more devices
-		c = startChild(t, l)
-		ev = follow(t, l.socket)
-		nextKill = i + 3 + w.rng.IntN(20)
 	}
-	ev.close()
-	c.stop()
-	lg.verify(t, l.state)
-	noSecrets(t, l.log, filepath.Join(l.state, "status.plist"))
-	if temps, _ := filepath.Glob(filepath.Join(l.state, ".status.plist.tmp-*")); len(temps) > 0 {
-		t.Errorf("%d temporary status files left in the state folder after %d kills and a clean stop", len(temps), kills)
+	r.ev.close()
+	r.c.stop()
+	r.lg.verify(t, r.l.state)
+	r.finalChecks()
+	r.report()
+}
+
+// soakRun is one soak: the MDM side, the agent process and the checker.
+type soakRun struct {
+	t       *testing.T
+	l       layout
+	w       *world
+	lg      *ledger
+	c       *child
+	ev      *follower
+	kills   int
+	acked   int
+	peak    int64
+	unlocks map[string]int
+	start   time.Time
+	laps    []time.Duration // time at every tenth of the changes
+}
+
+// change pushes one payload change (sometimes after a UI unlock) and waits
+// until the agent has recorded its new ImportID, if it has one.
+func (r *soakRun) change() {
+	if r.w.rng.IntN(8) == 0 {
+		r.unlocks[unlock(r.t, r.w, r.l.socket)]++
 	}
-	if kills == 0 {
-		t.Fatalf("no kill in %d changes; raise REKEY_SOAK_CHANGES", changes)
+	if _, id, kind := r.w.step(); id != "" {
+		r.ev.waitFor(kind, id)
+		r.acked++
 	}
-	if lg.appliedCount() == 0 {
-		t.Fatalf("no import was applied in %d changes", changes)
+}
+
+// killAndCheck kills the agent at a random moment of its work, checks the
+// store with the agent stopped, and starts it again.
+func (r *soakRun) killAndCheck() {
+	r.ev.skip(r.w.rng.IntN(10), time.Duration(r.w.rng.IntN(40))*time.Millisecond)
+	if rss, err := r.c.rss(); err == nil {
+		r.peak = max(r.peak, rss)
 	}
-	t.Logf("soak: %d changes (%s), %d recorded by the agent before moving on, %d SIGKILLs, %d store checks passed, "+
-		"UI unlocks %v, %d imports applied, %d tenants, %d credentials, %d audit events, largest tenant %d devices, peak RSS %.1f MiB, %s",
-		w.total(), w.summary(), acked, kills, lg.checks, unlocks, lg.appliedCount(), len(lg.tenants), len(lg.creds), lg.events,
-		lg.maxDevices, float64(peak)/(1<<20), time.Since(start).Round(time.Second))
+	r.ev.close()
+	r.c.kill()
+	r.kills++
+	r.lg.verify(r.t, r.l.state)
+	r.w.apple.SetDevices(min(10+2*r.kills, 80)) // later syncs find more devices
+	r.c = startChild(r.t, r.l)
+	r.ev = follow(r.t, r.l.socket)
+}
+
+// finalChecks run after the last, clean stop.
+func (r *soakRun) finalChecks() {
+	t := r.t
+	noSecrets(t, r.l.log, filepath.Join(r.l.state, "status.plist"))
+	if temps, _ := filepath.Glob(filepath.Join(r.l.state, ".status.plist.tmp-*")); len(temps) > 0 {
+		t.Errorf("%d temporary status files left in the state folder after %d kills and a clean stop", len(temps), r.kills)
+	}
+	if r.kills == 0 {
+		t.Fatalf("no kill in %d changes; raise REKEY_SOAK_CHANGES", r.w.total())
+	}
+	if r.lg.appliedCount() == 0 {
+		t.Fatalf("no import was applied in %d changes", r.w.total())
+	}
+}
+
+func (r *soakRun) report() {
+	var laps []string
+	prev := time.Duration(0)
+	for _, l := range r.laps {
+		laps = append(laps, (l - prev).Round(100*time.Millisecond).String())
+		prev = l
+	}
+	r.t.Logf("soak: %d changes (%s), %d recorded by the agent before moving on, %d SIGKILLs, %d store checks passed, "+
+		"UI unlocks %v, %d imports applied, %d tenants, %d credentials, %d audit events, largest tenant %d devices, peak RSS %.1f MiB, %s "+
+		"(each tenth of the changes: %s)",
+		r.w.total(), r.w.summary(), r.acked, r.kills, r.lg.checks, r.unlocks, r.lg.appliedCount(), len(r.lg.tenants), len(r.lg.creds),
+		r.lg.events, r.lg.maxDevices, float64(r.peak)/(1<<20), time.Since(r.start).Round(time.Second), strings.Join(laps, " "))
 }
 
 // summary lists the changes pushed by kind.
