@@ -62,9 +62,9 @@ demo:
 # SOAK_CHANGES payload changes with SIGKILLs of the agent process, then
 # LOAD_ROTATIONS rotations under 200 API clients and 50 event subscribers.
 # SOAK_FLAGS=-race adds the race detector (about ten times slower).
-SOAK_CHANGES    ?= 3000
+SOAK_CHANGES    ?= 2000
 LOAD_ROTATIONS  ?= 300
-LOAD_ITERATIONS ?= 100
+LOAD_ITERATIONS ?= 50
 SOAK_FLAGS      ?=
 soak:
 	REKEY_SOAK_CHANGES=$(SOAK_CHANGES) REKEY_LOAD_ROTATIONS=$(LOAD_ROTATIONS) REKEY_LOAD_ITERATIONS=$(LOAD_ITERATIONS) \

@@ -107,6 +107,7 @@ func startChild(t testing.TB, l layout) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+l.dir)
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start agent process: %v", err)
 	}

@@ -118,7 +118,7 @@ func (r *soakRun) killAndCheck() {
 	r.c.kill()
 	r.kills++
 	r.lg.verify(r.t, r.l.state)
-	r.w.apple.SetDevices(min(10+2*r.kills, 80)) // later syncs find more devices
+	r.w.apple.SetDevices(min(10+r.kills, 40)) // later syncs find more devices
 	r.c = startChild(r.t, r.l)
 	r.ev = follow(r.t, r.l.socket)
 }
