@@ -81,18 +81,19 @@ func TestSoakChangesAndKills(t *testing.T) {
 
 // soakRun is one soak: the MDM side, the agent process and the checker.
 type soakRun struct {
-	t       *testing.T
-	l       layout
-	w       *world
-	lg      *ledger
-	c       *child
-	ev      *follower
-	kills   int
-	acked   int
-	peak    int64
-	unlocks map[string]int
-	start   time.Time
-	laps    []time.Duration // time at every tenth of the changes
+	t        *testing.T
+	l        layout
+	w        *world
+	lg       *ledger
+	c        *child
+	ev       *follower
+	kills    int
+	acked    int
+	peak     int64
+	unlocks  map[string]int
+	start    time.Time
+	laps     []time.Duration // time at every tenth of the changes
+	checking time.Duration   // spent in the checker, agent stopped
 }
 
 // change pushes one payload change (sometimes after a UI unlock) and waits
@@ -117,7 +118,9 @@ func (r *soakRun) killAndCheck() {
 	r.ev.close()
 	r.c.kill()
 	r.kills++
+	began := time.Now()
 	r.lg.verify(r.t, r.l.state)
+	r.checking += time.Since(began)
 	r.w.apple.SetDevices(min(10+r.kills, 40)) // later syncs find more devices
 	r.c = startChild(r.t, r.l)
 	r.ev = follow(r.t, r.l.socket)
@@ -147,9 +150,9 @@ func (r *soakRun) report() {
 	}
 	r.t.Logf("soak: %d changes (%s), %d recorded by the agent before moving on, %d SIGKILLs, %d store checks passed, "+
 		"UI unlocks %v, %d imports applied, %d tenants, %d credentials, %d audit events, largest tenant %d devices, peak RSS %.1f MiB, %s "+
-		"(each tenth of the changes: %s)",
+		"(%s of it checking; each tenth of the changes: %s)",
 		r.w.total(), r.w.summary(), r.acked, r.kills, r.lg.checks, r.unlocks, r.lg.appliedCount(), len(r.lg.tenants), len(r.lg.creds),
-		r.lg.events, r.lg.maxDevices, float64(r.peak)/(1<<20), time.Since(r.start).Round(time.Second), strings.Join(laps, " "))
+		r.lg.events, r.lg.maxDevices, float64(r.peak)/(1<<20), time.Since(r.start).Round(time.Second), r.checking.Round(time.Second), strings.Join(laps, " "))
 }
 
 // summary lists the changes pushed by kind.
