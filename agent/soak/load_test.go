@@ -193,7 +193,7 @@ const (
 
 // burstSize is how many broken entries the burst payload holds: each is one
 // import.invalid event, more than twice what a stalled subscriber holds
-// (its 256-event buffer and a socket's worth of lines: 425 on Linux).
+// (its 256-event buffer and a socket's worth of lines: about 425 on Linux).
 var burstSize = 1000
 
 // TestLoadClientsAndSubscribers runs rotations while 200 API clients read in
