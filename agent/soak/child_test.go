@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +67,15 @@ func runChild(dir string) int {
 		return 1
 	}
 	defer a.Close()
+	// REKEY_SOAK_CPUPROFILE profiles the agent until a clean stop (a
+	// killed agent leaves an empty file): for finding what slows it down.
+	if p := os.Getenv("REKEY_SOAK_CPUPROFILE"); p != "" {
+		if f, err := os.Create(fmt.Sprintf("%s.%d", p, os.Getpid())); err == nil {
+			pprof.StartCPUProfile(f)
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := a.Run(ctx); err != nil {
 		log.Error("agent run", "err", err)
 		return 1
