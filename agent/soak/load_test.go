@@ -312,8 +312,8 @@ func (r *loadRun) rotate(i int) {
 // burst pushes a payload with burstSize broken entries and, after them, a
 // marker entry: the agent publishes one import.invalid event per broken
 // entry in one go, then records the marker. Stalled subscribers, which
-// read nothing meanwhile, are dropped during the burst; released after it,
-// they read to their events_dropped line.
+// read nothing until 600 of those events have gone by, are dropped during
+// the burst; released, they read to their events_dropped line.
 func (r *loadRun) burst() {
 	r.t.Helper()
 	marker := payload.PayloadEntry{ImportID: "load-burst", Intent: payload.IntentAdd, Name: "burst marker",
@@ -333,14 +333,30 @@ func (r *loadRun) burst() {
 	if err := platform.WriteFileAtomic(platform.PrefsFile(r.l.prefs, platform.Domain), b, 0o644); err != nil {
 		r.t.Fatal(err)
 	}
-	r.obs.waitUntil("the burst's marker import", func(e store.Event) bool {
-		return e.Kind == "import.recorded" && e.ImportID == marker.ImportID
-	}, func(cl *api.Client) bool {
+	invalid, done := 0, false
+	markerDone := func(e store.Event) bool {
+		done = done || e.Kind == "import.recorded" && e.ImportID == marker.ImportID
+		return done
+	}
+	markerSeen := func(cl *api.Client) bool { // after a drop of the test's own stream
 		_, err := cl.Import(context.Background(), marker.ImportID)
-		return err == nil
-	})
-	r.burstTook = time.Since(began)
+		done = err == nil
+		return done
+	}
+	// Release the stalled subscribers once they have surely been dropped
+	// (past 425 events), not at the end of the burst: from the moment its
+	// socket filled, a stalled subscriber's write times out in 10 s.
+	r.obs.waitUntil("600 events of the burst", func(e store.Event) bool {
+		if e.Kind == "import.invalid" {
+			invalid++
+		}
+		return markerDone(e) || invalid >= 600
+	}, markerSeen)
 	close(r.burstRelease)
+	if !done {
+		r.obs.waitUntil("the burst's marker import", markerDone, markerSeen)
+	}
+	r.burstTook = time.Since(began)
 	waitGroup(r.t, &r.stallWG, "stalled subscribers to read to their end")
 }
 
