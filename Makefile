@@ -15,7 +15,7 @@ PKG_ARCH    ?= $(shell $(GO) env GOARCH)
 PKG_TAG     := $(patsubst v%,%,$(shell git describe --tags --abbrev=0 2>/dev/null))
 PKG_VERSION ?= $(if $(PKG_TAG),$(PKG_TAG),0.1.0)
 
-.PHONY: all build test fmt-check vet staticcheck unit cross fuzz fuzz-short bench demo clean package package-check
+.PHONY: all build test fmt-check vet staticcheck unit cross fuzz fuzz-short bench demo clean package package-check soak
 
 all: build
 
@@ -57,6 +57,18 @@ bench:
 
 demo:
 	$(GO) run ./cmd/rekey demo
+
+# Soak and load (minutes; `make test` runs the same tests at a small count):
+# SOAK_CHANGES payload changes with SIGKILLs of the agent process, then
+# LOAD_ROTATIONS rotations under 200 API clients and 50 event subscribers.
+# SOAK_FLAGS=-race adds the race detector (about ten times slower).
+SOAK_CHANGES    ?= 2000
+LOAD_ROTATIONS  ?= 300
+LOAD_ITERATIONS ?= 50
+SOAK_FLAGS      ?=
+soak:
+	REKEY_SOAK_CHANGES=$(SOAK_CHANGES) REKEY_LOAD_ROTATIONS=$(LOAD_ROTATIONS) REKEY_LOAD_ITERATIONS=$(LOAD_ITERATIONS) \
+		$(GO) test $(SOAK_FLAGS) -count=1 -v -timeout 60m -run 'TestSoak|TestLoad' ./agent/soak/
 
 clean:
 	rm -rf bin dist

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rekeyd/rekey/agent/payload"
@@ -44,6 +46,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopAPI()
+	removeStatusTemps(a.cfg.StatusFile)
 	done := make(chan struct{})
 	go func() { defer close(done); a.statusLoop(ctx) }()
 	defer func() { <-done }()
@@ -68,6 +71,17 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.retryDue(context.WithoutCancel(ctx))
 		}
 		retry.Reset(a.nextRetry())
+	}
+}
+
+// removeStatusTemps deletes the temporary files of status-file writes that a
+// kill or power loss interrupted (platform.WriteFileAtomic names them
+// .<name>.tmp-*). Only the agent writes the status file, and it has not
+// started writing yet.
+func removeStatusTemps(path string) {
+	temps, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	for _, p := range temps {
+		os.Remove(p)
 	}
 }
 
