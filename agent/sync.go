@@ -57,10 +57,21 @@ func (a *Agent) syncDue(ctx context.Context) {
 		a.log.Error("list tenants", "err", err)
 		return
 	}
+	creds, err := a.st.Credentials(ctx)
+	if err != nil {
+		a.log.Error("list credentials", "err", err)
+		return
+	}
+	waiting := map[string]bool{} // tenants that keep a previous credential
+	for _, c := range creds {
+		if c.State == store.CredPrevious {
+			waiting[c.TenantID] = true
+		}
+	}
 	for _, ten := range tenants {
 		if interval > 0 && a.cfg.Now().Sub(ten.LastSyncAt) >= interval {
 			a.scheduleSync(ten.ID)
-		} else {
+		} else if waiting[ten.ID] {
 			a.confirmPending(ctx, ten.ID)
 		}
 	}
@@ -151,15 +162,7 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 // confirmPending checks the active credential of a tenant that still keeps
 // a previous one, and confirms the rotation when it gets a token.
 func (a *Agent) confirmPending(ctx context.Context, tenantID string) {
-	creds, err := a.st.Credentials(ctx)
-	if err != nil {
-		return
-	}
-	hasPrevious := false
-	for _, c := range creds {
-		hasPrevious = hasPrevious || (c.TenantID == tenantID && c.State == store.CredPrevious)
-	}
-	if !hasPrevious || a.settings().AuthCheck == payload.AuthOff {
+	if a.settings().AuthCheck == payload.AuthOff {
 		return
 	}
 	cred, target, err := a.activeTarget(ctx, tenantID)
