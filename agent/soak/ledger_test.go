@@ -2,16 +2,18 @@ package soak
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/rekeyd/rekey/agent/doctor"
 	"github.com/rekeyd/rekey/store"
 )
 
-// ledger is the independent checker: with the agent stopped it opens the
-// same state folder with store.Open, runs store.Check (what `rekey doctor`
-// runs for the store) and compares what it finds with what it found before.
-// Nothing recorded may ever disappear.
+// ledger is the independent checker: with the agent stopped it runs `rekey
+// doctor`'s store checks (state folder, database, sealing key), then opens
+// the same state folder with store.Open, runs store.Check and compares what
+// it finds with what it found before. Nothing recorded may ever disappear.
 type ledger struct {
 	checks     int
 	tenants    map[string]bool
@@ -34,6 +36,15 @@ func newLedger() *ledger {
 func (lg *ledger) verify(t testing.TB, dir string) {
 	t.Helper()
 	ctx := context.Background()
+	owners := []int{0, os.Geteuid()}
+	findings := doctor.StateDir(dir, owners)
+	findings = append(findings, doctor.Database(ctx, dir, time.Hour, time.Now)...)
+	findings = append(findings, doctor.SealKey(ctx, dir, owners)...)
+	for _, f := range findings {
+		if f.Level == doctor.Fail {
+			t.Errorf("check %d: doctor: %+v", lg.checks+1, f)
+		}
+	}
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {
 		t.Fatalf("check %d: open store: %v", lg.checks+1, err)
