@@ -103,6 +103,40 @@ func oneArg(fs *flag.FlagSet, what string) (string, error) {
 	return fs.Arg(0), nil
 }
 
+// tenantCall is what a command about one tenant (rollback, sync) needs: the
+// client, the tenant id, the argument as typed, and --json.
+type tenantCall struct {
+	client *api.Client
+	id     string
+	arg    string
+	json   bool
+}
+
+// openTenantCall parses `NAME [--socket S] [--json] TENANT`, connects, and
+// resolves TENANT (id or name). The caller closes the client.
+func openTenantCall(ctx context.Context, env *Env, name, jsonHelp string, args []string) (*tenantCall, error) {
+	fs := newFlagSet(name, env.Stderr)
+	sock := socketFlag(fs)
+	asJSON := fs.Bool("json", false, jsonHelp)
+	if err := parseInterspersed(fs, args); err != nil {
+		return nil, err
+	}
+	arg, err := oneArg(fs, "tenant (id or name)")
+	if err != nil {
+		return nil, err
+	}
+	c, err := newClient(env, *sock)
+	if err != nil {
+		return nil, err
+	}
+	id, err := resolveTenant(ctx, c, arg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &tenantCall{client: c, id: id, arg: arg, json: *asJSON}, nil
+}
+
 // resolveTenant accepts a tenant id or name (case-insensitive).
 func resolveTenant(ctx context.Context, c *api.Client, arg string) (string, error) {
 	tenants, err := c.Tenants(ctx)

@@ -13,25 +13,12 @@ func init() {
 }
 
 func runRollback(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet("rollback", env.Stderr)
-	sock := socketFlag(fs)
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	if err := parseInterspersed(fs, args); err != nil {
-		return err
-	}
-	arg, err := oneArg(fs, "tenant (id or name)")
+	tc, err := openTenantCall(ctx, env, "rollback", "print the API's JSON", args)
 	if err != nil {
 		return err
 	}
-	c, err := newClient(env, *sock)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	id, err := resolveTenant(ctx, c, arg)
-	if err != nil {
-		return err
-	}
+	defer tc.client.Close()
+	c, id, arg := tc.client, tc.id, tc.arg
 	t, err := c.Rollback(ctx, id)
 	if errors.Is(err, store.ErrState) {
 		return fmt.Errorf("roll back tenant %s: %w (a tenant can go back only while it keeps a previous credential, until the new one is confirmed)", arg, err)
@@ -39,7 +26,7 @@ func runRollback(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("roll back tenant %s: %w", arg, err)
 	}
-	if *asJSON {
+	if tc.json {
 		return printJSON(env.Stdout, t)
 	}
 	fmt.Fprintf(env.Stdout, "Rolled back %s (%s).\n", t.Name, t.ID)

@@ -15,25 +15,12 @@ func init() {
 }
 
 func runSync(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet("sync", env.Stderr)
-	sock := socketFlag(fs)
-	asJSON := fs.Bool("json", false, "print the sync's events as JSON lines")
-	if err := parseInterspersed(fs, args); err != nil {
-		return err
-	}
-	arg, err := oneArg(fs, "tenant (id or name)")
+	tc, err := openTenantCall(ctx, env, "sync", "print the sync's events as JSON lines", args)
 	if err != nil {
 		return err
 	}
-	c, err := newClient(env, *sock)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	id, err := resolveTenant(ctx, c, arg)
-	if err != nil {
-		return err
-	}
+	defer tc.client.Close()
+	c, id, arg, asJSON := tc.client, tc.id, tc.arg, &tc.json
 	// Follow first, so that no event of this sync is missed.
 	stream, err := c.Events(ctx)
 	if err != nil {
