@@ -20,7 +20,7 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer tc.client.Close()
-	c, id, arg, asJSON := tc.client, tc.id, tc.arg, &tc.json
+	c, id, arg, asJSON := tc.client, tc.id, tc.arg, tc.json
 	// Follow first, so that no event of this sync is missed.
 	stream, err := c.Events(ctx)
 	if err != nil {
@@ -31,7 +31,7 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("start sync of %s: %w", arg, err)
 	}
 	_, tty := terminal(env.Stderr)
-	p := &syncProgress{env: env, tty: tty && !*asJSON}
+	p := &syncProgress{env: env, tty: tty && !asJSON}
 	for {
 		e, err := stream.Next()
 		switch {
@@ -46,7 +46,7 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 		if e.TenantID != id {
 			continue
 		}
-		if *asJSON && isSyncEvent(e.Kind) {
+		if asJSON && isSyncEvent(e.Kind) {
 			fmt.Fprintf(env.Stdout, "%s\n", stream.Line())
 		}
 		switch e.Kind {
@@ -54,7 +54,7 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 			p.show(e)
 		case api.EventSyncFinished:
 			p.clear()
-			if !*asJSON {
+			if !asJSON {
 				fmt.Fprintf(env.Stdout, "Synced %s: %s devices, %s coverage records.\n", arg, field(e, "devices"), field(e, "coverage"))
 			}
 			return nil
