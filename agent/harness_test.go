@@ -2,17 +2,11 @@ package agent_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
@@ -109,17 +103,11 @@ func (h *harness) stop() {
 // Client ID the key replaces that client's registered key.
 func (h *harness) key(clientID string) appletest.Key {
 	h.t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := appletest.GenerateKey(clientID)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	der, _ := x509.MarshalECPrivateKey(priv)
-	if clientID == "" {
-		clientID = payload.ClientIDPrefixBusiness + uuid.NewString()
-	}
-	k := appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: payload.ScopeBusiness, Private: priv,
-		PEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}
-	h.apple.RegisterCredential(k.ClientID, k.KeyID, &priv.PublicKey)
+	h.apple.RegisterCredential(k.ClientID, k.KeyID, &k.Private.PublicKey)
 	return k
 }
 

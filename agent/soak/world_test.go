@@ -79,17 +79,11 @@ func newWorld(t testing.TB, l layout, seed uint64) *world {
 // ID it becomes that client's registered key.
 func (w *world) key(clientID string) appletest.Key {
 	w.t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := appletest.GenerateKey(clientID)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	der, _ := x509.MarshalECPrivateKey(priv)
-	if clientID == "" {
-		clientID = payload.ClientIDPrefixBusiness + uuid.NewString()
-	}
-	k := appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: payload.ScopeBusiness, Private: priv,
-		PEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}
-	w.apple.RegisterCredential(k.ClientID, k.KeyID, &priv.PublicKey)
+	w.apple.RegisterCredential(k.ClientID, k.KeyID, &k.Private.PublicKey)
 	return k
 }
 

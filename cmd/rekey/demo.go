@@ -3,22 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"filippo.io/age"
-	"filippo.io/age/armor"
 	"fmt"
-	"howett.net/plist"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
+
+	"filippo.io/age"
+	"filippo.io/age/armor"
+	"howett.net/plist"
 
 	"github.com/google/uuid"
 	"github.com/rekeyd/rekey/agent"
@@ -175,20 +174,11 @@ func (d *demo) startAgent(ctx context.Context) (context.Context, func(), error) 
 // newKey makes a P-256 key and registers it with the stand-in Apple. With a
 // Client ID, the new key replaces that client's old one (which Apple then refuses).
 func (d *demo) newKey(clientID string) (appletest.Key, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := appletest.GenerateKey(clientID)
 	if err != nil {
-		return appletest.Key{}, fmt.Errorf("generate key: %w", err)
+		return appletest.Key{}, err
 	}
-	der, err := x509.MarshalECPrivateKey(priv)
-	if err != nil {
-		return appletest.Key{}, fmt.Errorf("encode key: %w", err)
-	}
-	if clientID == "" {
-		clientID = payload.ClientIDPrefixBusiness + uuid.NewString()
-	}
-	k := appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: payload.ScopeBusiness, Private: priv,
-		PEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}
-	d.apple.RegisterCredential(k.ClientID, k.KeyID, &priv.PublicKey)
+	d.apple.RegisterCredential(k.ClientID, k.KeyID, &k.Private.PublicKey)
 	return k, nil
 }
 

@@ -2,18 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/api/apitest"
@@ -112,18 +106,12 @@ func waitForSocket(t testing.TB, sock string) {
 // rejects it, so a rotation to it is never confirmed.
 func (l *liveAgent) key(clientID string, register bool) appletest.Key {
 	l.t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := appletest.GenerateKey(clientID)
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	der, _ := x509.MarshalECPrivateKey(priv)
-	if clientID == "" {
-		clientID = payload.ClientIDPrefixBusiness + uuid.NewString()
-	}
-	k := appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: payload.ScopeBusiness, Private: priv,
-		PEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}
 	if register {
-		l.apple.RegisterCredential(k.ClientID, k.KeyID, &priv.PublicKey)
+		l.apple.RegisterCredential(k.ClientID, k.KeyID, &k.Private.PublicKey)
 	}
 	return k
 }

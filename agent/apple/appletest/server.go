@@ -152,6 +152,23 @@ func (s *Server) RegisterCredential(clientID, keyID string, pub *ecdsa.PublicKey
 // NewCredential generates a P-256 key with fresh ids for scope
 // ("business.api" or "school.api") and registers it.
 func (s *Server) NewCredential(scope string) (Key, error) {
+	prefix := "BUSINESSAPI."
+	if scope == "school.api" {
+		prefix = "SCHOOLAPI."
+	}
+	k, err := GenerateKey(prefix + uuid.NewString())
+	if err != nil {
+		return Key{}, err
+	}
+	s.RegisterCredential(k.ClientID, k.KeyID, &k.Private.PublicKey)
+	return k, nil
+}
+
+// GenerateKey makes a P-256 key with a fresh Key ID for clientID (a fresh
+// business Client ID when empty), PEM-encoded as Apple's download is. It
+// registers nothing: pass it to RegisterCredential to make the server accept
+// it (for an existing Client ID, that replaces the client's old key).
+func GenerateKey(clientID string) (Key, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return Key{}, fmt.Errorf("generate key: %w", err)
@@ -160,19 +177,20 @@ func (s *Server) NewCredential(scope string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("encode key: %w", err)
 	}
-	prefix := "BUSINESSAPI."
-	if scope == "school.api" {
-		prefix = "SCHOOLAPI."
+	if clientID == "" {
+		clientID = "BUSINESSAPI." + uuid.NewString()
 	}
-	k := Key{
-		ClientID: prefix + uuid.NewString(),
+	scope := "business.api"
+	if strings.HasPrefix(clientID, "SCHOOLAPI.") {
+		scope = "school.api"
+	}
+	return Key{
+		ClientID: clientID,
 		KeyID:    uuid.NewString(),
 		Scope:    scope,
 		Private:  priv,
 		PEM:      pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}),
-	}
-	s.RegisterCredential(k.ClientID, k.KeyID, &priv.PublicKey)
-	return k, nil
+	}, nil
 }
 
 // SetDevices sets how many devices the organisation has.
