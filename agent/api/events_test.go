@@ -18,19 +18,6 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-// waitSubscribers publishes nothing; it polls the hub until n streams are
-// subscribed (the OS is the thing we wait for).
-func waitSubscribers(t *testing.T, f *apitest.Fake, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.Subscribers() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d subscribers, want %d", f.Subscribers(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestSlowSubscriberIsDroppedWhileFastOneGetsEverything(t *testing.T) {
 	f := sampleFake()
 	sock, _ := apitest.Serve(t, api.Config{Backend: f, EventBuffer: 4})
@@ -50,7 +37,7 @@ func TestSlowSubscriberIsDroppedWhileFastOneGetsEverything(t *testing.T) {
 	}
 	defer slow.Close()
 	fmt.Fprintf(slow, "GET /v1/events HTTP/1.1\r\nHost: rekey\r\n\r\n")
-	waitSubscribers(t, f, 2)
+	f.WaitSubscribers(t, 2)
 
 	pad := strings.Repeat("x", 4096)
 	var sent int64
@@ -96,7 +83,7 @@ func TestEventsStreamEndsWithAClearErrorWhenTheServerStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	waitSubscribers(t, f, 1)
+	f.WaitSubscribers(t, 1)
 	f.Publish(store.Event{Seq: 1, Kind: "import.recorded", Message: "hello"})
 	if e, err := s.Next(); err != nil || e.Kind != "import.recorded" || string(s.Line()) == "" {
 		t.Fatalf("event %+v, %v", e, err)
@@ -151,7 +138,7 @@ func TestEventStreamOutlivesTheReadTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	waitSubscribers(t, f, 1)
+	f.WaitSubscribers(t, 1)
 	<-time.After(300 * time.Millisecond) // well past the read timeout
 	f.Publish(store.Event{Seq: 7, Kind: "late"})
 	if e, err := s.Next(); err != nil || e.Seq != 7 {

@@ -21,13 +21,7 @@ func follow(t *testing.T, f *apitest.Fake, sock string, events []store.Event, wa
 	env := &Env{Stdin: strings.NewReader(""), Stdout: out, Stderr: errOut, Getenv: socketEnv(sock)}
 	done := make(chan int, 1)
 	go func() { done <- Run(ctx, env, args) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.Subscribers() == 0 { // the OS is what we wait for here
-		if time.Now().After(deadline) {
-			t.Fatalf("never subscribed; stderr %s", errOut.String())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	f.WaitSubscribers(t, 1)
 	for _, e := range events {
 		f.Publish(e)
 	}
@@ -83,13 +77,7 @@ func TestEventsEndsWithAnErrorWhenTheAgentStops(t *testing.T) {
 	env := &Env{Stdin: strings.NewReader(""), Stdout: newSyncBuffer(), Stderr: errOut, Getenv: socketEnv(sock)}
 	done := make(chan int, 1)
 	go func() { done <- Run(context.Background(), env, []string{"events"}) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.Subscribers() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("never subscribed")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	f.WaitSubscribers(t, 1)
 	f.Close() // the agent ends every subscription, as a slow reader would see
 	if code := <-done; code != exitFailure || !strings.Contains(errOut.String(), "read too slowly") {
 		t.Fatalf("code %d, stderr %q", code, errOut.String())

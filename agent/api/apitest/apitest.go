@@ -147,3 +147,17 @@ func Serve(tb testing.TB, cfg api.Config) (string, *api.Server) {
 	})
 	return path, srv
 }
+
+// WaitSubscribers polls until n event streams are subscribed, failing tb
+// after 10 s. A client's subscription arrives through the OS, so there is
+// nothing to wait on but the count itself.
+func (f *Fake) WaitSubscribers(tb testing.TB, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Subscribers() != n {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d event subscribers, want %d", f.Subscribers(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
