@@ -112,11 +112,7 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) error {
 // ErrState when the tenant has no previous credential.
 func (s *Store) Confirm(ctx context.Context, tenantID string) error {
 	return s.write(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
-		prev, err := credIn(ctx, tx, tenantID, CredPrevious)
-		if err != nil {
-			return err
-		}
-		active, err := credIn(ctx, tx, tenantID, CredActive)
+		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err
 		}
@@ -142,16 +138,22 @@ func (s *Store) Confirm(ctx context.Context, tenantID string) error {
 	})
 }
 
+// swapPair reads the tenant's previous and active credentials, the two that
+// Confirm and Rollback act on; ErrState when the tenant has no previous.
+func swapPair(ctx context.Context, tx *sql.Tx, tenantID string) (prev, active Credential, err error) {
+	if prev, err = credIn(ctx, tx, tenantID, CredPrevious); err != nil {
+		return prev, active, err
+	}
+	active, err = credIn(ctx, tx, tenantID, CredActive)
+	return prev, active, err
+}
+
 // Rollback swaps the tenant's active and previous credentials. The rotation
 // that made the swap's credential active goes to rolled-back; rolling back a
 // rollback moves it to cutover again. ErrState without a previous credential.
 func (s *Store) Rollback(ctx context.Context, tenantID string) error {
 	return s.write(ctx, "roll back", func(tx *sql.Tx, now time.Time) error {
-		prev, err := credIn(ctx, tx, tenantID, CredPrevious)
-		if err != nil {
-			return err
-		}
-		active, err := credIn(ctx, tx, tenantID, CredActive)
+		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err
 		}
