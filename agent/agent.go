@@ -105,6 +105,9 @@ type Agent struct {
 	mu      sync.Mutex
 	waiting map[string]*waiting // imports whose entry is in a payload now, by ImportID
 	sources map[string]*sourceState
+	// released holds credentials known to be local, so a file change does
+	// not read every past import's credential again.
+	released map[string]bool
 
 	srcInfo sync.Map // payload path → api.SourceInfo: what Status shows, read without waiting for mu
 	status  statusFlight
@@ -142,6 +145,7 @@ func New(cfg Config) (*Agent, error) {
 		started:    cfg.Now(),
 		waiting:    make(map[string]*waiting),
 		sources:    make(map[string]*sourceState),
+		released:   make(map[string]bool),
 		syncing:    make(map[string]bool),
 		set:        payload.DefaultSettings(),
 		bg:         context.Background(),

@@ -179,17 +179,22 @@ func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]
 // ownership, once: a credential already local is not written again, so a
 // file change costs no write per past import.
 func (a *Agent) release(ctx context.Context, imp store.Import) {
-	if imp.CredentialID == "" {
+	if imp.CredentialID == "" || a.released[imp.CredentialID] {
 		return
 	}
 	c, err := a.st.Credential(ctx, imp.CredentialID)
-	if err != nil || c.Origin != store.OriginManaged {
+	if err != nil {
+		return
+	}
+	if c.Origin != store.OriginManaged {
+		a.released[c.ID] = true // local already: not read again on every file change
 		return
 	}
 	if err := a.st.SetOrigin(ctx, c.ID, store.OriginLocal); err != nil {
 		a.log.Error("release credential", "credential", c.ID, "err", err)
 		return
 	}
+	a.released[c.ID] = true
 	a.publish(ctx, store.Event{Kind: EvCredentialReleased, TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
 		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
 }
