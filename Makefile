@@ -15,14 +15,19 @@ PKG_ARCH    ?= $(shell $(GO) env GOARCH)
 PKG_TAG     := $(patsubst v%,%,$(shell git describe --tags --abbrev=0 2>/dev/null))
 PKG_VERSION ?= $(if $(PKG_TAG),$(PKG_TAG),0.1.0)
 
-.PHONY: all build test fmt-check vet staticcheck unit cross fuzz fuzz-short bench demo clean package package-check soak
+.PHONY: all build tools test fmt-check vet staticcheck unit cross fuzz fuzz-short bench demo clean package package-check soak
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/rekey
 
-test: fmt-check vet staticcheck unit cross fuzz-short
+test: tools fmt-check vet staticcheck unit cross fuzz-short
+
+# The Debian tools the tests drive (age, openssl, python3, shellcheck, rpm,
+# curl): installed with apt when missing and running as root, otherwise named.
+tools:
+	@.ci/tools
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -81,5 +86,5 @@ package:
 	done
 
 # Installs the .deb on this machine (root), checks it, then purges it.
-package-check: package
+package-check: tools package
 	packaging/linux/package-check.sh dist/rekey_$(PKG_VERSION)_$(PKG_ARCH).deb $(wildcard dist/rekey-$(PKG_VERSION)-1.*.rpm)
