@@ -8,11 +8,6 @@ import (
 	"github.com/rekeyd/rekey/agent/apple"
 )
 
-// Syncer imports a tenant's devices and coverage with a credential.
-type Syncer interface {
-	Sync(ctx context.Context, t AuthTarget, cursor string, sink apple.Sink, progress func(apple.Progress)) error
-}
-
 // appleBackend checks and syncs against Apple (or any server speaking its
 // API), one client per pair of endpoints so that tokens are reused.
 type appleBackend struct {
@@ -22,10 +17,7 @@ type appleBackend struct {
 	clients map[[2]string]*apple.Client
 }
 
-var (
-	_ Checker = (*appleBackend)(nil)
-	_ Syncer  = (*appleBackend)(nil)
-)
+var _ Checker = (*appleBackend)(nil)
 
 func newAppleBackend(now func() time.Time, sleep func(context.Context, time.Duration) error) *appleBackend {
 	return &appleBackend{now: now, sleep: sleep, clients: make(map[[2]string]*apple.Client)}

@@ -108,16 +108,9 @@ func (a *Agent) Sync(ctx context.Context, tenantID string) error {
 	if _, err := a.st.Tenant(ctx, tenantID); err != nil {
 		return err
 	}
-	a.syncMu.Lock()
-	busy := a.syncing[tenantID]
-	a.syncMu.Unlock()
-	if busy {
+	if a.syncs.busy(tenantID) {
 		return api.ErrBusy
 	}
-	go func() {
-		if err := a.SyncTenant(a.bg, tenantID); err != nil {
-			a.log.Debug("sync", "tenant", tenantID, "err", err)
-		}
-	}()
+	a.syncs.start(tenantID)
 	return nil
 }

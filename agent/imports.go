@@ -71,9 +71,7 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	}
 	a.setSourceVerdict(src, "")
 	if snap.User == "" {
-		a.setMu.Lock()
-		a.set = doc.Settings
-		a.setMu.Unlock()
+		a.syncs.setSettings(doc.Settings)
 	}
 	a.publish(ctx, store.Event{Kind: EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
 		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}})

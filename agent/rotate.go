@@ -68,7 +68,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 	a.announce(store.Event{Kind: EvCredentialAdded, TenantID: ten.ID, CredentialID: c.ID, ImportID: imp.ID,
 		Message: fmt.Sprintf("credential %q added as the active credential of a new tenant", c.Name)})
 	a.importApplied(ctx, imp.ID, ten.ID, "a new tenant was created for it")
-	a.scheduleSync(ten.ID)
+	a.syncs.schedule(ten.ID)
 	return nil
 }
 
@@ -125,7 +125,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		a.confirm(ctx, target.TenantID)
 	}
 	a.supersedeOlder(ctx, imp, target.TenantID)
-	a.scheduleSync(target.TenantID)
+	a.syncs.schedule(target.TenantID)
 	return nil
 }
 
