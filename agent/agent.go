@@ -151,7 +151,7 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// Store gives tests and `rekey doctor` read access to the agent's store.
+// Store gives read access to the agent's store; only the agent writes to it.
 func (a *Agent) Store() *store.Store { return a.st }
 
 // Close closes the store. Call it after Run has returned.

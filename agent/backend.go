@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -40,7 +41,7 @@ func (a *Agent) Unlock(ctx context.Context, id string, req api.UnlockRequest) (s
 	if a.waiting[id] == nil {
 		return imp, fmt.Errorf("import %s is %s and its entry is not in the managed preferences: %w", id, imp.State, store.ErrState)
 	}
-	if req.Intent != "" && req.Intent != "add" && req.Intent != "update" {
+	if req.Intent != "" && req.Intent != payload.IntentAdd && req.Intent != payload.IntentUpdate {
 		return imp, fmt.Errorf("%w: intent %q; use add or update", api.ErrInvalid, req.Intent)
 	}
 	if imp.State == store.ImportNeedsTarget && req.Intent == "" {
@@ -50,9 +51,9 @@ func (a *Agent) Unlock(ctx context.Context, id string, req api.UnlockRequest) (s
 	err = a.attempt(ctx, id, in)
 	in.password = ""
 	switch {
-	case errors.Is(err, ErrWrongPassword):
+	case errors.Is(err, api.ErrWrongPassword):
 		return imp, api.ErrWrongPassword
-	case errors.Is(err, ErrBadChoice):
+	case errors.Is(err, errBadChoice):
 		return imp, fmt.Errorf("%w: %v", api.ErrNeedsChoice, err)
 	}
 	if got, gerr := a.st.Import(ctx, id); gerr == nil {
@@ -82,7 +83,7 @@ func (a *Agent) Dismiss(ctx context.Context, id string) (store.Import, error) {
 		return imp, fmt.Errorf("import %s is %s: %w", id, imp.State, store.ErrState)
 	}
 	delete(a.waiting, id)
-	a.finishImport(ctx, id, store.ImportDismissed, "declined from a UI", "")
+	a.setImport(ctx, id, store.ImportDismissed, "declined from a UI", "")
 	return a.st.Import(ctx, id)
 }
 

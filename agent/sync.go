@@ -227,7 +227,7 @@ func (s *syncer) confirmPending(ctx context.Context, tenantID string) {
 	if err != nil {
 		return
 	}
-	if res := s.checker.Check(ctx, target); res.Outcome == Accepted {
+	if res := s.checker.Check(ctx, target); res.Outcome == apple.Accepted {
 		s.confirmed(ctx, tenantID, cred.ID)
 	}
 }
@@ -252,7 +252,7 @@ func (s *syncer) activeTarget(ctx context.Context, tenantID string) (store.Crede
 			return c, AuthTarget{}, fmt.Errorf("parse active key: %w", err)
 		}
 		set := s.settings()
-		return c, AuthTarget{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key,
+		return c, AuthTarget{Credential: apple.Credential{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key},
 			TokenURL: set.TokenURL, APIBaseURL: set.APIBase(c.Scope)}, nil
 	}
 	return store.Credential{}, AuthTarget{}, fmt.Errorf("tenant %s has no active credential: %w", tenantID, store.ErrNotFound)
