@@ -19,13 +19,6 @@ type Checker interface {
 	Check(ctx context.Context, t AuthTarget) apple.CheckResult
 }
 
-// CheckerFunc adapts a function to Checker.
-type CheckerFunc func(ctx context.Context, t AuthTarget) apple.CheckResult
-
-func (f CheckerFunc) Check(ctx context.Context, t AuthTarget) apple.CheckResult { return f(ctx, t) }
-
-var _ Checker = CheckerFunc(nil)
-
 func authTarget(s payload.Settings, c *payload.Credential) AuthTarget {
 	return AuthTarget{Credential: apple.Credential{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: c.Key},
 		TokenURL: s.TokenURL, APIBaseURL: s.APIBase(c.Scope)}

@@ -22,7 +22,7 @@ type gateChecker struct {
 	once    sync.Once
 }
 
-func (g *gateChecker) check(_ context.Context, t agent.AuthTarget) apple.CheckResult {
+func (g *gateChecker) Check(_ context.Context, t agent.AuthTarget) apple.CheckResult {
 	if held, _ := g.keyID.Load().(string); t.KeyID == held {
 		g.once.Do(func() { close(g.entered) })
 		<-g.release
@@ -32,7 +32,7 @@ func (g *gateChecker) check(_ context.Context, t agent.AuthTarget) apple.CheckRe
 
 func TestStatusAnswersWhileARotationIsInProgress(t *testing.T) {
 	gate := &gateChecker{entered: make(chan struct{}), release: make(chan struct{})}
-	h := newHarness(t, func(c *agent.Config) { c.Checker = agent.CheckerFunc(gate.check) })
+	h := newHarness(t, func(c *agent.Config) { c.Checker = gate })
 	client := waitAPI(t, h.socket)
 	a := h.key("")
 	add := h.entry("Acme", payload.IntentAdd, "", a, testPassphrase)
