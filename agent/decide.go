@@ -36,8 +36,8 @@ type Identity struct {
 // intent"). intent is add, update or auto; target is the TargetCredential
 // (id, name, Key ID or Client ID), possibly empty; creds are every
 // credential in the store. Only active credentials can be replaced; an add
-// of a key an active or previous credential has is already present. An
-// update never silently becomes an add.
+// whose Client ID and Key ID an active or previous credential has is already
+// present. An update never silently becomes an add.
 func Decide(intent, target string, id Identity, creds []store.Credential) Decision {
 	var active, live []store.Credential
 	for _, c := range creds {
