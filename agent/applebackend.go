@@ -8,11 +8,6 @@ import (
 	"github.com/rekeyd/rekey/agent/apple"
 )
 
-// Syncer imports a tenant's devices and coverage with a credential.
-type Syncer interface {
-	Sync(ctx context.Context, t AuthTarget, cursor string, sink apple.Sink, progress func(apple.Progress)) error
-}
-
 // appleBackend checks and syncs against Apple (or any server speaking its
 // API), one client per pair of endpoints so that tokens are reused.
 type appleBackend struct {
@@ -22,10 +17,7 @@ type appleBackend struct {
 	clients map[[2]string]*apple.Client
 }
 
-var (
-	_ Checker = (*appleBackend)(nil)
-	_ Syncer  = (*appleBackend)(nil)
-)
+var _ Checker = (*appleBackend)(nil)
 
 func newAppleBackend(now func() time.Time, sleep func(context.Context, time.Duration) error) *appleBackend {
 	return &appleBackend{now: now, sleep: sleep, clients: make(map[[2]string]*apple.Client)}
@@ -43,23 +35,12 @@ func (b *appleBackend) client(t AuthTarget) *apple.Client {
 	return c
 }
 
-func credOf(t AuthTarget) apple.Credential {
-	return apple.Credential{ClientID: t.ClientID, KeyID: t.KeyID, Scope: t.Scope, Key: t.Key}
-}
-
 // Check exchanges the credential for a token and classifies the answer.
-func (b *appleBackend) Check(ctx context.Context, t AuthTarget) CheckResult {
-	r := b.client(t).Check(ctx, credOf(t))
-	switch r.Outcome {
-	case apple.Accepted:
-		return CheckResult{Outcome: Accepted, Reason: r.Reason}
-	case apple.Rejected:
-		return CheckResult{Outcome: Rejected, Reason: r.Reason}
-	}
-	return CheckResult{Outcome: Unreachable, Reason: r.Reason}
+func (b *appleBackend) Check(ctx context.Context, t AuthTarget) apple.CheckResult {
+	return b.client(t).Check(ctx, t.Credential)
 }
 
 // Sync pages the tenant's devices and coverage into sink.
 func (b *appleBackend) Sync(ctx context.Context, t AuthTarget, cursor string, sink apple.Sink, progress func(apple.Progress)) error {
-	return b.client(t).Sync(ctx, credOf(t), cursor, sink, progress)
+	return b.client(t).Sync(ctx, t.Credential, cursor, sink, progress)
 }

@@ -71,9 +71,7 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	}
 	a.setSourceVerdict(src, "")
 	if snap.User == "" {
-		a.setMu.Lock()
-		a.set = doc.Settings
-		a.setMu.Unlock()
+		a.syncs.setSettings(doc.Settings)
 	}
 	a.publish(ctx, store.Event{Kind: EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
 		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}})
@@ -122,7 +120,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 	}
 	w.entry, w.settings, w.source = e, set, path
 	if imp.State == store.ImportWithdrawn {
-		a.setImport(ctx, imp.ID, store.ImportPendingUnlock, "payload present again")
+		a.setImport(ctx, imp.ID, store.ImportPendingUnlock, "payload present again", "")
 	}
 	if imp.State == store.ImportFailed && !fresh && (!w.transient || a.cfg.Now().Before(w.nextTry)) {
 		return // a lasting failure waits for a UI or a new payload; a passing one for its retry time
@@ -143,8 +141,14 @@ func (a *Agent) keepUnrecorded(ctx context.Context, path string, set payload.Set
 	w.tries++
 	w.nextTry = a.cfg.Now().Add(a.cfg.Backoff(w.tries))
 	kick(a.retryKick)
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: e.ImportID,
-		Message: "import failed (not recorded, the store is unavailable): " + cause.Error() + "; retried",
+	a.publishUnrecorded(ctx, e.ImportID, cause.Error()+"; retried")
+}
+
+// publishUnrecorded tells live subscribers that import id failed while the
+// store could not record it: a restart records it (recovery).
+func (a *Agent) publishUnrecorded(ctx context.Context, id, reason string) {
+	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id,
+		Message: "import failed (not recorded, the store is unavailable): " + reason,
 		Fields:  map[string]string{"state": string(store.ImportFailed), "recorded": "false"}})
 }
 
@@ -168,7 +172,7 @@ func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]
 		delete(a.waiting, imp.ID)
 		switch imp.State {
 		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
-			a.setImport(ctx, imp.ID, store.ImportWithdrawn, "its entry left the managed preferences before it was applied")
+			a.setImport(ctx, imp.ID, store.ImportWithdrawn, "its entry left the managed preferences before it was applied", "")
 		case store.ImportApplied:
 			a.release(ctx, imp)
 		}
@@ -199,16 +203,20 @@ func (a *Agent) release(ctx context.Context, imp store.Import) {
 		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
 }
 
-// setImport moves an import to state with a reason and publishes it.
-func (a *Agent) setImport(ctx context.Context, id string, state store.ImportState, reason string) {
+// setImport moves an import to state with a reason, records its tenant when
+// tenantID is not "" and publishes the change.
+func (a *Agent) setImport(ctx context.Context, id string, state store.ImportState, reason, tenantID string) {
 	_, err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
 		imp.State, imp.Reason = state, reason
+		if tenantID != "" {
+			imp.TenantID = tenantID
+		}
 		return nil
 	})
 	if err != nil {
 		a.log.Error("update import", "import", id, "err", err)
 		return
 	}
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, Message: fmt.Sprintf("import %s: %s", state, reason),
-		Fields: map[string]string{"state": string(state)}})
+	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, TenantID: tenantID,
+		Message: fmt.Sprintf("import %s: %s", state, reason), Fields: map[string]string{"state": string(state)}})
 }

@@ -40,7 +40,7 @@ func (a *Agent) recover(ctx context.Context) error {
 	}
 	for _, imp := range imps {
 		if imp.State == store.ImportApplying {
-			a.setImport(ctx, imp.ID, store.ImportFailed, "interrupted by a restart; it is retried from the payload")
+			a.setImport(ctx, imp.ID, store.ImportFailed, "interrupted by a restart; it is retried from the payload", "")
 		}
 	}
 	return nil

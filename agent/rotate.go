@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
@@ -20,38 +21,44 @@ func crashPoint(point string) {
 	}
 }
 
+// verdict is what the auth check of a new credential decided.
+type verdict struct {
+	ok        bool   // go on with the import
+	confirmed bool   // the new credential got a token, which confirms it
+	reason    string // when not ok: why
+	transient bool   // when not ok: the failure may pass by itself
+}
+
 // gate runs the auth check for a new credential under the import's
-// AuthCheck policy. It returns whether to go on, whether the new credential
-// got a token (confirming it), and, when not going on, why and whether the
-// failure may pass by itself.
-func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) (ok, confirmed bool, reason string, transient bool) {
+// AuthCheck policy.
+func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) verdict {
 	policy := w.settings.AuthCheck
 	if policy == payload.AuthOff {
-		return true, false, "", false
+		return verdict{ok: true}
 	}
 	res := a.cfg.Checker.Check(ctx, authTarget(w.settings, cred))
-	a.publish(ctx, store.Event{Kind: EvAuthCheck, Message: "auth check: " + res.String(),
-		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": res.Outcome.String(), "policy": policy}})
-	switch res.Outcome {
-	case Accepted:
-		return true, true, "", false
-	case Rejected:
-		return false, false, "the token endpoint rejected the new credential: " + res.Reason, false
+	a.publish(ctx, store.Event{Kind: EvAuthCheck, Message: "auth check: " + checkText(res),
+		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": string(outcome(res)), "policy": policy}})
+	switch outcome(res) {
+	case apple.Accepted:
+		return verdict{ok: true, confirmed: true}
+	case apple.Rejected:
+		return verdict{reason: "the token endpoint rejected the new credential: " + res.Reason}
 	default: // Unreachable
 		if policy == payload.AuthRequired {
-			return false, false, "auth check required but the token endpoint is unreachable: " + res.Reason, true
+			return verdict{reason: "auth check required but the token endpoint is unreachable: " + res.Reason, transient: true}
 		}
-		return true, false, "", false
+		return verdict{ok: true}
 	}
 }
 
 // add creates a new tenant with the credential as its active one.
 func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential) error {
-	a.setImport(ctx, imp.ID, store.ImportApplying, "adding a new credential")
+	a.setImport(ctx, imp.ID, store.ImportApplying, "adding a new credential", "")
 	crashPoint("import.applying")
-	ok, confirmed, reason, transient := a.gate(ctx, w, cred)
-	if !ok {
-		a.failImport(ctx, imp.ID, reason, transient)
+	v := a.gate(ctx, w, cred)
+	if !v.ok {
+		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
 	}
 	nc := newCredential(imp, cred)
@@ -62,13 +69,13 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 	}
 	crashPoint("add.committed")
 	delete(a.waiting, imp.ID)
-	if confirmed {
+	if v.confirmed {
 		a.markAuth(ctx, c.ID)
 	}
 	a.announce(store.Event{Kind: EvCredentialAdded, TenantID: ten.ID, CredentialID: c.ID, ImportID: imp.ID,
 		Message: fmt.Sprintf("credential %q added as the active credential of a new tenant", c.Name)})
 	a.importApplied(ctx, imp.ID, ten.ID, "a new tenant was created for it")
-	a.scheduleSync(ten.ID)
+	a.syncs.schedule(ten.ID)
 	return nil
 }
 
@@ -77,7 +84,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential, target store.Credential) error {
 	if newer, ok := a.newerApplied(ctx, imp, target.TenantID); ok {
 		delete(a.waiting, imp.ID)
-		a.finishImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
+		a.setImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
 		return nil
 	}
 	imp, err := a.st.UpdateImport(ctx, imp.ID, func(i *store.Import) error {
@@ -102,13 +109,13 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	a.step(ctx, rot, store.StepStaged, fmt.Sprintf("new credential %q staged beside %q", pending.Name, target.Name))
 	crashPoint("rotation.staged")
 
-	ok, confirmed, reason, transient := a.gate(ctx, w, cred)
-	if !ok {
-		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
+	v := a.gate(ctx, w, cred)
+	if !v.ok {
+		if err := a.st.FailRotation(ctx, rot.ID, v.reason); err != nil {
 			return storeErr(err)
 		}
-		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
-		a.failImport(ctx, imp.ID, reason, transient)
+		a.step(ctx, rot, store.StepFailed, v.reason+"; the active credential is unchanged")
+		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
 	}
 	if err := a.st.Validated(ctx, rot.ID); err != nil {
@@ -120,12 +127,12 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		return err
 	}
 	delete(a.waiting, imp.ID)
-	if confirmed {
+	if v.confirmed {
 		a.markAuth(ctx, pending.ID)
 		a.confirm(ctx, target.TenantID)
 	}
 	a.supersedeOlder(ctx, imp, target.TenantID)
-	a.scheduleSync(target.TenantID)
+	a.syncs.schedule(target.TenantID)
 	return nil
 }
 
@@ -223,7 +230,7 @@ func (a *Agent) supersedeOlder(ctx context.Context, imp store.Import, tenantID s
 		switch o.State {
 		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
 			delete(a.waiting, o.ID)
-			a.finishImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
+			a.setImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
 		}
 	}
 }
