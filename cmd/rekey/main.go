@@ -36,8 +36,9 @@ type Env struct {
 }
 
 // command is one row of the command table: everything a help listing, a
-// usage line, a completion script or a man page needs besides the flags,
-// which come from the FlagSet the command's run function builds.
+// usage line, a completion script or a man page needs besides the flags.
+// Those come from the FlagSet that run builds before it does anything else,
+// so "rekey NAME -h" prints them, exits 0 and touches nothing.
 type command struct {
 	name string // what follows "rekey" on the command line
 	// args is what follows the name in a usage line: the positional
