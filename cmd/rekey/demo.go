@@ -28,10 +28,6 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-func init() {
-	register(command{name: "demo", summary: "tell the whole story in a temporary folder (no root, no network)", run: runDemo})
-}
-
 // demoWorkFactor keeps the demo quick; real payloads use 18 (age's default).
 const (
 	demoWorkFactor = 12

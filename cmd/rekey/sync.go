@@ -10,10 +10,6 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-func init() {
-	register(command{name: "sync", summary: "import a tenant's devices and coverage now: sync TENANT", run: runSync})
-}
-
 func runSync(ctx context.Context, env *Env, args []string) error {
 	tc, err := openTenantCall(ctx, env, "sync", "print the sync's events as JSON lines", args)
 	if err != nil {
