@@ -60,7 +60,7 @@ func (a *Agent) retryLater(ctx context.Context, id string, cause error) {
 	if imp, err := a.st.Import(ctx, id); err != nil || imp.State != store.ImportFailed {
 		// The store could not record the failure either: live subscribers
 		// still learn of it; a restart records it (recovery).
-		a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id,
+		a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id,
 			Message: "import failed (not recorded, the store is unavailable): " + reason,
 			Fields:  map[string]string{"state": string(store.ImportFailed), "recorded": "false"}})
 	}
@@ -118,7 +118,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 			why = fmt.Sprintf("the passphrase file %s does not exist; restore it or unlock the import from a UI", a.cfg.PassphraseFile)
 		default:
 			why = "the passphrase file is refused (" + err.Error() + "); fix it or unlock the import from a UI"
-			a.publish(ctx, store.Event{Kind: EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
+			a.publish(ctx, store.Event{Kind: store.EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
 		}
 	}
 	cred, err := payload.Decrypt(w.entry.Ciphertext, passes, a.cfg.MaxWorkFactor)
@@ -177,7 +177,7 @@ func (a *Agent) finishImport(ctx context.Context, id string, state store.ImportS
 		a.log.Error("update import", "import", id, "err", err)
 		return
 	}
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, TenantID: tenantID,
+	a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id, TenantID: tenantID,
 		Message: fmt.Sprintf("import %s: %s", state, reason), Fields: map[string]string{"state": string(state)}})
 }
 

@@ -125,12 +125,12 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 		return store.Event{}, err
 	}
 	defer func() { target.Key = nil }()
-	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
+	a.publish(ctx, store.Event{Kind: store.EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
 		Fields:  map[string]string{"resumed": strconv.FormatBool(ten.SyncCursor != "")}})
 	sink := &storeSink{st: a.st, tenantID: tenantID, cursor: ten.SyncCursor}
 	err = a.cfg.Syncer.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
-		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
+		a.progress(store.Event{Kind: store.EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
 			Fields: map[string]string{"pages": strconv.Itoa(p.Pages), "devices": strconv.Itoa(p.Devices),
 				"coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total)}})
 	})
@@ -140,11 +140,11 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 		if serr := a.st.SetSync(context.WithoutCancel(ctx), tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
 			a.log.Error("record sync failure", "tenant", tenantID, "err", serr)
 		}
-		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
+		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
 			fmt.Errorf("sync: %w", err)
 	}
 	if err := a.st.SetSync(ctx, tenantID, "", a.cfg.Now(), ""); err != nil {
-		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
+		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
 			fmt.Errorf("record sync: %w", err)
 	}
 	a.markAuth(ctx, cred.ID)
@@ -154,7 +154,7 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 	a.confirm(ctx, tenantID)
 	a.mu.Unlock()
 	devices, coverage, _ := a.st.Counts(ctx, tenantID)
-	return store.Event{Kind: EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
+	return store.Event{Kind: store.EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync finished: %d devices, %d coverage records", devices, coverage),
 		Fields:  map[string]string{"devices": strconv.Itoa(devices), "coverage": strconv.Itoa(coverage)}}, nil
 }

@@ -203,7 +203,7 @@ type DeviceCoverage struct {
 type Event struct {
 	Seq          int64             `json:"seq"`
 	Time         time.Time         `json:"time"`
-	Kind         string            `json:"kind"` // e.g. import.recorded, rotation.cutover
+	Kind         EventKind         `json:"kind"` // one of the kinds in events.go
 	TenantID     string            `json:"tenant_id,omitempty"`
 	ImportID     string            `json:"import_id,omitempty"`
 	CredentialID string            `json:"credential_id,omitempty"`
