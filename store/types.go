@@ -48,7 +48,8 @@ const (
 	OriginLocal   Origin = "local"   // created locally (or its payload was removed)
 )
 
-// ImportState is the state of one import (one entry of a payload), as in the brief.
+// ImportState is the state of one import (one entry of a payload); docs/agent.md
+// ("Import states") says when each is reached and what may follow it.
 type ImportState string
 
 const (
