@@ -113,7 +113,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 			why = fmt.Sprintf("the passphrase file %s does not exist; restore it or unlock the import from a UI", a.cfg.PassphraseFile)
 		default:
 			why = "the passphrase file is refused (" + err.Error() + "); fix it or unlock the import from a UI"
-			a.publish(ctx, store.Event{Kind: EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
+			a.publish(ctx, store.Event{Kind: store.EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
 		}
 	}
 	cred, err := payload.Decrypt(w.entry.Ciphertext, passes, a.cfg.MaxWorkFactor)

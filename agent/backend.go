@@ -92,15 +92,11 @@ func (a *Agent) Rollback(ctx context.Context, tenantID string) error {
 	ctx = context.WithoutCancel(ctx)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.st.Rollback(ctx, tenantID); err != nil {
+	ev, err := a.st.Rollback(ctx, tenantID)
+	if err != nil {
 		return err
 	}
-	rot, err := a.st.CurrentRotation(ctx, tenantID)
-	if err != nil {
-		return fmt.Errorf("read rolled-back rotation: %w", err)
-	}
-	a.announce(store.Event{Kind: EvRollback, TenantID: tenantID, RotationID: rot.ID, CredentialID: rot.FromCredentialID,
-		Message: "rolled back: the previous credential is active again"})
+	a.announce(ev)
 	return nil
 }
 

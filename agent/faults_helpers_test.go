@@ -157,7 +157,7 @@ func (h *harness) addSynced(name string) (store.Credential, [2]int) {
 	k := h.key("")
 	h.push(h.entry(name, "add", "", k, testPassphrase))
 	h.waitImport("", store.ImportApplied)
-	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == agent.EvSyncFinished })
+	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == store.EvSyncFinished })
 	cred := h.active("")
 	data := h.tenantData(cred.TenantID)
 	if data[0] == 0 {

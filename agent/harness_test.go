@@ -160,7 +160,7 @@ func (h *harness) waitFor(what string, match func(store.Event) bool) store.Event
 func (h *harness) waitImport(id string, state store.ImportState) store.Import {
 	h.t.Helper()
 	e := h.waitFor("import "+id+" "+string(state), func(e store.Event) bool {
-		return e.Kind == agent.EvImportState && e.Fields["state"] == string(state) && (id == "" || e.ImportID == id)
+		return e.Kind == store.EvImportState && e.Fields["state"] == string(state) && (id == "" || e.ImportID == id)
 	})
 	imp, err := h.agent.Store().Import(context.Background(), e.ImportID)
 	if err != nil {

@@ -53,7 +53,7 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	src.Present, src.Hash = snap.Present, snap.Hash
 	if snap.Err != nil {
 		a.setSourceVerdict(src, snap.Err.Error())
-		a.publish(ctx, store.Event{Kind: EvSourceRefused, Message: "payload refused: " + src.LastErr,
+		a.publish(ctx, store.Event{Kind: store.EvSourceRefused, Message: "payload refused: " + src.LastErr,
 			Fields: map[string]string{"path": snap.Path}})
 		return // a refused file is never acted on, not even to withdraw
 	}
@@ -65,7 +65,7 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	doc, err := payload.Parse(snap.Data)
 	if err != nil {
 		a.setSourceVerdict(src, err.Error())
-		a.publish(ctx, store.Event{Kind: EvSourceRefused, Message: "payload refused: " + src.LastErr,
+		a.publish(ctx, store.Event{Kind: store.EvSourceRefused, Message: "payload refused: " + src.LastErr,
 			Fields: map[string]string{"path": snap.Path}})
 		return
 	}
@@ -73,10 +73,10 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	if snap.User == "" {
 		a.syncs.setSettings(doc.Settings)
 	}
-	a.publish(ctx, store.Event{Kind: EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
+	a.publish(ctx, store.Event{Kind: store.EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
 		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}})
 	for _, p := range doc.Problems {
-		a.publish(ctx, store.Event{Kind: EvImportInvalid, Message: "payload entry refused: " + p.Error(),
+		a.publish(ctx, store.Event{Kind: store.EvImportInvalid, Message: "payload entry refused: " + p.Error(),
 			Fields: map[string]string{"path": snap.Path}})
 	}
 	ids := make(map[string]bool, len(doc.Entries))
@@ -96,7 +96,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 	})
 	switch {
 	case errors.Is(err, store.ErrImportConflict):
-		a.publish(ctx, store.Event{Kind: EvImportConflict, ImportID: e.ImportID,
+		a.publish(ctx, store.Event{Kind: store.EvImportConflict, ImportID: e.ImportID,
 			Message: "import id already used for different content; not applied. Give the new entry a new ImportID",
 			Fields:  map[string]string{"path": path}})
 		return
@@ -106,7 +106,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 		return
 	}
 	if created {
-		a.publish(ctx, store.Event{Kind: EvImportRecorded, ImportID: imp.ID, Message: fmt.Sprintf("import %q recorded", imp.Name)})
+		a.publish(ctx, store.Event{Kind: store.EvImportRecorded, ImportID: imp.ID, Message: fmt.Sprintf("import %q recorded", imp.Name)})
 	}
 	switch imp.State {
 	case store.ImportApplied, store.ImportAlreadyPresent, store.ImportSuperseded, store.ImportDismissed, store.ImportApplying:
@@ -147,7 +147,7 @@ func (a *Agent) keepUnrecorded(ctx context.Context, path string, set payload.Set
 // publishUnrecorded tells live subscribers that import id failed while the
 // store could not record it: a restart records it (recovery).
 func (a *Agent) publishUnrecorded(ctx context.Context, id, reason string) {
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id,
+	a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id,
 		Message: "import failed (not recorded, the store is unavailable): " + reason,
 		Fields:  map[string]string{"state": string(store.ImportFailed), "recorded": "false"}})
 }
@@ -199,7 +199,7 @@ func (a *Agent) release(ctx context.Context, imp store.Import) {
 		return
 	}
 	a.released[c.ID] = true
-	a.publish(ctx, store.Event{Kind: EvCredentialReleased, TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
+	a.publish(ctx, store.Event{Kind: store.EvCredentialReleased, TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
 		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
 }
 
@@ -217,6 +217,6 @@ func (a *Agent) setImport(ctx context.Context, id string, state store.ImportStat
 		a.log.Error("update import", "import", id, "err", err)
 		return
 	}
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, TenantID: tenantID,
+	a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id, TenantID: tenantID,
 		Message: fmt.Sprintf("import %s: %s", state, reason), Fields: map[string]string{"state": string(state)}})
 }

@@ -37,7 +37,7 @@ func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) 
 		return verdict{ok: true}
 	}
 	res := a.cfg.Checker.Check(ctx, authTarget(w.settings, cred))
-	a.publish(ctx, store.Event{Kind: EvAuthCheck, Message: "auth check: " + checkText(res),
+	a.publish(ctx, store.Event{Kind: store.EvAuthCheck, Message: "auth check: " + checkText(res),
 		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": string(outcome(res)), "policy": policy}})
 	switch outcome(res) {
 	case apple.Accepted:
@@ -62,7 +62,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 		return nil
 	}
 	nc := newCredential(imp, cred)
-	ten, c, err := a.st.AddCredential(ctx, nc, nc.Name)
+	ten, c, added, err := a.st.AddCredential(ctx, nc, nc.Name)
 	if err != nil {
 		a.failImport(ctx, imp.ID, "store the new credential: "+err.Error(), true)
 		return fmt.Errorf("add credential: %w", err)
@@ -72,8 +72,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 	if v.confirmed {
 		a.markAuth(ctx, c.ID)
 	}
-	a.announce(store.Event{Kind: EvCredentialAdded, TenantID: ten.ID, CredentialID: c.ID, ImportID: imp.ID,
-		Message: fmt.Sprintf("credential %q added as the active credential of a new tenant", c.Name)})
+	a.announce(added)
 	a.importApplied(ctx, imp.ID, ten.ID, "a new tenant was created for it")
 	a.syncs.schedule(ten.ID)
 	return nil
@@ -98,7 +97,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
 		return err
 	}
-	rot, pending, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred))
+	rot, pending, staged, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred))
 	if errors.Is(err, store.ErrInvariant) {
 		a.failImport(ctx, imp.ID, "stage the new credential: "+err.Error(), true)
 		return nil
@@ -106,23 +105,25 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	if err != nil {
 		return storeErr(err)
 	}
-	a.step(ctx, rot, store.StepStaged, fmt.Sprintf("new credential %q staged beside %q", pending.Name, target.Name))
-	crashPoint("rotation.staged")
+	a.announce(staged)
+	crashPoint(string(store.EvRotationStaged))
 
 	v := a.gate(ctx, w, cred)
 	if !v.ok {
-		if err := a.st.FailRotation(ctx, rot.ID, v.reason); err != nil {
+		failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
+		if err != nil {
 			return storeErr(err)
 		}
-		a.step(ctx, rot, store.StepFailed, v.reason+"; the active credential is unchanged")
+		a.announce(failed)
 		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
 	}
-	if err := a.st.Validated(ctx, rot.ID); err != nil {
+	validated, err := a.st.Validated(ctx, rot.ID)
+	if err != nil {
 		return storeErr(err)
 	}
-	a.step(ctx, rot, store.StepValidated, "new credential validated")
-	crashPoint("rotation.validated")
+	a.announce(validated)
+	crashPoint(string(store.EvRotationValidated))
 	if err := a.cutover(ctx, rot); err != nil {
 		return err
 	}
@@ -148,53 +149,46 @@ func (a *Agent) dropLeftover(ctx context.Context, id, reason string) error {
 		if rot.ImportID != id {
 			continue
 		}
-		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
+		failed, err := a.st.FailRotation(ctx, rot.ID, reason)
+		if err != nil {
 			return storeErr(err)
 		}
-		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
+		a.announce(failed)
 	}
 	return nil
 }
 
-// cutover swaps the credentials in one transaction and publishes it.
+// cutover swaps the credentials in one transaction and announces it.
 func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
-	if err := a.st.Cutover(ctx, rot.ID); err != nil {
+	ev, err := a.st.Cutover(ctx, rot.ID)
+	if err != nil {
 		return storeErr(err)
 	}
-	a.step(ctx, rot, store.StepCutover, "cut over: the new credential is active, the old one kept as previous")
+	a.announce(ev)
 	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
-	crashPoint("rotation.cutover")
+	crashPoint(string(store.EvRotationCutover))
 	return nil
 }
 
 // confirm retires a tenant's previous credential once the active one has
 // obtained a token, wiping the previous key.
 func (a *Agent) confirm(ctx context.Context, tenantID string) {
-	if err := a.st.Confirm(ctx, tenantID); err != nil {
+	ev, err := a.st.Confirm(ctx, tenantID)
+	if err != nil {
 		if !errors.Is(err, store.ErrState) {
 			a.log.Error("confirm rotation", "tenant", tenantID, "err", err)
 		}
 		return
 	}
-	rot, err := a.st.CurrentRotation(ctx, tenantID)
-	if err != nil {
-		a.log.Error("read confirmed rotation", "tenant", tenantID, "err", err)
-		return
-	}
-	a.step(ctx, rot, store.StepConfirmed, "confirmed: the previous credential is retired and its key wiped")
-	crashPoint("rotation.confirmed")
+	a.announce(ev)
+	crashPoint(string(store.EvRotationConfirmed))
 }
 
 // importApplied publishes the import's move to applied, which the store
 // made in the same transaction as the credential change.
 func (a *Agent) importApplied(ctx context.Context, id, tenantID, reason string) {
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, TenantID: tenantID,
+	a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id, TenantID: tenantID,
 		Message: "import applied: " + reason, Fields: map[string]string{"state": string(store.ImportApplied)}})
-}
-
-func (a *Agent) step(ctx context.Context, rot store.Rotation, step store.Step, msg string) {
-	a.publish(ctx, store.Event{Kind: EvRotationStep, TenantID: rot.TenantID, RotationID: rot.ID, ImportID: rot.ImportID,
-		CredentialID: rot.ToCredentialID, Message: msg, Fields: map[string]string{"step": string(step)}})
 }
 
 func (a *Agent) markAuth(ctx context.Context, credID string) {

@@ -186,12 +186,12 @@ func (s *syncer) once(ctx context.Context, tenantID string) (store.Event, error)
 		return store.Event{}, err
 	}
 	defer func() { target.Key = nil }()
-	s.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
+	s.publish(ctx, store.Event{Kind: store.EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
 		Fields:  map[string]string{"resumed": strconv.FormatBool(ten.SyncCursor != "")}})
 	sink := &storeSink{st: s.st, tenantID: tenantID, cursor: ten.SyncCursor}
 	err = s.apple.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
-		s.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
+		s.progress(store.Event{Kind: store.EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
 			Fields: map[string]string{"pages": strconv.Itoa(p.Pages), "devices": strconv.Itoa(p.Devices),
 				"coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total)}})
 	})
@@ -201,18 +201,18 @@ func (s *syncer) once(ctx context.Context, tenantID string) (store.Event, error)
 		if serr := s.st.SetSync(context.WithoutCancel(ctx), tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
 			s.log.Error("record sync failure", "tenant", tenantID, "err", serr)
 		}
-		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
+		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
 			fmt.Errorf("sync: %w", err)
 	}
 	if err := s.st.SetSync(ctx, tenantID, "", s.now(), ""); err != nil {
-		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
+		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
 			fmt.Errorf("record sync: %w", err)
 	}
 	// The active credential just got a token: a rotation waiting for that is
 	// confirmed before the sync is reported finished.
 	s.confirmed(ctx, tenantID, cred.ID)
 	devices, coverage, _ := s.st.Counts(ctx, tenantID)
-	return store.Event{Kind: EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
+	return store.Event{Kind: store.EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync finished: %d devices, %d coverage records", devices, coverage),
 		Fields:  map[string]string{"devices": strconv.Itoa(devices), "coverage": strconv.Itoa(coverage)}}, nil
 }

@@ -224,7 +224,7 @@ func TestStaleRotationFails(t *testing.T) {
 	}
 	ten := addCredential(t, s)
 	nc := newCred("rotated")
-	if _, _, err := s.Stage(context.Background(), ten.ID, nc); err != nil {
+	if _, _, _, err := s.Stage(context.Background(), ten.ID, nc); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

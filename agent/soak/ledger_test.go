@@ -167,7 +167,7 @@ func (lg *ledger) verifyAudit(t testing.TB, ctx context.Context, st *store.Store
 		for _, e := range evs {
 			lg.events++
 			lg.lastSeq = e.Seq
-			if e.Kind == "import.state" && e.Fields["state"] == string(store.ImportApplied) {
+			if e.Kind == store.EvImportState && e.Fields["state"] == string(store.ImportApplied) {
 				lg.applied[e.ImportID]++
 				if lg.applied[e.ImportID] > 1 {
 					t.Errorf("import %s announced as applied %d times", e.ImportID, lg.applied[e.ImportID])

@@ -88,7 +88,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.push(ctx, d.entry("Acme ABM", payload.IntentAdd, "", keyA, demoPassphrase)); err != nil {
 		return err
 	}
-	if err := d.until(ctx, isKind(agent.EvSyncFinished)); err != nil {
+	if err := d.until(ctx, isKind(store.EvSyncFinished)); err != nil {
 		return err
 	}
 
@@ -103,7 +103,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	_ = d.agent.SyncTenant(ctx, tenantID)
-	if err := d.until(ctx, isKind(agent.EvSyncFailed)); err != nil {
+	if err := d.until(ctx, isKind(store.EvSyncFailed)); err != nil {
 		return err
 	}
 
@@ -111,7 +111,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.push(ctx, d.entry("Acme ABM (2026 key)", payload.IntentUpdate, "Acme ABM", keyB, demoPassphrase)); err != nil {
 		return err
 	}
-	if err := d.until(ctx, isKind(agent.EvSyncFinished)); err != nil {
+	if err := d.until(ctx, isKind(store.EvSyncFinished)); err != nil {
 		return err
 	}
 	d.say("   The tenant kept every record: same tenant, no duplicates, now under the new key.")
@@ -130,7 +130,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	if err := d.until(ctx, func(e store.Event) bool {
-		return e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportFailed)
+		return e.Kind == store.EvImportState && e.Fields["state"] == string(store.ImportFailed)
 	}); err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func (d *demo) push(ctx context.Context, entries ...payload.PayloadEntry) error 
 	return nil
 }
 
-func isKind(kind string) func(store.Event) bool {
+func isKind(kind store.EventKind) func(store.Event) bool {
 	return func(e store.Event) bool { return e.Kind == kind }
 }
 
@@ -233,9 +233,9 @@ func (d *demo) until(ctx context.Context, done func(store.Event) bool) error {
 // demoLine is the readable form of an event; progress and routine reads are left out.
 func demoLine(e store.Event) string {
 	switch e.Kind {
-	case agent.EvSyncProgress, agent.EvSourceRead, agent.EvImportRecorded:
+	case store.EvSyncProgress, store.EvSourceRead, store.EvImportRecorded:
 		return ""
-	case agent.EvRotationStep:
+	case store.EvRotationStaged, store.EvRotationValidated, store.EvRotationCutover, store.EvRotationConfirmed, store.EvRotationFailed:
 		return fmt.Sprintf("%-10s %s", e.Fields["step"], e.Message)
 	}
 	return e.Message
