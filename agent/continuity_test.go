@@ -62,7 +62,7 @@ func unregisteredKey(t testing.TB, clientID string) appletest.Key {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalECPrivateKey(priv)
-	return appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: payload.ScopeBusiness, Private: priv,
+	return appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: apple.ScopeBusiness, Private: priv,
 		PEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}
 }
 

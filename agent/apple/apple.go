@@ -19,7 +19,9 @@ import (
 	"time"
 )
 
-// Endpoints and constants of Apple's OAuth flow.
+// Endpoints and constants of Apple's OAuth flow. They are the one place
+// rekey writes Client ID prefix → scope → API host; every other package
+// (payload, the fake in appletest, the agent) asks this one.
 const (
 	// DefaultTokenURL is where the client assertion is exchanged for a token.
 	DefaultTokenURL = "https://account.apple.com/auth/oauth2/token"
@@ -31,6 +33,10 @@ const (
 	// ScopeBusiness and ScopeSchool are the OAuth scopes.
 	ScopeBusiness = "business.api"
 	ScopeSchool   = "school.api"
+	// ClientIDPrefixBusiness and ClientIDPrefixSchool begin a Client ID of
+	// each scope: BUSINESSAPI.<uuid>, SCHOOLAPI.<uuid>.
+	ClientIDPrefixBusiness = "BUSINESSAPI."
+	ClientIDPrefixSchool   = "SCHOOLAPI."
 	// AssertionType is the client_assertion_type form value.
 	AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )
@@ -187,6 +193,12 @@ func (c *Client) apiBase(scope string) string {
 	if c.APIBaseURL != "" {
 		return strings.TrimRight(c.APIBaseURL, "/")
 	}
+	return BaseURLFor(scope)
+}
+
+// BaseURLFor returns Apple's API host for scope: SchoolBaseURL for
+// school.api, BusinessBaseURL otherwise.
+func BaseURLFor(scope string) string {
 	if scope == ScopeSchool {
 		return SchoolBaseURL
 	}
@@ -197,12 +209,21 @@ func (c *Client) apiBase(scope string) string {
 // BUSINESSAPI.<uuid>, school.api for SCHOOLAPI.<uuid>, "" otherwise.
 func ScopeFor(clientID string) string {
 	switch {
-	case strings.HasPrefix(clientID, "BUSINESSAPI."):
+	case strings.HasPrefix(clientID, ClientIDPrefixBusiness):
 		return ScopeBusiness
-	case strings.HasPrefix(clientID, "SCHOOLAPI."):
+	case strings.HasPrefix(clientID, ClientIDPrefixSchool):
 		return ScopeSchool
 	}
 	return ""
+}
+
+// ClientIDPrefix returns the Client ID prefix of scope: SCHOOLAPI. for
+// school.api, BUSINESSAPI. otherwise.
+func ClientIDPrefix(scope string) string {
+	if scope == ScopeSchool {
+		return ClientIDPrefixSchool
+	}
+	return ClientIDPrefixBusiness
 }
 
 // resolve checks the credential and fills in its scope.
