@@ -303,8 +303,8 @@ func noSyncSince(t *testing.T, h *harness, was appletest.Stats) {
 func TestSyncScheduleFollowsSyncInterval(t *testing.T) {
 	clock := newTestClock()
 	ticks := make(chan time.Time)
-	h := newHarness(t, func(c *agent.Config) { c.Now, c.SyncTicks = clock.Now, ticks })
-	h.apple.SetClock(clock.Now)
+	h := newHarness(t, func(c *agent.Config) { c.Clock, c.SyncTicks = clock, ticks })
+	h.apple.SetClock(clock)
 	h.settings[payload.KeySyncInterval] = "6h"
 	ctx := context.Background()
 	add := h.entry("Acme", payload.IntentAdd, "", h.key(""), testPassphrase)

@@ -67,6 +67,10 @@ var (
 	ErrInvalidCredential = errors.New("invalid credential")
 )
 
+// Clock tells the time. Every injected clock in rekey has this one shape
+// (docs/ARCHITECTURE.md); nil means the real clock.
+type Clock interface{ Now() time.Time }
+
 // Credential is what the client needs to authenticate. Scope may be empty:
 // it is derived from the Client ID prefix (BUSINESSAPI. or SCHOOLAPI.).
 type Credential struct {
@@ -86,14 +90,14 @@ func (c Credential) GoString() string { return c.String() }
 
 // Client is an Apple Business/School Manager API client. The zero value is
 // ready to use with Apple's real endpoints; tests point TokenURL and
-// APIBaseURL at a local server and inject Now, Sleep and Jitter.
+// APIBaseURL at a local server and inject Clock, Sleep and Jitter.
 // A Client is safe for concurrent use. Its token cache lives in memory only.
 type Client struct {
 	TokenURL   string       // default DefaultTokenURL
 	APIBaseURL string       // default by scope: BusinessBaseURL or SchoolBaseURL
 	HTTP       *http.Client // default: a client with a 60 s timeout and keep-alives sized for Concurrency
 
-	Now    func() time.Time                                 // default time.Now
+	Clock  Clock                                            // default: the real clock
 	Sleep  func(ctx context.Context, d time.Duration) error // default: a timer that honours ctx
 	Jitter func(max time.Duration) time.Duration            // default: uniform in [0, max]
 
@@ -128,8 +132,8 @@ type token struct {
 type cacheKey struct{ tokenURL, clientID, keyID, scope, pub string }
 
 func (c *Client) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
+	if c.Clock != nil {
+		return c.Clock.Now()
 	}
 	return time.Now()
 }

@@ -17,6 +17,14 @@ import (
 )
 
 // clock is a settable clock shared by the client and the fake.
+// laterClock is c moved by d.
+type laterClock struct {
+	c apple.Clock
+	d time.Duration
+}
+
+func (l laterClock) Now() time.Time { return l.c.Now().Add(l.d) }
+
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -51,7 +59,7 @@ func newFixture(t testing.TB, devices int) *fixture {
 	t.Helper()
 	f := &fixture{srv: appletest.New(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
 	t.Cleanup(f.srv.Close)
-	f.srv.SetClock(f.clock.Now)
+	f.srv.SetClock(f.clock)
 	f.srv.SetDevices(devices)
 	key, err := f.srv.NewCredential(apple.ScopeBusiness)
 	if err != nil {
@@ -62,7 +70,7 @@ func newFixture(t testing.TB, devices int) *fixture {
 	f.client = &apple.Client{
 		TokenURL:   f.srv.TokenURL(),
 		APIBaseURL: f.srv.APIBaseURL(),
-		Now:        f.clock.Now,
+		Clock:      f.clock,
 		Sleep:      f.sleep,
 		Jitter:     func(time.Duration) time.Duration { return 0 },
 	}

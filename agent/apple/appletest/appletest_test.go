@@ -176,7 +176,7 @@ func TestAPIRequiresAValidBearerToken(t *testing.T) {
 	srv := appletest.New()
 	t.Cleanup(srv.Close)
 	now := time.Now()
-	srv.SetClock(func() time.Time { return now })
+	srv.SetClock(varClock{&now})
 	srv.SetDevices(3)
 	srv.SetTokenLifetime(time.Minute)
 	k, err := srv.NewCredential("business.api")
@@ -289,3 +289,8 @@ func TestFaultsApplyTheGivenNumberOfTimes(t *testing.T) {
 		t.Errorf("statuses = %v, want %v", got, want)
 	}
 }
+
+// varClock says the time a variable of the test holds.
+type varClock struct{ t *time.Time }
+
+func (c varClock) Now() time.Time { return *c.t }

@@ -88,7 +88,7 @@ type Server struct {
 	srv *httptest.Server
 
 	mu         sync.Mutex
-	now        func() time.Time
+	clock      apple.Clock // nil: the real clock
 	lifetime   time.Duration
 	creds      map[string]registered
 	jtis       map[string]bool
@@ -106,7 +106,6 @@ type Server struct {
 // t.Cleanup(srv.Close)).
 func New() *Server {
 	s := &Server{
-		now:      time.Now,
 		lifetime: time.Hour,
 		creds:    map[string]registered{},
 		jtis:     map[string]bool{},
@@ -195,10 +194,18 @@ func (s *Server) SetDevices(n int) {
 }
 
 // SetClock sets the server's clock, used for iat/exp checks and token expiry.
-func (s *Server) SetClock(now func() time.Time) {
+func (s *Server) SetClock(c apple.Clock) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.now = now
+	s.clock = c
+}
+
+// now reads the clock; the caller holds s.mu.
+func (s *Server) now() time.Time {
+	if s.clock == nil {
+		return time.Now()
+	}
+	return s.clock.Now()
 }
 
 // SetTokenLifetime sets expires_in of issued tokens (default one hour).
