@@ -17,6 +17,7 @@ import (
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/agent/source"
 	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/platform/clock"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -54,7 +55,9 @@ type Config struct {
 	// auth checks when Checker is nil). Nil: a real timer that honours ctx.
 	AppleSleep func(ctx context.Context, d time.Duration) error
 
-	Now     func() time.Time
+	// Clock tells the time to the agent, its store and its Apple client
+	// (default: the real clock). Embedded, so a.cfg.Now() reads it.
+	clock.Clock
 	Logger  *slog.Logger
 	Version string
 }
@@ -66,8 +69,8 @@ func (c *Config) setDefaults() {
 	if c.MaxWorkFactor == 0 {
 		c.MaxWorkFactor = payload.DefaultWorkFactor
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.System{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -126,7 +129,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxWorkFactor < 1 || cfg.MaxWorkFactor > payload.MaxWorkFactorLimit {
 		return nil, fmt.Errorf("new agent: --max-work-factor %d is out of range; use 1 to %d", cfg.MaxWorkFactor, payload.MaxWorkFactorLimit)
 	}
-	st, err := store.Open(cfg.StateDir, store.Options{Now: cfg.Now, BusyTimeout: cfg.BusyTimeout})
+	st, err := store.Open(cfg.StateDir, store.Options{Clock: cfg.Clock, BusyTimeout: cfg.BusyTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -141,11 +144,11 @@ func New(cfg Config) (*Agent, error) {
 		statusKick: make(chan struct{}, 1),
 		retryKick:  make(chan struct{}, 1),
 	}
-	ap := newAppleBackend(a.cfg.Now, a.cfg.AppleSleep)
+	ap := newAppleBackend(a.cfg.Clock, a.cfg.AppleSleep)
 	if a.cfg.Checker == nil {
 		a.cfg.Checker = ap
 	}
-	a.syncs = &syncer{st: st, log: a.log, now: cfg.Now, ticks: cfg.SyncTicks, checker: a.cfg.Checker, apple: ap,
+	a.syncs = &syncer{st: st, log: a.log, now: a.cfg.Now, ticks: cfg.SyncTicks, checker: a.cfg.Checker, apple: ap,
 		publish: a.publish, progress: a.progress, confirmed: a.confirmed,
 		bg: context.Background(), running: make(map[string]bool), set: payload.DefaultSettings()}
 	return a, nil

@@ -11,7 +11,7 @@ import (
 // appleBackend checks and syncs against Apple (or any server speaking its
 // API), one client per pair of endpoints so that tokens are reused.
 type appleBackend struct {
-	now     func() time.Time
+	clock   apple.Clock
 	sleep   func(ctx context.Context, d time.Duration) error // nil: the client's real timer
 	mu      sync.Mutex
 	clients map[[2]string]*apple.Client
@@ -19,8 +19,8 @@ type appleBackend struct {
 
 var _ Checker = (*appleBackend)(nil)
 
-func newAppleBackend(now func() time.Time, sleep func(context.Context, time.Duration) error) *appleBackend {
-	return &appleBackend{now: now, sleep: sleep, clients: make(map[[2]string]*apple.Client)}
+func newAppleBackend(clock apple.Clock, sleep func(context.Context, time.Duration) error) *appleBackend {
+	return &appleBackend{clock: clock, sleep: sleep, clients: make(map[[2]string]*apple.Client)}
 }
 
 func (b *appleBackend) client(t AuthTarget) *apple.Client {
@@ -29,7 +29,7 @@ func (b *appleBackend) client(t AuthTarget) *apple.Client {
 	k := [2]string{t.TokenURL, t.APIBaseURL}
 	c := b.clients[k]
 	if c == nil {
-		c = &apple.Client{TokenURL: t.TokenURL, APIBaseURL: t.APIBaseURL, Now: b.now, Sleep: b.sleep}
+		c = &apple.Client{TokenURL: t.TokenURL, APIBaseURL: t.APIBaseURL, Clock: b.clock, Sleep: b.sleep}
 		b.clients[k] = c
 	}
 	return c

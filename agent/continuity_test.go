@@ -62,7 +62,7 @@ func unregisteredKey(t testing.TB, clientID string) appletest.Key {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalECPrivateKey(priv)
-	return appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: payload.ScopeBusiness, Private: priv,
+	return appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: apple.ScopeBusiness, Private: priv,
 		PEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}
 }
 
@@ -303,8 +303,8 @@ func noSyncSince(t *testing.T, h *harness, was appletest.Stats) {
 func TestSyncScheduleFollowsSyncInterval(t *testing.T) {
 	clock := newTestClock()
 	ticks := make(chan time.Time)
-	h := newHarness(t, func(c *agent.Config) { c.Now, c.SyncTicks = clock.Now, ticks })
-	h.apple.SetClock(clock.Now)
+	h := newHarness(t, func(c *agent.Config) { c.Clock, c.SyncTicks = clock, ticks })
+	h.apple.SetClock(clock)
 	h.settings[payload.KeySyncInterval] = "6h"
 	ctx := context.Background()
 	add := h.entry("Acme", payload.IntentAdd, "", h.key(""), testPassphrase)

@@ -116,7 +116,7 @@ type jumpClock struct{ off atomic.Int64 }
 
 func (c *jumpClock) Now() time.Time        { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *jumpClock) jump(d time.Duration)  { c.off.Add(int64(d)) }
-func withClock(c *jumpClock) harnessOption { return func(cfg *agent.Config) { cfg.Now = c.Now } }
+func withClock(c *jumpClock) harnessOption { return func(cfg *agent.Config) { cfg.Clock = c } }
 
 func TestFaultClockJumpsDuringRotation(t *testing.T) {
 	for name, jump := range map[string]time.Duration{"back a day": -24 * time.Hour, "forward a year": 365 * 24 * time.Hour} {

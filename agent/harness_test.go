@@ -55,7 +55,8 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	if err := os.WriteFile(h.pass, []byte(testPassphrase+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h.apple = appletest.New(t)
+	h.apple = appletest.New()
+	t.Cleanup(h.apple.Close)
 	h.apple.SetDevices(25)
 	h.settings = map[string]string{payload.KeyTokenURL: h.apple.TokenURL(), payload.KeyAPIBaseURL: h.apple.APIBaseURL()}
 	h.start(opts...)

@@ -258,43 +258,35 @@ func (s *syncer) activeTarget(ctx context.Context, tenantID string) (store.Crede
 	return store.Credential{}, AuthTarget{}, fmt.Errorf("tenant %s has no active credential: %w", tenantID, store.ErrNotFound)
 }
 
-// storeSink writes a sync into the tenant, a page at a time.
+// storeSink writes a sync into the tenant, one transaction per page.
 type storeSink struct {
 	st       *store.Store
 	tenantID string
-	devices  []store.Device
-	coverage []store.DeviceCoverage
 	cursor   string // last cursor committed (the stored one before any page)
 }
 
 var _ apple.Sink = (*storeSink)(nil)
 
-func (s *storeSink) Devices(ctx context.Context, ds []apple.Device) error {
+// Page stores the page's devices and coverage together with its cursor.
+func (s *storeSink) Page(ctx context.Context, ds []apple.Device, cs []apple.DeviceCoverage, next string) error {
+	devices := make([]store.Device, 0, len(ds))
 	for _, d := range ds {
-		s.devices = append(s.devices, store.Device{Serial: d.Serial, AppleID: d.ID, Model: d.Model,
+		devices = append(devices, store.Device{Serial: d.Serial, AppleID: d.ID, Model: d.Model,
 			ProductFamily: d.ProductFamily, Status: d.Status, Attrs: d.Attributes})
 	}
-	return nil
-}
-
-func (s *storeSink) Coverage(ctx context.Context, cs []apple.DeviceCoverage) error {
+	coverage := make([]store.DeviceCoverage, 0, len(cs))
 	for _, dc := range cs {
 		recs := make([]store.Coverage, 0, len(dc.Records))
 		for _, r := range dc.Records {
 			recs = append(recs, store.Coverage{ID: r.ID, Serial: dc.Serial, Description: r.Description, Status: r.Status,
 				StartDate: dateOf(r.Start), EndDate: dateOf(r.End), Attrs: r.Attributes})
 		}
-		s.coverage = append(s.coverage, store.DeviceCoverage{Serial: dc.Serial, Records: recs})
+		coverage = append(coverage, store.DeviceCoverage{Serial: dc.Serial, Records: recs})
 	}
-	return nil
-}
-
-// Cursor commits the buffered page together with the cursor.
-func (s *storeSink) Cursor(ctx context.Context, next string) error {
-	if err := s.st.SyncPage(ctx, s.tenantID, s.devices, s.coverage, next); err != nil {
+	if err := s.st.SyncPage(ctx, s.tenantID, devices, coverage, next); err != nil {
 		return fmt.Errorf("store sync page: %w", err)
 	}
-	s.devices, s.coverage, s.cursor = s.devices[:0], s.coverage[:0], next
+	s.cursor = next
 	return nil
 }
 

@@ -38,7 +38,7 @@ func openStore(tb testing.TB) (*store.Store, string, *clock) {
 	tb.Helper()
 	dir := tb.TempDir() + "/state"
 	clk := newClock()
-	s, err := store.Open(dir, store.Options{Now: clk.Now})
+	s, err := store.Open(dir, store.Options{Clock: clk})
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}

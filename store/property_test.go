@@ -200,7 +200,7 @@ func TestRandomOperationSequencesKeepInvariants(t *testing.T) {
 		if err != nil {
 			rt.Fatal(err)
 		}
-		s, err := store.Open(dir, store.Options{Now: newClock().Now})
+		s, err := store.Open(dir, store.Options{Clock: newClock()})
 		if err != nil {
 			rt.Fatal(err)
 		}

@@ -8,16 +8,16 @@ import (
 	"time"
 )
 
-// validScope reports whether scope is one Apple issues.
-func validScope(scope string) bool { return scope == "business.api" || scope == "school.api" }
-
 // checkNew refuses a NewCredential that lacks what every credential needs.
 func checkNew(nc NewCredential) error {
 	switch {
 	case nc.ClientID == "" || nc.KeyID == "":
 		return errors.New("new credential: empty Client ID or Key ID; both come from the decrypted payload")
-	case !validScope(nc.Scope):
-		return fmt.Errorf("new credential: scope %q is neither business.api nor school.api", nc.Scope)
+	case nc.Scope == "":
+		// Which scopes exist is Apple's to say (package agent/apple); the
+		// caller resolves it from the Client ID, and the schema's CHECK
+		// refuses any other value.
+		return errors.New("new credential: empty scope; pass the scope its Client ID implies")
 	case len(nc.KeyPEM) == 0:
 		return errors.New("new credential: no private key; pass the PEM to seal")
 	case nc.Origin != OriginManaged && nc.Origin != OriginLocal:

@@ -16,6 +16,7 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/armor"
 	"github.com/google/uuid"
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
@@ -69,7 +70,8 @@ type world struct {
 
 func newWorld(t testing.TB, l layout, seed uint64) *world {
 	t.Helper()
-	ap := appletest.New(t)
+	ap := appletest.New()
+	t.Cleanup(ap.Close)
 	ap.SetDevices(10)
 	return &world{t: t, rng: mrand.New(mrand.NewPCG(seed, seed^0x5eed)), l: l, apple: ap,
 		settings: map[string]string{payload.KeyTokenURL: ap.TokenURL(), payload.KeyAPIBaseURL: ap.APIBaseURL()},
@@ -101,7 +103,7 @@ func (w *world) seal(name string, k appletest.Key, pass string) []byte {
 // seal's key checks, the way an admin with the age tool could.
 func (w *world) sealRaw(keyPEM []byte) []byte {
 	w.t.Helper()
-	plain, err := plist.Marshal(map[string]any{payload.KeyClientID: payload.ClientIDPrefixBusiness + uuid.NewString(),
+	plain, err := plist.Marshal(map[string]any{payload.KeyClientID: apple.ClientIDPrefixBusiness + uuid.NewString(),
 		payload.KeyKeyID: uuid.NewString(), payload.KeyPrivateKey: string(keyPEM)}, plist.XMLFormat)
 	if err != nil {
 		w.t.Fatal(err)

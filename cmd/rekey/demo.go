@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -15,13 +14,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"filippo.io/age"
-	"filippo.io/age/armor"
 	"howett.net/plist"
 
 	"github.com/google/uuid"
 	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
@@ -67,7 +65,7 @@ func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.w, format+"\n", a
 
 func (d *demo) run(ctx context.Context) error {
 	d.start = time.Now()
-	d.apple = appletest.New(nil)
+	d.apple = appletest.New()
 	defer d.apple.Close()
 	d.apple.SetDevices(demoDevices)
 	ctx, stop, err := d.startAgent(ctx)
@@ -295,31 +293,15 @@ func (d *demo) rsaEntry() (payload.PayloadEntry, error) {
 		return payload.PayloadEntry{}, fmt.Errorf("encode RSA key: %w", err)
 	}
 	inner, err := plist.Marshal(map[string]string{
-		payload.KeyClientID: payload.ClientIDPrefixBusiness + uuid.NewString(), payload.KeyKeyID: uuid.NewString(),
+		payload.KeyClientID: apple.ClientIDPrefixBusiness + uuid.NewString(), payload.KeyKeyID: uuid.NewString(),
 		payload.KeyPrivateKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 	}, plist.XMLFormat)
 	if err != nil {
 		return payload.PayloadEntry{}, fmt.Errorf("encode credential: %w", err)
 	}
-	r, err := age.NewScryptRecipient(demoPassphrase)
+	ct, err := payload.Encrypt(inner, demoPassphrase, demoWorkFactor)
 	if err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age recipient: %w", err)
+		return payload.PayloadEntry{}, fmt.Errorf("seal RSA key: %w", err)
 	}
-	r.SetWorkFactor(demoWorkFactor)
-	var buf bytes.Buffer
-	aw := armor.NewWriter(&buf)
-	w, err := age.Encrypt(aw, r)
-	if err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age encrypt: %w", err)
-	}
-	if _, err := w.Write(inner); err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age encrypt: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age encrypt: %w", err)
-	}
-	if err := aw.Close(); err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age armor: %w", err)
-	}
-	return payload.PayloadEntry{Intent: payload.IntentAdd, Name: "An RSA key sealed with plain age", Ciphertext: buf.Bytes()}, nil
+	return payload.PayloadEntry{Intent: payload.IntentAdd, Name: "An RSA key sealed with plain age", Ciphertext: ct}, nil
 }

@@ -48,7 +48,8 @@ func startLiveAgent(t testing.TB, settings map[string]string) *liveAgent {
 	if err := os.WriteFile(pass, []byte(livePassphrase+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l.apple = appletest.New(t)
+	l.apple = appletest.New()
+	t.Cleanup(l.apple.Close)
 	l.apple.SetDevices(25)
 	l.settings = map[string]string{payload.KeyTokenURL: l.apple.TokenURL(), payload.KeyAPIBaseURL: l.apple.APIBaseURL()}
 	for k, v := range settings {
