@@ -201,7 +201,8 @@ func (h *harness) runCrashChild(point string) {
 	}
 }
 
-// checkConsistent asserts the brief's crash guarantees on st.
+// checkConsistent asserts the crash guarantees of docs/store.md on st: one active
+// credential per tenant, no record lost, every unfinished rotation resumable.
 func checkConsistent(t *testing.T, st *store.Store, tenantID string, devices, coverage int) {
 	t.Helper()
 	ctx := context.Background()
