@@ -90,7 +90,7 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 
 // recordEntry records one entry as an import and attempts it when it can go on.
 func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settings, e payload.Entry) {
-	imp, created, err := a.st.RecordImport(ctx, store.Import{
+	imp, recorded, err := a.st.RecordImportLogged(ctx, store.Import{
 		ID: e.ImportID, Hash: e.Hash, Source: path, Name: e.Name,
 		Intent: e.Intent, Target: e.Target, State: store.ImportPendingUnlock,
 	})
@@ -105,9 +105,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 		a.keepUnrecorded(ctx, path, set, e, err)
 		return
 	}
-	if created {
-		a.publish(ctx, store.Event{Kind: store.EvImportRecorded, ImportID: imp.ID, Message: fmt.Sprintf("import %q recorded", imp.Name)})
-	}
+	a.announce(recorded) // written in the same transaction; zero when known already
 	switch imp.State {
 	case store.ImportApplied, store.ImportAlreadyPresent, store.ImportSuperseded, store.ImportDismissed, store.ImportApplying:
 		return // applied at most once; applying is resumed by recovery

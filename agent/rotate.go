@@ -79,62 +79,76 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 }
 
 // rotate replaces target with cred: staged → validated → cutover →
-// confirmed, each step recorded before the next begins.
+// confirmed, each step recorded before the next begins. With the auth check
+// off nothing happens between staging and validation, so the three steps
+// share one transaction; otherwise the check runs on the staged credential
+// and validation and cut-over share one (docs/store.md, "Joined steps").
 func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential, target store.Credential) error {
 	if newer, ok := a.newerApplied(ctx, imp, target.TenantID); ok {
 		delete(a.waiting, imp.ID)
 		a.setImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
 		return nil
 	}
-	imp, err := a.st.UpdateImport(ctx, imp.ID, func(i *store.Import) error {
-		i.State, i.Reason, i.TenantID = store.ImportApplying, fmt.Sprintf("replacing %q", target.Name), target.TenantID
-		return nil
-	})
-	if err != nil {
-		return storeErr(err)
-	}
-	crashPoint("import.applying")
 	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
 		return err
 	}
-	rot, pending, staged, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred))
-	if errors.Is(err, store.ErrInvariant) {
-		a.failImport(ctx, imp.ID, "stage the new credential: "+err.Error(), true)
-		return nil
-	}
-	if err != nil {
-		return storeErr(err)
-	}
-	a.announce(staged)
-	crashPoint(string(store.EvRotationStaged))
-
-	v := a.gate(ctx, w, cred)
-	if !v.ok {
-		failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
+	nc := newCredential(imp, cred)
+	if w.settings.AuthCheck == payload.AuthOff {
+		rot, _, evs, err := a.st.StageAndCutover(ctx, target.TenantID, nc)
+		if err != nil {
+			return a.stageFailed(ctx, imp.ID, cred, err)
+		}
+		for _, ev := range evs {
+			a.announce(ev)
+		}
+		a.cutDone(ctx, rot)
+	} else {
+		rot, pending, staged, err := a.st.Stage(ctx, target.TenantID, nc)
+		if err != nil {
+			return a.stageFailed(ctx, imp.ID, cred, err)
+		}
+		a.announce(staged)
+		crashPoint(string(store.EvRotationStaged))
+		v := a.gate(ctx, w, cred)
+		if !v.ok {
+			failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
+			if err != nil {
+				return storeErr(err)
+			}
+			a.announce(failed)
+			a.failImport(ctx, imp.ID, v.reason, v.transient)
+			return nil
+		}
+		validated, cut, err := a.st.ValidateAndCutover(ctx, rot.ID)
 		if err != nil {
 			return storeErr(err)
 		}
-		a.announce(failed)
-		a.failImport(ctx, imp.ID, v.reason, v.transient)
-		return nil
-	}
-	validated, err := a.st.Validated(ctx, rot.ID)
-	if err != nil {
-		return storeErr(err)
-	}
-	a.announce(validated)
-	crashPoint(string(store.EvRotationValidated))
-	if err := a.cutover(ctx, rot); err != nil {
-		return err
+		a.announce(validated)
+		a.announce(cut)
+		a.cutDone(ctx, rot)
+		if v.confirmed {
+			a.markAuth(ctx, pending.ID)
+			a.confirm(ctx, target.TenantID)
+		}
 	}
 	delete(a.waiting, imp.ID)
-	if v.confirmed {
-		a.markAuth(ctx, pending.ID)
-		a.confirm(ctx, target.TenantID)
-	}
 	a.supersedeOlder(ctx, imp, target.TenantID)
 	a.syncs.schedule(target.TenantID)
 	return nil
+}
+
+// stageFailed handles a Stage that did not commit: the attempt is counted
+// (the backoff grows with it) and the import failed for a retry when the
+// store refused an invariant; any other error is a store failure.
+func (a *Agent) stageFailed(ctx context.Context, id string, cred *payload.Credential, err error) error {
+	if _, cerr := a.countAttempt(ctx, id, cred); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, store.ErrInvariant) {
+		a.failImport(ctx, id, "stage the new credential: "+err.Error(), true)
+		return nil
+	}
+	return storeErr(err)
 }
 
 // dropLeftover fails an unfinished rotation that an earlier attempt of import
@@ -165,9 +179,15 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 		return storeErr(err)
 	}
 	a.announce(ev)
+	a.cutDone(ctx, rot)
+	return nil
+}
+
+// cutDone follows a committed cut-over: the import's move to applied (made
+// in the same transaction) is published.
+func (a *Agent) cutDone(ctx context.Context, rot store.Rotation) {
 	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
 	crashPoint(string(store.EvRotationCutover))
-	return nil
 }
 
 // confirm retires a tenant's previous credential once the active one has

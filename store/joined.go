@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Joined steps: two or more recorded steps in one transaction, so one
+// fsync instead of one per step. Each is offered only where no state
+// between the joined steps is needed for recovery: a crash leaves the
+// state before the first step or after the last, and both are recoverable
+// (docs/store.md, "Joined steps").
+
+// RecordImportLogged is RecordImport that also writes the import.recorded
+// event in the same transaction when the import is new, and returns it (a
+// zero Event when the import was known already).
+func (s *Store) RecordImportLogged(ctx context.Context, im Import) (Import, Event, error) {
+	im, err := importDefaults(im)
+	if err != nil {
+		return Import{}, Event{}, err
+	}
+	var out Import
+	var ev Event
+	err = s.write(ctx, "record import", func(tx *sql.Tx, now time.Time) error {
+		var created bool
+		var err error
+		if out, created, err = recordImport(ctx, tx, now, im); err != nil || !created {
+			return err
+		}
+		ev, err = insertEvent(ctx, tx, now, Event{Kind: EvImportRecorded, ImportID: out.ID,
+			Message: fmt.Sprintf("import %q recorded", out.Name)})
+		return err
+	})
+	return out, ev, err
+}
+
+// ValidateAndCutover is Validated then Cutover in one transaction, for a
+// rotation whose credential passed validation after it was staged. It
+// returns the rotation.validated event (zero when the rotation was
+// validated already) and the rotation.cutover event. A crash leaves the
+// rotation staged (failed and retried by recovery) or cut over.
+func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string) (validated, cut Event, err error) {
+	err = s.write(ctx, "validate and cut over", func(tx *sql.Tx, now time.Time) error {
+		var err error
+		if validated, err = validate(ctx, tx, now, rotationID); err != nil {
+			return err
+		}
+		cut, err = cutover(ctx, tx, now, rotationID)
+		return err
+	})
+	if err != nil {
+		return Event{}, Event{}, err
+	}
+	return validated, cut, nil
+}
+
+// StageAndCutover is Stage, Validated and Cutover in one transaction, for a
+// credential that needs no check between staging and validation (the auth
+// check is off). It returns the rotation and the new credential as they
+// were staged, and the rotation.staged, rotation.validated and
+// rotation.cutover events in that order. A crash leaves the import as it
+// was (retried from the payload) or the rotation cut over.
+func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCredential) (Rotation, Credential, []Event, error) {
+	if err := checkNew(nc); err != nil {
+		return Rotation{}, Credential{}, nil, fmt.Errorf("stage and cut over: %w", err)
+	}
+	var r Rotation
+	var c Credential
+	var evs []Event
+	err := s.write(ctx, "stage and cut over", func(tx *sql.Tx, now time.Time) error {
+		var staged, validated, cut Event
+		var err error
+		if r, c, staged, err = s.stage(ctx, tx, now, tenantID, nc); err != nil {
+			return err
+		}
+		if validated, err = validate(ctx, tx, now, r.ID); err != nil {
+			return err
+		}
+		if cut, err = cutover(ctx, tx, now, r.ID); err != nil {
+			return err
+		}
+		evs = []Event{staged, validated, cut}
+		return nil
+	})
+	if err != nil {
+		return Rotation{}, Credential{}, nil, err
+	}
+	return r, c, evs, nil
+}
