@@ -43,7 +43,7 @@ type sourceState struct {
 func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	defer kick(a.statusKick)
+	defer a.changed()
 	src := a.sources[snap.Path]
 	if src == nil {
 		src = &sourceState{Path: snap.Path, User: snap.User}
