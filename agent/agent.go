@@ -114,6 +114,7 @@ type Agent struct {
 	status  statusFlight[*statusSnap]
 	// snap is the prepared status; statusGen counts changes (statussnap.go).
 	snap      atomic.Pointer[statusSnap]
+	building  atomic.Pointer[snapBuild]
 	statusGen atomic.Uint64
 
 	syncs *syncer

@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if point := os.Getenv(envCrashPoint); point != "" {
 		os.Exit(crashChild(point))
 	}
+	if dir := os.Getenv(envIdleChild); dir != "" {
+		os.Exit(idleChild(dir))
+	}
 	os.Exit(m.Run())
 }
 

@@ -84,18 +84,14 @@ func (f *statusFlight[T]) run(ctx context.Context, c *statusCall[T], build func(
 func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 	st := api.Status{Agent: api.AgentInfo{Version: a.cfg.Version, PID: os.Getpid(), UID: euid(), Started: a.started}}
 	st.Source = a.sourceInfo()
-	tenants, err := a.st.Tenants(ctx)
+	o, err := a.st.Overview(ctx)
 	if err != nil {
-		return st, fmt.Errorf("list tenants: %w", err)
+		return st, fmt.Errorf("read status: %w", err)
 	}
-	creds, err := a.st.Credentials(ctx)
-	if err != nil {
-		return st, fmt.Errorf("list credentials: %w", err)
-	}
-	st.Tenants = make([]api.TenantStatus, 0, len(tenants))
-	for _, t := range tenants {
+	st.Tenants = make([]api.TenantStatus, 0, len(o.Tenants))
+	for _, t := range o.Tenants {
 		ts := api.TenantStatus{ID: t.ID, Name: t.Name, Scope: t.Scope, LastSync: t.LastSyncAt, LastSyncError: t.SyncError}
-		for _, c := range creds {
+		for _, c := range o.InUse {
 			if c.TenantID != t.ID {
 				continue
 			}
@@ -111,26 +107,11 @@ func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 		}
 		st.Tenants = append(st.Tenants, ts)
 	}
-	imps, err := a.st.Imports(ctx)
-	if err != nil {
-		return st, fmt.Errorf("list imports: %w", err)
+	st.PendingImports = o.Waiting
+	if st.PendingImports == nil {
+		st.PendingImports = []store.Import{}
 	}
-	st.PendingImports = []store.Import{}
-	for _, imp := range imps {
-		switch imp.State {
-		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed, store.ImportApplying:
-			st.PendingImports = append(st.PendingImports, imp)
-		}
-	}
-	rots, err := a.st.Rotations(ctx)
-	if err != nil {
-		return st, fmt.Errorf("list rotations: %w", err)
-	}
-	for i := range rots {
-		if st.LastRotation == nil || rots[i].StartedAt.After(st.LastRotation.StartedAt) {
-			st.LastRotation = &rots[i]
-		}
-	}
+	st.LastRotation = o.LastRotation
 	return st, nil
 }
 

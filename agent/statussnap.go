@@ -25,19 +25,45 @@ func (a *Agent) changed() {
 }
 
 // snapshot returns the prepared status when no change happened since it
-// was built: no SQLite, no encoding. Otherwise the callers that arrive
-// share one rebuild (statusFlight), which starts after all of them asked.
+// was built: no SQLite, no encoding. Otherwise the caller waits for a
+// build that started after the last change it could have seen: the one
+// running, if it started late enough, or else the next, which the callers
+// arriving meanwhile share (statusFlight).
 func (a *Agent) snapshot(ctx context.Context) (*statusSnap, error) {
-	if s := a.snap.Load(); s != nil && s.gen == a.statusGen.Load() {
+	want := a.statusGen.Load()
+	if s := a.snap.Load(); s != nil && s.gen >= want {
 		return s, nil
+	}
+	if b := a.building.Load(); b != nil && b.gen >= want {
+		select {
+		case <-b.done:
+			return b.s, b.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return a.status.do(ctx, a.rebuild)
 }
 
+// snapBuild is a rebuild in progress, started after change number gen.
+type snapBuild struct {
+	gen  uint64
+	done chan struct{} // closed when s and err are set
+	s    *statusSnap
+	err  error
+}
+
 // rebuild builds the status from the store and keeps it unless a newer
-// snapshot was kept meanwhile.
+// snapshot was kept meanwhile. statusFlight runs one at a time.
 func (a *Agent) rebuild(ctx context.Context) (*statusSnap, error) {
-	gen := a.statusGen.Load() // before reading: a change during the build makes it stale
+	b := &snapBuild{gen: a.statusGen.Load(), done: make(chan struct{})} // before reading: a later change makes it stale
+	a.building.Store(b)
+	defer close(b.done)
+	b.s, b.err = a.build(ctx, b.gen)
+	return b.s, b.err
+}
+
+func (a *Agent) build(ctx context.Context, gen uint64) (*statusSnap, error) {
 	st, err := a.buildStatus(ctx)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,50 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Overview is what the agent's status shows from the store, read in one
+// snapshot: every tenant, the credentials in use, the imports waiting for
+// something, and the most recent rotation.
+type Overview struct {
+	Tenants      []Tenant     // oldest first
+	InUse        []Credential // active and previous credentials, oldest first
+	Waiting      []Import     // pending-unlock, needs-target, failed or applying; oldest first
+	LastRotation *Rotation    // the one started last (the first recorded of a tie); nil when none
+}
+
+// Overview reads the Overview in one read transaction. It reads only the
+// rows it returns, so its cost does not grow with the history of
+// credentials, imports and rotations.
+func (s *Store) Overview(ctx context.Context) (Overview, error) {
+	var o Overview
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return o, fmt.Errorf("read overview: %w", mapErr(err))
+	}
+	defer tx.Rollback()
+	if o.Tenants, err = getAll(ctx, tx, scanTenant, "tenants", `SELECT `+tenantCols+` FROM tenants ORDER BY created_at, id`); err != nil {
+		return o, err
+	}
+	if o.InUse, err = getAll(ctx, tx, scanCred, "credentials in use", `SELECT `+credCols+` FROM credentials
+		WHERE state IN ('active', 'previous') ORDER BY created_at, id`); err != nil {
+		return o, err
+	}
+	if o.Waiting, err = getAll(ctx, tx, scanImport, "waiting imports", `SELECT `+importCols+` FROM imports
+		WHERE state IN ('pending-unlock', 'needs-target', 'failed', 'applying') ORDER BY created_at, id`); err != nil {
+		return o, err
+	}
+	r, err := getOne(ctx, tx, scanRot, "last rotation", "", `SELECT `+rotCols+` FROM rotations
+		ORDER BY started_at DESC, rowid LIMIT 1`)
+	switch {
+	case err == nil:
+		o.LastRotation = &r
+	case !errors.Is(err, ErrNotFound):
+		return o, err
+	}
+	return o, nil
+}
