@@ -153,7 +153,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 // decide applies a UI's choice (add, or update of a named target) when there
 // is one, else the payload's intent and target, both through Decide.
 func (a *Agent) decide(ctx context.Context, imp store.Import, cred *payload.Credential, in attemptInput) (Decision, error) {
-	creds, err := a.st.Credentials(ctx)
+	creds, err := a.st.CredentialsInUse(ctx) // Decide looks at active and previous ones only
 	if err != nil {
 		return Decision{}, storeErr(err)
 	}

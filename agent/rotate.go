@@ -219,33 +219,25 @@ func (a *Agent) markAuth(ctx context.Context, credID string) {
 
 // newerApplied reports an applied import for tenantID created after imp.
 func (a *Agent) newerApplied(ctx context.Context, imp store.Import, tenantID string) (string, bool) {
-	imps, err := a.st.Imports(ctx)
+	o, err := a.st.NewerApplied(ctx, tenantID, imp.CreatedAt, imp.ID)
 	if err != nil {
 		return "", false
 	}
-	for _, o := range imps {
-		if o.ID != imp.ID && o.TenantID == tenantID && o.State == store.ImportApplied && o.CreatedAt.After(imp.CreatedAt) {
-			return o.ID, true
-		}
-	}
-	return "", false
+	return o.ID, true
 }
 
 // supersedeOlder marks older imports still waiting for the same tenant as superseded.
 func (a *Agent) supersedeOlder(ctx context.Context, imp store.Import, tenantID string) {
-	imps, err := a.st.Imports(ctx)
+	imps, err := a.st.ImportsOf(ctx, tenantID, store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed)
 	if err != nil {
 		return
 	}
 	for _, o := range imps {
-		if o.ID == imp.ID || o.TenantID != tenantID || o.CreatedAt.After(imp.CreatedAt) {
+		if o.ID == imp.ID || o.CreatedAt.After(imp.CreatedAt) {
 			continue
 		}
-		switch o.State {
-		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
-			delete(a.waiting, o.ID)
-			a.setImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
-		}
+		delete(a.waiting, o.ID)
+		a.setImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // Overview is what the agent's status shows from the store, read in one
@@ -47,4 +49,35 @@ func (s *Store) Overview(ctx context.Context) (Overview, error) {
 		return o, err
 	}
 	return o, nil
+}
+
+// CredentialsInUse returns the active and previous credentials of every
+// tenant, oldest first: what deciding an import's intent needs, without the
+// history of retired and failed ones.
+func (s *Store) CredentialsInUse(ctx context.Context) ([]Credential, error) {
+	return getAll(ctx, s.r, scanCred, "credentials in use", `SELECT `+credCols+` FROM credentials
+		WHERE state IN ('active', 'previous') ORDER BY created_at, id`)
+}
+
+// ImportsOf returns the imports of a tenant in one of states, oldest first.
+func (s *Store) ImportsOf(ctx context.Context, tenantID string, states ...ImportState) ([]Import, error) {
+	if len(states) == 0 {
+		return nil, nil
+	}
+	q := `SELECT ` + importCols + ` FROM imports WHERE tenant_id = ? AND state IN (?` + strings.Repeat(", ?", len(states)-1) + `)
+		ORDER BY created_at, id`
+	args := []any{tenantID}
+	for _, st := range states {
+		args = append(args, string(st))
+	}
+	return getAll(ctx, s.r, scanImport, "imports of tenant", q, args...)
+}
+
+// NewerApplied returns the first import applied to the tenant that was
+// created after the given time, other than import except; ErrNotFound when
+// there is none.
+func (s *Store) NewerApplied(ctx context.Context, tenantID string, after time.Time, except string) (Import, error) {
+	return getOne(ctx, s.r, scanImport, "applied import of tenant", tenantID, `SELECT `+importCols+` FROM imports
+		WHERE tenant_id = ? AND state = 'applied' AND created_at > ? AND id <> ? ORDER BY created_at, id LIMIT 1`,
+		tenantID, after.UnixNano(), except)
 }
