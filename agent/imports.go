@@ -73,8 +73,12 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	if snap.User == "" {
 		a.syncs.setSettings(doc.Settings)
 	}
-	a.publish(ctx, store.Event{Kind: store.EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
-		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}})
+	read := &store.Event{Kind: store.EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
+		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}}
+	if len(doc.Entries) == 0 || len(doc.Problems) > 0 {
+		a.publish(ctx, *read)
+		read = nil
+	}
 	for _, p := range doc.Problems {
 		a.publish(ctx, store.Event{Kind: store.EvImportInvalid, Message: "payload entry refused: " + p.Error(),
 			Fields: map[string]string{"path": snap.Path}})
@@ -82,18 +86,34 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	ids := make(map[string]bool, len(doc.Entries))
 	for _, e := range doc.Entries {
 		ids[e.ImportID] = true
-		a.recordEntry(ctx, snap.Path, doc.Settings, e)
+		a.recordEntry(ctx, snap.Path, doc.Settings, e, read) // the read is recorded with the first entry
+		read = nil
 	}
 	a.withdraw(ctx, src, ids)
 	src.ids = ids
 }
 
-// recordEntry records one entry as an import and attempts it when it can go on.
-func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settings, e payload.Entry) {
-	imp, recorded, err := a.st.RecordImportLogged(ctx, store.Import{
+// recordEntry records one entry as an import and attempts it when it can
+// go on. A read event, when given, is recorded first in the same
+// transaction (one fsync for both), or on its own if that fails.
+func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settings, e payload.Entry, read *store.Event) {
+	var lead []store.Event
+	if read != nil {
+		if read.Time.IsZero() {
+			read.Time = a.cfg.Now()
+		}
+		lead = append(lead, *read)
+	}
+	imp, evs, err := a.st.RecordImportLogged(ctx, store.Import{
 		ID: e.ImportID, Hash: e.Hash, Source: path, Name: e.Name,
 		Intent: e.Intent, Target: e.Target, State: store.ImportPendingUnlock,
-	})
+	}, lead...)
+	if err != nil && read != nil {
+		a.publish(ctx, *read) // the transaction that carried it failed
+	}
+	for _, ev := range evs {
+		a.announce(ev) // the read, then import.recorded when the import is new
+	}
 	switch {
 	case errors.Is(err, store.ErrImportConflict):
 		a.publish(ctx, store.Event{Kind: store.EvImportConflict, ImportID: e.ImportID,
@@ -105,7 +125,6 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 		a.keepUnrecorded(ctx, path, set, e, err)
 		return
 	}
-	a.announce(recorded) // written in the same transaction; zero when known already
 	switch imp.State {
 	case store.ImportApplied, store.ImportAlreadyPresent, store.ImportSuperseded, store.ImportDismissed, store.ImportApplying:
 		return // applied at most once; applying is resumed by recovery

@@ -13,27 +13,40 @@ import (
 // state before the first step or after the last, and both are recoverable
 // (docs/store.md, "Joined steps").
 
-// RecordImportLogged is RecordImport that also writes the import.recorded
-// event in the same transaction when the import is new, and returns it (a
-// zero Event when the import was known already).
-func (s *Store) RecordImportLogged(ctx context.Context, im Import) (Import, Event, error) {
+// RecordImportLogged is RecordImport that writes, in the same transaction,
+// the events in lead first (what led to the import, e.g. source.read) and
+// then the import.recorded event when the import is new. It returns the
+// events written, in order. On any error nothing is written.
+func (s *Store) RecordImportLogged(ctx context.Context, im Import, lead ...Event) (Import, []Event, error) {
 	im, err := importDefaults(im)
 	if err != nil {
-		return Import{}, Event{}, err
+		return Import{}, nil, err
 	}
 	var out Import
-	var ev Event
+	var evs []Event
 	err = s.write(ctx, "record import", func(tx *sql.Tx, now time.Time) error {
+		evs = evs[:0]
+		for _, e := range lead {
+			e, err := insertEvent(ctx, tx, now, e)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, e)
+		}
 		var created bool
 		var err error
 		if out, created, err = recordImport(ctx, tx, now, im); err != nil || !created {
 			return err
 		}
-		ev, err = insertEvent(ctx, tx, now, Event{Kind: EvImportRecorded, ImportID: out.ID,
+		e, err := insertEvent(ctx, tx, now, Event{Kind: EvImportRecorded, ImportID: out.ID,
 			Message: fmt.Sprintf("import %q recorded", out.Name)})
+		evs = append(evs, e)
 		return err
 	})
-	return out, ev, err
+	if err != nil {
+		return Import{}, nil, err
+	}
+	return out, evs, nil
 }
 
 // ValidateAndCutover is Validated then Cutover in one transaction, for a

@@ -10,26 +10,29 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-func TestRecordImportLoggedWritesItsEventOnceInTheSameTransaction(t *testing.T) {
+func TestRecordImportLoggedWritesItsEventsInTheSameTransaction(t *testing.T) {
 	s, _, _ := openStore(t)
 	ctx := context.Background()
-	im, ev, err := s.RecordImportLogged(ctx, store.Import{ID: "imp-1", Hash: "h1", Name: "Main"})
+	read := store.Event{Kind: store.EvSourceRead, Message: "payload read: 1 entries"}
+	im, evs, err := s.RecordImportLogged(ctx, store.Import{ID: "imp-1", Hash: "h1", Name: "Main"}, read)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if im.State != store.ImportPendingUnlock || ev.Kind != store.EvImportRecorded || ev.ImportID != "imp-1" || ev.Seq == 0 {
-		t.Fatalf("import %+v, event %+v", im, ev)
+	if im.State != store.ImportPendingUnlock || len(evs) != 2 || evs[0].Kind != store.EvSourceRead ||
+		evs[1].Kind != store.EvImportRecorded || evs[1].ImportID != "imp-1" || evs[1].Seq != evs[0].Seq+1 {
+		t.Fatalf("import %+v, events %+v", im, evs)
 	}
-	again, ev2, err := s.RecordImportLogged(ctx, store.Import{ID: "imp-1", Hash: "h1", Name: "Main"})
-	if err != nil || again.ID != "imp-1" || ev2.Kind != "" {
-		t.Fatalf("known import: %+v, event %+v, %v; want the stored import and no event", again, ev2, err)
+	again, evs2, err := s.RecordImportLogged(ctx, store.Import{ID: "imp-1", Hash: "h1", Name: "Main"})
+	if err != nil || again.ID != "imp-1" || len(evs2) != 0 {
+		t.Fatalf("known import: %+v, events %+v, %v; want the stored import and no event", again, evs2, err)
 	}
-	if _, _, err := s.RecordImportLogged(ctx, store.Import{ID: "imp-1", Hash: "other"}); !errors.Is(err, store.ErrImportConflict) {
-		t.Fatalf("other hash: %v, want ErrImportConflict", err)
+	// A conflict writes nothing, not even the events that led to it.
+	if _, evs3, err := s.RecordImportLogged(ctx, store.Import{ID: "imp-1", Hash: "other"}, read); !errors.Is(err, store.ErrImportConflict) || evs3 != nil {
+		t.Fatalf("other hash: %+v, %v, want ErrImportConflict", evs3, err)
 	}
-	evs, _ := s.Events(ctx, 0, 0)
-	if len(evs) != 1 || evs[0].Seq != ev.Seq {
-		t.Fatalf("events = %+v, want the one import.recorded", evs)
+	all, _ := s.Events(ctx, 0, 0)
+	if len(all) != 2 || all[1].Seq != evs[1].Seq {
+		t.Fatalf("events = %+v, want source.read and import.recorded", all)
 	}
 }
 
