@@ -27,6 +27,9 @@ type verdict struct {
 	confirmed bool   // the new credential got a token, which confirms it
 	reason    string // when not ok: why
 	transient bool   // when not ok: the failure may pass by itself
+	// event is the auth.check event to record (nil when the check is
+	// off): the caller records it with its next step, or publishes it.
+	event []store.Event
 }
 
 // gate runs the auth check for a new credential under the import's
@@ -37,18 +40,25 @@ func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) 
 		return verdict{ok: true}
 	}
 	res := a.cfg.Checker.Check(ctx, authTarget(w.settings, cred))
-	a.publish(ctx, store.Event{Kind: store.EvAuthCheck, Message: "auth check: " + checkText(res),
-		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": string(outcome(res)), "policy": policy}})
+	ev := []store.Event{{Kind: store.EvAuthCheck, Time: a.cfg.Now(), Message: "auth check: " + checkText(res),
+		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": string(outcome(res)), "policy": policy}}}
 	switch outcome(res) {
 	case apple.Accepted:
-		return verdict{ok: true, confirmed: true}
+		return verdict{ok: true, confirmed: true, event: ev}
 	case apple.Rejected:
-		return verdict{reason: "the token endpoint rejected the new credential: " + res.Reason}
+		return verdict{reason: "the token endpoint rejected the new credential: " + res.Reason, event: ev}
 	default: // Unreachable
 		if policy == payload.AuthRequired {
-			return verdict{reason: "auth check required but the token endpoint is unreachable: " + res.Reason, transient: true}
+			return verdict{reason: "auth check required but the token endpoint is unreachable: " + res.Reason, transient: true, event: ev}
 		}
-		return verdict{ok: true}
+		return verdict{ok: true, event: ev}
+	}
+}
+
+// publishCheck publishes the auth.check event of v on its own.
+func (a *Agent) publishCheck(ctx context.Context, v verdict) {
+	for _, ev := range v.event {
+		a.publish(ctx, ev)
 	}
 }
 
@@ -57,6 +67,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 	a.setImport(ctx, imp.ID, store.ImportApplying, "adding a new credential", "")
 	crashPoint("import.applying")
 	v := a.gate(ctx, w, cred)
+	a.publishCheck(ctx, v)
 	if !v.ok {
 		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
@@ -111,6 +122,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		crashPoint(string(store.EvRotationStaged))
 		v := a.gate(ctx, w, cred)
 		if !v.ok {
+			a.publishCheck(ctx, v)
 			failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
 			if err != nil {
 				return storeErr(err)
@@ -119,12 +131,14 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 			a.failImport(ctx, imp.ID, v.reason, v.transient)
 			return nil
 		}
-		validated, cut, err := a.st.ValidateAndCutover(ctx, rot.ID)
+		evs, err := a.st.ValidateAndCutover(ctx, rot.ID, v.event...)
 		if err != nil {
+			a.publishCheck(ctx, v)
 			return storeErr(err)
 		}
-		a.announce(validated)
-		a.announce(cut)
+		for _, ev := range evs {
+			a.announce(ev) // the auth check, validated, cutover
+		}
 		a.cutDone(ctx, rot)
 		if v.confirmed {
 			a.markAuth(ctx, pending.ID)

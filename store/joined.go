@@ -51,22 +51,36 @@ func (s *Store) RecordImportLogged(ctx context.Context, im Import, lead ...Event
 
 // ValidateAndCutover is Validated then Cutover in one transaction, for a
 // rotation whose credential passed validation after it was staged. It
-// returns the rotation.validated event (zero when the rotation was
-// validated already) and the rotation.cutover event. A crash leaves the
+// writes the events in lead first (what validated it, e.g. auth.check) and
+// returns the events written in order: lead, rotation.validated (unless the
+// rotation was validated already) and rotation.cutover. A crash leaves the
 // rotation staged (failed and retried by recovery) or cut over.
-func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string) (validated, cut Event, err error) {
-	err = s.write(ctx, "validate and cut over", func(tx *sql.Tx, now time.Time) error {
-		var err error
-		if validated, err = validate(ctx, tx, now, rotationID); err != nil {
+func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead ...Event) ([]Event, error) {
+	var evs []Event
+	err := s.write(ctx, "validate and cut over", func(tx *sql.Tx, now time.Time) error {
+		evs = evs[:0]
+		for _, e := range lead {
+			e, err := insertEvent(ctx, tx, now, e)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, e)
+		}
+		validated, err := validate(ctx, tx, now, rotationID)
+		if err != nil {
 			return err
 		}
-		cut, err = cutover(ctx, tx, now, rotationID)
+		if validated.Kind != "" {
+			evs = append(evs, validated)
+		}
+		cut, err := cutover(ctx, tx, now, rotationID)
+		evs = append(evs, cut)
 		return err
 	})
 	if err != nil {
-		return Event{}, Event{}, err
+		return nil, err
 	}
-	return validated, cut, nil
+	return evs, nil
 }
 
 // StageAndCutover is Stage, Validated and Cutover in one transaction, for a

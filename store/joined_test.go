@@ -50,12 +50,14 @@ func TestValidateAndCutoverIsBothStepsInOne(t *testing.T) {
 	if im, _ := s.Import(ctx, "imp-2"); im.State != store.ImportApplying || im.Attempts != 1 || im.KeyID != pending.KeyID {
 		t.Fatalf("import after stage = %+v, want applying, one attempt, the key's identity", im)
 	}
-	validated, cut, err := s.ValidateAndCutover(ctx, rot.ID)
+	check := store.Event{Kind: store.EvAuthCheck, Message: "auth check: accepted"}
+	evs, err := s.ValidateAndCutover(ctx, rot.ID, check)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if validated.Kind != store.EvRotationValidated || cut.Kind != store.EvRotationCutover || cut.Seq != validated.Seq+1 {
-		t.Fatalf("events %+v, %+v", validated, cut)
+	if len(evs) != 3 || evs[0].Kind != store.EvAuthCheck || evs[1].Kind != store.EvRotationValidated ||
+		evs[2].Kind != store.EvRotationCutover || evs[2].Seq != evs[0].Seq+2 {
+		t.Fatalf("events %+v", evs)
 	}
 	want := map[string]store.CredState{old.ID: store.CredPrevious, pending.ID: store.CredActive}
 	if diff := cmp.Diff(want, states(t, s, ten.ID)); diff != "" {
@@ -64,7 +66,7 @@ func TestValidateAndCutoverIsBothStepsInOne(t *testing.T) {
 	if im, _ := s.Import(ctx, "imp-2"); im.State != store.ImportApplied {
 		t.Fatalf("import = %+v, want applied", im)
 	}
-	if _, _, err := s.ValidateAndCutover(ctx, rot.ID); !errors.Is(err, store.ErrState) {
+	if _, err := s.ValidateAndCutover(ctx, rot.ID); !errors.Is(err, store.ErrState) {
 		t.Fatalf("again after cut-over: %v, want ErrState", err)
 	}
 	mustHealthy(t, s)
@@ -85,8 +87,12 @@ func TestJoinedStepsCommitNothingWhenTheCutoverIsRefused(t *testing.T) {
 	if _, err := s.Rollback(ctx, ten.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.ValidateAndCutover(ctx, rot.ID); !errors.Is(err, store.ErrState) {
+	before, _ := s.Events(ctx, 0, 0)
+	if _, err := s.ValidateAndCutover(ctx, rot.ID, store.Event{Kind: store.EvAuthCheck, Message: "auth check: accepted"}); !errors.Is(err, store.ErrState) {
 		t.Fatalf("cut-over after a rollback: %v, want ErrState", err)
+	}
+	if after, _ := s.Events(ctx, 0, 0); len(after) != len(before) {
+		t.Fatalf("a refused cut-over wrote %d events", len(after)-len(before))
 	}
 	if r, _ := s.CurrentRotation(ctx, ten.ID); r.ID != rot.ID || r.Step != store.StepStaged {
 		t.Fatalf("rotation = %+v, want still staged: the validation was not committed alone", r)
