@@ -80,6 +80,9 @@ func TestCLIScriptAgainstTheRealAgent(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "Import cli-rotate (Acme 2027): applied") {
 		t.Fatalf("unlock: exit %d, out %q, err %q", code, out, errOut)
 	}
+	if e := l.waitSync(); e.Kind != store.EvSyncFailed { // the sync the rotation starts: Apple rejects key b
+		t.Fatalf("sync after the rotation: %+v", e)
+	}
 	st = statusJSON(t, l.socket)
 	if ts := st.Tenants[0]; ts.ID != tenant || ts.Active.KeyID != b.KeyID || ts.Previous == nil || ts.Previous.KeyID != a.KeyID {
 		t.Fatalf("after unlock: %+v", ts)
