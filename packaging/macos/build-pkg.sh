@@ -36,7 +36,7 @@ build=$(git -C "$repo" describe --tags --always --dirty 2>/dev/null || echo "$VE
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
-mkdir -p "$root/usr/local/bin" "$root/Library/LaunchDaemons" "$root/usr/local/share/rekey" "$repo/dist"
+mkdir -p "$root/usr/local/bin" "$root/Library/LaunchDaemons" "$root/usr/local/share/rekey" "$root/usr/local/share/man/man1" "$repo/dist"
 
 echo "== build universal binary ($build)"
 for arch in arm64 amd64; do
@@ -50,6 +50,8 @@ if [ -n "${REKEY_SIGN_APP:-}" ]; then
 		--sign "$REKEY_SIGN_APP" "$root/usr/local/bin/rekey"
 fi
 
+"$root/usr/local/bin/rekey" man >"$work/rekey.1" # the man page, from the command table, with macOS defaults
+install -m 0644 "$work/rekey.1" "$root/usr/local/share/man/man1/rekey.1"
 install -m 0644 "$here/$label.plist" "$root/Library/LaunchDaemons/$label.plist"
 install -m 0755 "$here/uninstall.sh" "$root/usr/local/share/rekey/uninstall.sh"
 
