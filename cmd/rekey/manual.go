@@ -67,10 +67,23 @@ func (in *credentialInput) complete(env *Env) error {
 			return usageError("%s is required", f.flag)
 		}
 	}
+	if err := keyFileArg(in.keyFile); err != nil {
+		return err
+	}
 	switch in.authCheck {
 	case api.AuthRequired, api.AuthBestEffort, api.AuthOff:
 	default:
 		return usageError("--auth-check %q: use required, best-effort or off", in.authCheck)
+	}
+	return nil
+}
+
+// keyFileArg refuses a --key value that is a key rather than a file name,
+// without repeating it: a key on the command line lands in the shell
+// history and in every user's process list.
+func keyFileArg(v string) error {
+	if strings.Contains(v, "-----BEGIN") || strings.ContainsAny(v, "\n\r") {
+		return usageError("--key takes the key's file (or - for stdin), not the key itself; the key given on the command line is now in your shell history: delete it there, and consider revoking the key")
 	}
 	return nil
 }

@@ -86,11 +86,17 @@ func TestManualWorkflowsFromTheCLI(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "Acme 2027") || !strings.Contains(out, "accepted") {
 		t.Fatalf("check: exit %d, out %q, err %q", code, out, errOut)
 	}
+	secretFree(t, "check's output", out+errOut, a, typo, b)
 	l.apple.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.InvalidClient})
 	code, out, _ = runAt(t, l.socket, "", "check", "Acme 2027", "--json")
 	var checks struct{ Checks []api.CheckAnswer }
 	if code != exitFailure || json.Unmarshal([]byte(out), &checks) != nil || len(checks.Checks) != 1 || checks.Checks[0].Outcome != "rejected" {
 		t.Fatalf("check of a rejected key: exit %d, out %q", code, out)
+	}
+	secretFree(t, "check --json", out, a, typo, b)
+	for _, args := range [][]string{{"status", "--json"}, {"credentials", "--json"}, {"imports", "--json"}} {
+		_, out, _ := runAt(t, l.socket, "", args...)
+		secretFree(t, "rekey "+args[0], out, a, typo, b)
 	}
 
 	late := l.key("", false)
@@ -119,6 +125,24 @@ func TestManualWorkflowsFromTheCLI(t *testing.T) {
 		t.Fatalf("retry of a dismissed import with --json: exit %d, out %q", code, out)
 	}
 	l.healthy()
+}
+
+func TestAKeyOnTheCommandLineIsRefusedWithoutBeingRepeated(t *testing.T) {
+	k, err := appletest.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"rotate", "Acme", "--name", "A", "--client-id", k.ClientID, "--key-id", k.KeyID, "--key", string(k.PEM)},
+		{"add", "--name", "A", "--client-id", k.ClientID, "--key-id", k.KeyID, "--key", string(k.PEM), "--json"},
+		{"seal", "--name", "A", "--client-id", k.ClientID, "--key-id", k.KeyID, "--key", string(k.PEM), "--out", "x.plist"},
+	} {
+		code, out, errOut := runCLI(t, "", args...)
+		if code != exitUsage || !strings.Contains(out+errOut, "shell history") {
+			t.Errorf("rekey %s with the PEM as --key: exit %d, out %q, err %q; want a usage error", args[0], code, out, errOut)
+		}
+		secretFree(t, "the refusal", out+errOut, k)
+	}
 }
 
 func TestRotateAndAddRefuseMissingFieldsWithoutATerminal(t *testing.T) {

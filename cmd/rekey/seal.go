@@ -120,6 +120,9 @@ func (o *sealOptions) check(env *Env) error {
 			return usageError("%s is required; run 'rekey seal -h' for the flags", r.flag)
 		}
 	}
+	if err := keyFileArg(o.keyFile); err != nil {
+		return err
+	}
 	if err := payload.CheckIntent(o.intent, o.target); err != nil {
 		return usageError("--intent/--target: %v", err)
 	}
