@@ -89,7 +89,10 @@ func TestManualRoutesNeedAnAdmin(t *testing.T) {
 		},
 		CheckFunc: func(context.Context, string) (api.CheckAnswer, error) { called = true; return api.CheckAnswer{}, nil },
 		RetryFunc: func(context.Context, string) (store.Import, error) { called = true; return store.Import{}, nil },
-		AddFunc:   func(context.Context, api.CredentialRequest) (api.AddAnswer, error) { called = true; return api.AddAnswer{}, nil },
+		AddFunc: func(context.Context, api.CredentialRequest) (api.AddAnswer, error) {
+			called = true
+			return api.AddAnswer{}, nil
+		},
 	}
 	sock, _ := apitest.Serve(t, api.Config{Backend: f, Authorize: func(platform.Peer) bool { return false }})
 	for _, p := range []string{"/v1/tenants", "/v1/tenants/t1/rotate", "/v1/credentials/c1/check", "/v1/imports/i1/retry"} {
