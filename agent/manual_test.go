@@ -264,3 +264,26 @@ func TestRetryReappliesAFailedImportOnceAppleAcceptsItsKey(t *testing.T) {
 	h.activeByName("Initech")
 	h.healthy()
 }
+
+func TestAPayloadUpdateOfAManuallyAddedTenantMakesItFollowThePayload(t *testing.T) {
+	h := newHarness(t)
+	client := waitAPI(t, h.socket)
+	k := h.key("")
+	req := typed("Globex", k, "")
+	req.TokenURL, req.APIBaseURL = h.apple.TokenURL(), h.apple.APIBaseURL()
+	ans, err := client.Add(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := h.key(k.ClientID)
+	e := withID("globex-2027", h.entry("Globex 2027", payload.IntentUpdate, "Globex", next, testPassphrase))
+	h.push(e)
+	h.waitImport(e.ImportID, store.ImportApplied)
+	ten, err := h.agent.Store().Tenant(context.Background(), ans.Tenant.ID)
+	if err != nil || ten.TokenURL != "" || ten.APIBaseURL != "" {
+		t.Fatalf("tenant after a payload update: %+v, %v; want no endpoints of its own", ten, err)
+	}
+	if c := h.active(ten.ID); c.KeyID != next.KeyID || c.Origin != store.OriginManaged {
+		t.Fatalf("active credential: %+v", c)
+	}
+}
