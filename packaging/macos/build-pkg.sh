@@ -36,18 +36,23 @@ build=$(git -C "$repo" describe --tags --always --dirty 2>/dev/null || echo "$VE
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
-mkdir -p "$root/usr/local/bin" "$root/Library/LaunchDaemons" "$root/usr/local/share/rekey" "$repo/dist"
+# The daemon runs /usr/local/rekey/bin/rekey: a folder only root may write
+# (on Intel Macs Homebrew gives /usr/local/bin to a user, who could then
+# replace what root runs). /usr/local/bin/rekey is a link for people.
+mkdir -p "$root/usr/local/rekey/bin" "$root/usr/local/bin" "$root/Library/LaunchDaemons" "$root/usr/local/share/rekey" "$repo/dist"
+exe="$root/usr/local/rekey/bin/rekey"
 
 echo "== build universal binary ($build)"
 for arch in arm64 amd64; do
 	(cd "$repo" && CGO_ENABLED=0 GOOS=darwin GOARCH=$arch go build -trimpath \
 		-ldflags "-s -w -X main.version=$build" -o "$work/rekey-$arch" ./cmd/rekey)
 done
-lipo -create -output "$root/usr/local/bin/rekey" "$work/rekey-arm64" "$work/rekey-amd64"
-chmod 0755 "$root/usr/local/bin/rekey"
+lipo -create -output "$exe" "$work/rekey-arm64" "$work/rekey-amd64"
+chmod 0755 "$exe" "$root/usr/local/rekey" "$root/usr/local/rekey/bin"
+ln -s /usr/local/rekey/bin/rekey "$root/usr/local/bin/rekey"
 if [ -n "${REKEY_SIGN_APP:-}" ]; then
 	codesign --force --options runtime --timestamp --identifier "$label" \
-		--sign "$REKEY_SIGN_APP" "$root/usr/local/bin/rekey"
+		--sign "$REKEY_SIGN_APP" "$exe"
 fi
 
 install -m 0644 "$here/$label.plist" "$root/Library/LaunchDaemons/$label.plist"
