@@ -22,8 +22,8 @@ const (
 	manifestFile   = "profiles/manifest/" + platform.Domain + ".plist"
 	// manifestModified is pfm_last_modified: bump it (and manifestVersion)
 	// when payload.Schema changes, so that profile editors pick it up.
-	manifestModified = "2026-11-26T00:00:00Z"
-	manifestVersion  = 1
+	manifestModified = "2026-11-30T00:00:00Z"
+	manifestVersion  = 2
 )
 
 // object is a JSON object that keeps its keys in insertion order, so that
