@@ -21,12 +21,11 @@ const (
 // Where the packages put the binary: a folder that only root may write, so
 // that nobody but root can replace what the root service runs (on an Intel
 // Mac with Homebrew, /usr/local/bin belongs to a user). The packaged service
-// files start these paths; the links in the PATH are for people.
+// files start these paths; the packages link /usr/bin/rekey (Linux) and
+// /usr/local/bin/rekey (macOS) to them for people.
 const (
 	PackagedExecutableLinux  = "/opt/rekey/bin/rekey"
 	PackagedExecutableDarwin = "/usr/local/rekey/bin/rekey"
-	PackagedLinkLinux        = "/usr/bin/rekey"       // symlink to PackagedExecutableLinux
-	PackagedLinkDarwin       = "/usr/local/bin/rekey" // symlink to PackagedExecutableDarwin
 )
 
 // ErrServiceSpec is returned when a ServiceSpec cannot be written into a
