@@ -113,6 +113,7 @@ fi
 
 echo "== systemd-analyze security (exposure must stay at or below 2.0)"
 # --offline reads the unit file without asking a running systemd (v250+).
+out="systemd-analyze not found"
 if command -v systemd-analyze >/dev/null 2>&1 &&
 	out=$(systemd-analyze security --offline=true --no-pager "$unit" 2>&1); then
 	level=$(echo "$out" | sed -n 's/.*Overall exposure level for rekey.service: \([0-9.]*\).*/\1/p')
@@ -121,7 +122,7 @@ if command -v systemd-analyze >/dev/null 2>&1 &&
 	awk -v l="$level" 'BEGIN { exit !(l + 0 <= 2.0) }' || fail "exposure $level is above 2.0; harden $unit again"
 	echo "ok   exposure $level"
 else
-	echo "note systemd-analyze security not available here (it needs systemd 250 or later); exposure not measured"
+	echo "note systemd-analyze security not available here (it needs systemd 250 or later): $(echo "$out" | head -n 1); exposure not measured"
 fi
 
 echo "== run"
