@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if point := os.Getenv(envCrashPoint); point != "" {
 		os.Exit(crashChild(point))
 	}
+	if os.Getenv(envSecondAgent) != "" {
+		os.Exit(secondAgentChild())
+	}
 	os.Exit(m.Run())
 }
 

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,6 +21,8 @@ import (
 const (
 	DBFile      = "rekey.db"
 	SealKeyFile = "seal.key"
+	// LockFile is the agent's lock: one agent per state folder, its pid inside.
+	LockFile = "agent.lock"
 )
 
 // Options tune Open. The zero value is ready to use.
@@ -66,6 +69,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, DBFile)
+	if err := checkPair(dir); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	if err := prepareDBFile(path); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -193,6 +199,19 @@ func prepareDir(dir string) error {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return fmt.Errorf("narrow state folder to 0700: %w", err)
 		}
+	}
+	return nil
+}
+
+// checkPair refuses a state folder holding the sealing key without the
+// database: starting on a new, empty database would apply every payload again
+// as new tenants and lose the old ones for good.
+func checkPair(dir string) error {
+	_, dbErr := os.Lstat(filepath.Join(dir, DBFile))
+	_, keyErr := os.Lstat(filepath.Join(dir, SealKeyFile))
+	if errors.Is(dbErr, fs.ErrNotExist) && keyErr == nil {
+		return fmt.Errorf("%w: %s is there but %s is missing; restore %s (with its -wal file) from backup, "+
+			"or, to start over with no credentials, move %s aside", ErrHalfState, SealKeyFile, DBFile, DBFile, SealKeyFile)
 	}
 	return nil
 }

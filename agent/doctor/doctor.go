@@ -94,6 +94,7 @@ func Run(ctx context.Context, cfg Config) Report {
 	cfg.setDefaults()
 	var fs []Finding
 	fs = append(fs, StateDir(cfg.StateDir, cfg.Owners)...)
+	fs = append(fs, AgentLock(cfg.StateDir))
 	fs = append(fs, Database(ctx, cfg.StateDir, cfg.StaleAfter, cfg.Now)...)
 	fs = append(fs, SealKey(ctx, cfg.StateDir, cfg.Owners)...)
 	fs = append(fs, PassphraseFile(cfg.PassphraseFile, cfg.Owners))
