@@ -114,4 +114,3 @@ func countObjects(v any, depth int) int {
 	}
 	return n
 }
-
