@@ -23,8 +23,10 @@ func (a *Agent) serveAPI(ctx context.Context) (stop func(), err error) {
 		return nil, fmt.Errorf("local API: %w", err)
 	}
 	uid := euid()
+	lim := api.NewLimiter()
+	lim.Now, lim.Store = a.cfg.Now, a.st // counts survive a restart
 	srv := api.New(api.Config{Backend: a, Version: a.cfg.Version, AgentUID: &uid,
-		AdminGroup: a.cfg.AdminGroup, Logger: a.log})
+		AdminGroup: a.cfg.AdminGroup, Limiter: lim, Logger: a.log})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
