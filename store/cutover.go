@@ -23,7 +23,7 @@ func retire(ctx context.Context, tx *sql.Tx, now time.Time, credID string) error
 // (if any) failed with reason, so that it can be retried. The active
 // credential and the tenant's data are not touched. ErrState after cut-over.
 func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) error {
-	return s.write(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
+	return s.writeWipe(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
 		if err != nil {
 			return err
@@ -56,7 +56,8 @@ func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) err
 // ErrState if the rotation is not validated, or if the credential it replaces
 // is no longer the active one (a rollback happened meanwhile).
 func (s *Store) Cutover(ctx context.Context, rotationID string) error {
-	return s.write(ctx, "cut over", func(tx *sql.Tx, now time.Time) error {
+	retired := false // an older previous credential's key was wiped
+	err := s.write(ctx, "cut over", func(tx *sql.Tx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepValidated)
 		if err != nil {
 			return err
@@ -76,6 +77,7 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) error {
 			if err := retire(ctx, tx, now, prev.ID); err != nil {
 				return err
 			}
+			retired = true
 			fields["retired"] = prev.ID
 		case !errors.Is(err, ErrState):
 			return err
@@ -105,13 +107,17 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) error {
 		_, err = insertEvent(ctx, tx, now, e)
 		return err
 	})
+	if err == nil && retired {
+		s.checkpointWipe(ctx)
+	}
+	return err
 }
 
 // Confirm retires the tenant's previous credential and wipes its key, and
 // moves the rotation that replaced it (if still at cutover) to confirmed.
 // ErrState when the tenant has no previous credential.
 func (s *Store) Confirm(ctx context.Context, tenantID string) error {
-	return s.write(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
+	return s.writeWipe(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
 		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
@@ -46,6 +47,10 @@ type Store struct {
 	// ident is the database file as opened; a write refuses to go on when
 	// the path names another file or none (see sameFile).
 	ident os.FileInfo
+	// wipeOwed is set when the checkpoint after a wipe could not complete
+	// (a reader held an old snapshot past the busy timeout); later writes
+	// then checkpoint until one completes.
+	wipeOwed atomic.Bool
 }
 
 // Open opens (creating where needed) the database in dir: the folder 0700,
