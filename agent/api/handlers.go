@@ -55,7 +55,7 @@ func (s *Server) routes() http.Handler {
 func (s *Server) admin(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, err := s.authorised(r); err != nil {
-			s.cfg.Logger.Info("refused API request", "method", r.Method, "path", r.URL.Path, "uid", p.UID, "pid", p.PID)
+			s.refused.add(p.UID, p.PID, r.Method, r.URL.Path)
 			writeError(w, err)
 			return
 		}

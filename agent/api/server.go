@@ -36,7 +36,10 @@ type Config struct {
 	EventBuffer int
 	// EventWriteTimeout bounds one event write to a client (default 10s).
 	EventWriteTimeout time.Duration
-	Logger            *slog.Logger
+	// RefusalSummary is how often refused requests are logged: one line per
+	// uid with a count (default 1 minute).
+	RefusalSummary time.Duration
+	Logger         *slog.Logger
 }
 
 // Server is the local API server.
@@ -44,6 +47,9 @@ type Server struct {
 	cfg      Config
 	http     *http.Server
 	stopping chan struct{} // closed when Shutdown begins; ends event streams
+	refused  refusals
+	stopLog  chan struct{} // closed by Shutdown; ends the refusal summaries
+	stopOnce sync.Once
 }
 
 type peerKey struct{}
@@ -72,7 +78,11 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, stopping: make(chan struct{})}
+	if cfg.RefusalSummary <= 0 {
+		cfg.RefusalSummary = time.Minute
+	}
+	s := &Server{cfg: cfg, stopping: make(chan struct{}), stopLog: make(chan struct{}),
+		refused: refusals{log: cfg.Logger}}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -145,6 +155,7 @@ func clearStale(path string) error {
 
 // Serve answers requests on l until Shutdown; it returns nil after Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	go s.refused.run(s.cfg.RefusalSummary, s.stopLog)
 	if err := s.http.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve local API: %w", err)
 	}
@@ -154,6 +165,10 @@ func (s *Server) Serve(l net.Listener) error {
 // Shutdown stops accepting connections, ends event streams and waits for
 // requests in flight until ctx ends, then closes what remains.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer func() {
+		s.stopOnce.Do(func() { close(s.stopLog) })
+		s.refused.flush(s.cfg.RefusalSummary)
+	}()
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		s.http.Close()
@@ -166,7 +181,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) authorised(r *http.Request) (platform.Peer, error) {
 	pr, _ := r.Context().Value(peerKey{}).(peerResult)
 	if pr.err != nil {
-		return platform.Peer{}, fmt.Errorf("%w: cannot read the caller's credentials: %v", ErrForbidden, pr.err)
+		return platform.Peer{UID: -1, GID: -1, PID: -1}, fmt.Errorf("%w: cannot read the caller's credentials: %v", ErrForbidden, pr.err)
 	}
 	p := pr.peer
 	if s.cfg.Authorize != nil {
