@@ -19,6 +19,14 @@ import (
 // MaxBodyBytes bounds every request body; larger bodies get 413.
 const MaxBodyBytes = 64 << 10
 
+// Timeouts of a connection: the request header must arrive within
+// HeaderTimeout, and a kept-alive connection with no request is closed after
+// IdleTimeout.
+const (
+	HeaderTimeout = 3 * time.Second
+	IdleTimeout   = 10 * time.Second
+)
+
 // Config configures a Server. Backend is required.
 type Config struct {
 	Backend Backend
@@ -36,6 +44,12 @@ type Config struct {
 	EventBuffer int
 	// EventWriteTimeout bounds one event write to a client (default 10s).
 	EventWriteTimeout time.Duration
+	// MaxConns bounds open connections (default DefaultMaxConns; the agent
+	// derives it from its file-descriptor limit). ReservedConns of them are
+	// for root and AgentUID only (default a quarter); every other uid may
+	// hold at most MaxConnsPerUID (default DefaultMaxConnsPerUID). A
+	// connection over its limit is closed at once.
+	MaxConns, ReservedConns, MaxConnsPerUID int
 	// RefusalSummary is how often refused requests are logged: one line per
 	// uid with a count (default 1 minute).
 	RefusalSummary time.Duration
@@ -78,6 +92,15 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.ReservedConns <= 0 || cfg.ReservedConns >= cfg.MaxConns {
+		cfg.ReservedConns = max(cfg.MaxConns/4, 1)
+	}
+	if cfg.MaxConnsPerUID <= 0 {
+		cfg.MaxConnsPerUID = DefaultMaxConnsPerUID
+	}
 	if cfg.RefusalSummary <= 0 {
 		cfg.RefusalSummary = time.Minute
 	}
@@ -85,13 +108,16 @@ func New(cfg Config) *Server {
 		refused: refusals{log: cfg.Logger}}
 	s.http = &http.Server{
 		Handler:           s.routes(),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: HeaderTimeout,
 		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		// No WriteTimeout: /v1/events streams for as long as the client
 		// stays; other handlers set their own deadline (see withDeadline).
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if lc, ok := c.(*limitedConn); ok {
+				return context.WithValue(ctx, peerKey{}, lc.peer)
+			}
 			p, err := platform.PeerOf(c)
 			return context.WithValue(ctx, peerKey{}, peerResult{p, err})
 		},
@@ -156,6 +182,10 @@ func clearStale(path string) error {
 // Serve answers requests on l until Shutdown; it returns nil after Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	go s.refused.run(s.cfg.RefusalSummary, s.stopLog)
+	lim := &connLimiter{max: s.cfg.MaxConns, reserved: s.cfg.ReservedConns, perUID: s.cfg.MaxConnsPerUID,
+		privileged: func(uid int) bool { return uid == 0 || uid == *s.cfg.AgentUID }}
+	l = &limitListener{Listener: l, lim: lim, peerOf: platform.PeerOf,
+		refused: func(p platform.Peer) { s.refused.add(p.UID, p.PID, "CONNECT", "(connection limit)") }}
 	if err := s.http.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve local API: %w", err)
 	}
