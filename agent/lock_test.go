@@ -124,3 +124,35 @@ func stateFiles(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+func TestAgentRefusesAStateFolderItCannotTrust(t *testing.T) {
+	for name, spoil := range map[string]func(dir string) error{
+		"owned by another uid": func(dir string) error { return os.Chown(dir, os.Geteuid()+1, -1) },
+		"writable by others":   func(dir string) error { return os.Chmod(dir, 0o777) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			if name == "owned by another uid" && os.Geteuid() != 0 {
+				t.Skip("giving a folder away needs root (CI runs this test as root)")
+			}
+			dir := t.TempDir()
+			state := filepath.Join(dir, "state")
+			if err := os.Mkdir(state, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := spoil(state); err != nil {
+				t.Fatal(err)
+			}
+			a, err := agent.New(agent.Config{PrefsDir: dir, StateDir: state})
+			if err == nil {
+				a.Close()
+				t.Fatal("the agent started on an untrusted state folder")
+			}
+			if !strings.Contains(err.Error(), "fix: ") {
+				t.Fatalf("refusal without a fix: %v", err)
+			}
+			if ents, _ := os.ReadDir(state); len(ents) != 0 {
+				t.Fatalf("the refused start left files in the state folder: %v", ents)
+			}
+		})
+	}
+}
