@@ -18,6 +18,7 @@ import (
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/agent/source"
 	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/platform/clock"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -41,8 +42,6 @@ type Config struct {
 
 	// Checker runs auth checks and confirmations; nil uses Apple's endpoints.
 	Checker Checker
-	// Syncer imports devices and coverage; nil uses Apple's API.
-	Syncer Syncer
 	// Backoff gives the wait before retry number n (1-based) of a failed
 	// import whose failure may pass. Nil: 30 s doubling to 1 h.
 	Backoff func(n int) time.Duration
@@ -53,11 +52,13 @@ type Config struct {
 	// looks for tenants due a sync and rotations waiting for confirmation
 	// (tests send ticks and move Now instead of waiting).
 	SyncTicks <-chan time.Time
-	// AppleSleep waits between retries of a request to Apple when Checker or
-	// Syncer is nil. Nil: a real timer that honours ctx.
+	// AppleSleep waits between retries of a request to Apple (syncs, and
+	// auth checks when Checker is nil). Nil: a real timer that honours ctx.
 	AppleSleep func(ctx context.Context, d time.Duration) error
 
-	Now     func() time.Time
+	// Clock tells the time to the agent, its store and its Apple client
+	// (default: the real clock). Embedded, so a.cfg.Now() reads it.
+	clock.Clock
 	Logger  *slog.Logger
 	Version string
 }
@@ -69,8 +70,8 @@ func (c *Config) setDefaults() {
 	if c.MaxWorkFactor == 0 {
 		c.MaxWorkFactor = payload.DefaultWorkFactor
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.System{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -114,13 +115,7 @@ type Agent struct {
 	srcInfo sync.Map // payload path → api.SourceInfo: what Status shows, read without waiting for mu
 	status  statusFlight
 
-	syncMu  sync.Mutex
-	syncing map[string]bool // tenant id → sync running
-
-	setMu sync.Mutex
-	set   payload.Settings // of the most recent payload read
-
-	bg context.Context // lives as long as Run; background syncs use it
+	syncs *syncer
 
 	watcher    atomic.Pointer[source.Watcher]
 	statusKick chan struct{}
@@ -140,7 +135,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.StateDir, store.Options{Now: cfg.Now, BusyTimeout: cfg.BusyTimeout})
+	st, err := store.Open(cfg.StateDir, store.Options{Clock: cfg.Clock, BusyTimeout: cfg.BusyTimeout})
 	if err != nil {
 		lock.Release()
 		return nil, fmt.Errorf("open store: %w", err)
@@ -154,25 +149,20 @@ func New(cfg Config) (*Agent, error) {
 		waiting:    make(map[string]*waiting),
 		sources:    make(map[string]*sourceState),
 		released:   make(map[string]bool),
-		syncing:    make(map[string]bool),
-		set:        payload.DefaultSettings(),
-		bg:         context.Background(),
 		statusKick: make(chan struct{}, 1),
 		retryKick:  make(chan struct{}, 1),
 	}
-	if a.cfg.Checker == nil || a.cfg.Syncer == nil {
-		ap := newAppleBackend(a.cfg.Now, a.cfg.AppleSleep)
-		if a.cfg.Checker == nil {
-			a.cfg.Checker = ap
-		}
-		if a.cfg.Syncer == nil {
-			a.cfg.Syncer = ap
-		}
+	ap := newAppleBackend(a.cfg.Clock, a.cfg.AppleSleep)
+	if a.cfg.Checker == nil {
+		a.cfg.Checker = ap
 	}
+	a.syncs = &syncer{st: st, log: a.log, now: a.cfg.Now, ticks: cfg.SyncTicks, checker: a.cfg.Checker, apple: ap,
+		publish: a.publish, progress: a.progress, confirmed: a.confirmed,
+		bg: context.Background(), running: make(map[string]bool), set: payload.DefaultSettings()}
 	return a, nil
 }
 
-// Store gives tests and `rekey doctor` read access to the agent's store.
+// Store gives read access to the agent's store; only the agent writes to it.
 func (a *Agent) Store() *store.Store { return a.st }
 
 // Close closes the store and releases the state folder's lock. Call it after

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/doctor"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/agent/payload/plisttest"
@@ -19,7 +18,7 @@ func TestReferenceBombPayloadIsRefusedOnceAndTheAgentGoesOn(t *testing.T) {
 	if err := platform.WriteFileAtomic(h.payloadPath(), bomb, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := h.waitFor("the bomb refused", func(e store.Event) bool { return e.Kind == agent.EvSourceRefused })
+	e := h.waitFor("the bomb refused", func(e store.Event) bool { return e.Kind == store.EvSourceRefused })
 	if !strings.Contains(e.Message, "100000 objects") {
 		t.Fatalf("refusal %q does not name the limit", e.Message)
 	}
@@ -37,9 +36,9 @@ func TestReferenceBombPayloadIsRefusedOnceAndTheAgentGoesOn(t *testing.T) {
 	k := h.key("")
 	h.push(withID("after-bomb", h.entry("Acme", payload.IntentAdd, "", k, testPassphrase)))
 	h.waitFor("the next payload applied", func(e store.Event) bool {
-		if e.Kind == agent.EvSourceRefused {
+		if e.Kind == store.EvSourceRefused {
 			t.Fatalf("refused again: %s", e.Message)
 		}
-		return e.Kind == agent.EvImportState && e.ImportID == "after-bomb" && e.Fields["state"] == string(store.ImportApplied)
+		return e.Kind == store.EvImportState && e.ImportID == "after-bomb" && e.Fields["state"] == string(store.ImportApplied)
 	})
 }

@@ -198,7 +198,7 @@ func TestConnectionFloodUnderALowFileLimitLeavesRootAndPayloadsServed(t *testing
 		if err != nil {
 			t.Fatalf("waiting for the payload pushed during the flood: %v\nagent log:\n%s", err, agentLog.String())
 		}
-		if e.Kind == agent.EvImportState && e.ImportID == "during-flood" {
+		if e.Kind == store.EvImportState && e.ImportID == "during-flood" {
 			if e.Fields["state"] == string(store.ImportApplied) {
 				break
 			}

@@ -45,7 +45,7 @@ func secondAgentChild() int {
 
 func TestSecondAgentOnTheSameStateFolderTouchesNothing(t *testing.T) {
 	gate := &gateChecker{entered: make(chan struct{}), release: make(chan struct{})}
-	h := newHarness(t, func(c *agent.Config) { c.Checker = agent.CheckerFunc(gate.check) })
+	h := newHarness(t, func(c *agent.Config) { c.Checker = gate })
 	a := h.key("")
 	add := h.entry("Acme", payload.IntentAdd, "", a, testPassphrase)
 	h.push(add)

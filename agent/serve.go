@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
-	"github.com/rekeyd/rekey/agent/statusfile"
 	"github.com/rekeyd/rekey/platform"
 )
 
@@ -43,7 +42,7 @@ func (a *Agent) serveAPI(ctx context.Context) (stop func(), err error) {
 		a.log.Warn("open-file limit unknown; API connections capped at the default", "max_conns", maxConns, "err", err)
 	}
 	lim := api.NewLimiter()
-	lim.Now, lim.Store = a.cfg.Now, a.st // counts survive a restart
+	lim.Clock, lim.Store = a.cfg.Clock, a.st // counts survive a restart
 	srv := api.New(api.Config{Backend: a, Version: a.cfg.Version, AgentUID: &uid,
 		AdminGroup: a.cfg.AdminGroup, Limiter: lim, MaxConns: maxConns, Logger: a.log})
 	done := make(chan struct{})
@@ -62,29 +61,4 @@ func (a *Agent) serveAPI(ctx context.Context) (stop func(), err error) {
 		}
 		<-done
 	}, nil
-}
-
-// statusLoop rewrites the status plist after every change, coalescing
-// bursts, and once more on the way out.
-func (a *Agent) statusLoop(ctx context.Context) {
-	for {
-		a.writeStatus(context.WithoutCancel(ctx))
-		select {
-		case <-ctx.Done():
-			a.writeStatus(context.WithoutCancel(ctx))
-			return
-		case <-a.statusKick:
-		}
-	}
-}
-
-func (a *Agent) writeStatus(ctx context.Context) {
-	st, err := a.Status(ctx)
-	if err != nil {
-		a.log.Error("build status", "err", err)
-		return
-	}
-	if err := statusfile.Write(a.cfg.StatusFile, st, a.cfg.Now()); err != nil {
-		a.log.Error("write status file", "err", err)
-	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
@@ -13,28 +15,84 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-// ErrSyncRunning: a sync of the tenant is already running.
-var ErrSyncRunning = api.ErrBusy
+// errSyncRunning: a sync of the tenant is already running.
+var errSyncRunning = api.ErrBusy
 
 // syncTick is how often the agent looks for tenants due a sync and for
 // rotations waiting to be confirmed.
 const syncTick = 10 * time.Minute
 
-// settings are the Settings of the most recent payload read (the defaults
-// before any).
-func (a *Agent) settings() payload.Settings {
-	a.setMu.Lock()
-	defer a.setMu.Unlock()
-	return a.set
+// syncer schedules and runs tenant syncs and the confirmations that wait for
+// a token. It owns the set of tenants syncing now and the settings of the
+// most recent machine-scope payload; the agent's lock is taken only to
+// confirm a rotation.
+type syncer struct {
+	st       *store.Store
+	log      *slog.Logger
+	now      func() time.Time
+	ticks    <-chan time.Time // nil: every syncTick
+	checker  Checker
+	apple    *appleBackend
+	publish  func(context.Context, store.Event) // recorded and fanned out
+	progress func(store.Event)                  // fanned out only
+	// confirmed records that credID got a token and confirms the rotation
+	// of tenantID waiting for that.
+	confirmed func(ctx context.Context, tenantID, credID string)
+
+	bg context.Context // lives as long as Run; background syncs use it
+
+	mu      sync.Mutex
+	running map[string]bool  // tenant id → sync running
+	set     payload.Settings // of the most recent machine-scope payload read
 }
 
-// syncLoop syncs tenants whose SyncInterval has passed and confirms
-// rotations whose new credential now gets a token, on every tick
-// (Config.SyncTicks, else every syncTick). The first look is at the first
-// tick, not at start: by then the payload has been read, so its
-// SyncInterval ("0" = never) applies rather than the default.
-func (a *Agent) syncLoop(ctx context.Context) {
-	ticks := a.cfg.SyncTicks
+// SyncTenant imports the tenant's devices and coverage now with its active
+// credential, resuming an interrupted sync from its cursor. A failure is
+// recorded on the tenant (SyncError) and cleared by the next success. The
+// sync.finished or sync.failed event is published once the sync is over, so
+// a new sync of the tenant may start as soon as it is seen.
+func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
+	return a.syncs.tenant(ctx, tenantID)
+}
+
+// confirmed records that credID got a token and confirms the rotation of
+// tenantID that waits for that, under mu.
+func (a *Agent) confirmed(ctx context.Context, tenantID, credID string) {
+	a.markAuth(ctx, credID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.confirm(ctx, tenantID)
+}
+
+// settings are the Settings of the most recent payload read (the defaults
+// before any).
+func (s *syncer) settings() payload.Settings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.set
+}
+
+// setSettings keeps the Settings of a machine-scope payload just read.
+func (s *syncer) setSettings(set payload.Settings) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.set = set
+}
+
+// busy reports whether a sync of tenantID is running.
+func (s *syncer) busy(tenantID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running[tenantID]
+}
+
+// loop syncs tenants whose SyncInterval has passed and confirms rotations
+// whose new credential now gets a token, on every tick (Config.SyncTicks,
+// else every syncTick). The first look is at the first tick, not at start:
+// by then the payload has been read, so its SyncInterval ("0" = never)
+// applies rather than the default.
+func (s *syncer) loop(ctx context.Context) {
+	ticks := s.ticks
 	if ticks == nil {
 		t := time.NewTicker(syncTick)
 		defer t.Stop()
@@ -45,21 +103,21 @@ func (a *Agent) syncLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ticks:
-			a.syncDue(ctx)
+			s.due(ctx)
 		}
 	}
 }
 
-func (a *Agent) syncDue(ctx context.Context) {
-	interval := a.settings().SyncInterval
-	tenants, err := a.st.Tenants(ctx)
+func (s *syncer) due(ctx context.Context) {
+	interval := s.settings().SyncInterval
+	tenants, err := s.st.Tenants(ctx)
 	if err != nil {
-		a.log.Error("list tenants", "err", err)
+		s.log.Error("list tenants", "err", err)
 		return
 	}
-	creds, err := a.st.Credentials(ctx)
+	creds, err := s.st.Credentials(ctx)
 	if err != nil {
-		a.log.Error("list credentials", "err", err)
+		s.log.Error("list credentials", "err", err)
 		return
 	}
 	waiting := map[string]bool{} // tenants that keep a previous credential
@@ -69,117 +127,114 @@ func (a *Agent) syncDue(ctx context.Context) {
 		}
 	}
 	for _, ten := range tenants {
-		if interval > 0 && a.cfg.Now().Sub(ten.LastSyncAt) >= interval {
-			a.scheduleSync(ten.ID)
+		if interval > 0 && s.now().Sub(ten.LastSyncAt) >= interval {
+			s.schedule(ten.ID)
 		} else if waiting[ten.ID] {
-			a.confirmPending(ctx, ten.ID)
+			s.confirmPending(ctx, ten.ID)
 		}
 	}
 }
 
-// scheduleSync starts a background sync of tenantID unless one runs or
-// syncing is off ("0").
-func (a *Agent) scheduleSync(tenantID string) {
-	if a.settings().SyncInterval == 0 {
+// schedule starts a background sync of tenantID unless one runs or syncing
+// is off ("0").
+func (s *syncer) schedule(tenantID string) {
+	if s.settings().SyncInterval == 0 {
 		return
 	}
+	s.start(tenantID)
+}
+
+// start runs a sync of tenantID in the background.
+func (s *syncer) start(tenantID string) {
 	go func() {
-		if err := a.SyncTenant(a.bg, tenantID); err != nil && !errors.Is(err, ErrSyncRunning) {
-			a.log.Debug("sync", "tenant", tenantID, "err", err)
+		if err := s.tenant(s.bg, tenantID); err != nil && !errors.Is(err, errSyncRunning) {
+			s.log.Debug("sync", "tenant", tenantID, "err", err)
 		}
 	}()
 }
 
-// SyncTenant imports the tenant's devices and coverage now with its active
-// credential, resuming an interrupted sync from its cursor. A failure is
-// recorded on the tenant (SyncError) and cleared by the next success. The
-// sync.finished or sync.failed event is published once the sync is over, so
-// a new sync of the tenant may start as soon as it is seen.
-func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
-	a.syncMu.Lock()
-	if a.syncing[tenantID] {
-		a.syncMu.Unlock()
-		return ErrSyncRunning
+// tenant runs one sync of tenantID unless one is running (errSyncRunning)
+// and publishes the event that ends it once the sync is over, so a new
+// sync of the tenant may start as soon as it is seen.
+func (s *syncer) tenant(ctx context.Context, tenantID string) error {
+	s.mu.Lock()
+	if s.running[tenantID] {
+		s.mu.Unlock()
+		return errSyncRunning
 	}
-	a.syncing[tenantID] = true
-	a.syncMu.Unlock()
-	end, err := a.syncOnce(ctx, tenantID)
-	a.syncMu.Lock()
-	delete(a.syncing, tenantID)
-	a.syncMu.Unlock()
+	s.running[tenantID] = true
+	s.mu.Unlock()
+	end, err := s.once(ctx, tenantID)
+	s.mu.Lock()
+	delete(s.running, tenantID)
+	s.mu.Unlock()
 	if end.Kind != "" {
-		a.publish(ctx, end)
+		s.publish(ctx, end)
 	}
 	return err
 }
 
-// syncOnce runs one sync and returns the event that ends it (none when the
+// once runs one sync and returns the event that ends it (none when the
 // sync could not start).
-func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, error) {
-	ten, err := a.st.Tenant(ctx, tenantID)
+func (s *syncer) once(ctx context.Context, tenantID string) (store.Event, error) {
+	ten, err := s.st.Tenant(ctx, tenantID)
 	if err != nil {
 		return store.Event{}, fmt.Errorf("read tenant: %w", err)
 	}
-	cred, target, err := a.activeTarget(ctx, tenantID)
+	cred, target, err := s.activeTarget(ctx, tenantID)
 	if err != nil {
 		return store.Event{}, err
 	}
 	defer func() { target.Key = nil }()
-	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
+	s.publish(ctx, store.Event{Kind: store.EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
 		Fields:  map[string]string{"resumed": strconv.FormatBool(ten.SyncCursor != "")}})
-	sink := &storeSink{st: a.st, tenantID: tenantID, cursor: ten.SyncCursor}
-	err = a.cfg.Syncer.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
-		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
+	sink := &storeSink{st: s.st, tenantID: tenantID, cursor: ten.SyncCursor}
+	err = s.apple.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
+		s.progress(store.Event{Kind: store.EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
 			Fields: map[string]string{"pages": strconv.Itoa(p.Pages), "devices": strconv.Itoa(p.Devices),
 				"coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total)}})
 	})
 	if err != nil {
 		// Keep the cursor of the last page stored (the one the sync started
 		// from when none was), even when ctx was cancelled.
-		if serr := a.st.SetSync(context.WithoutCancel(ctx), tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
-			a.log.Error("record sync failure", "tenant", tenantID, "err", serr)
+		if serr := s.st.SetSync(context.WithoutCancel(ctx), tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
+			s.log.Error("record sync failure", "tenant", tenantID, "err", serr)
 		}
-		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
+		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
 			fmt.Errorf("sync: %w", err)
 	}
-	if err := a.st.SetSync(ctx, tenantID, "", a.cfg.Now(), ""); err != nil {
-		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
+	if err := s.st.SetSync(ctx, tenantID, "", s.now(), ""); err != nil {
+		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
 			fmt.Errorf("record sync: %w", err)
 	}
-	a.markAuth(ctx, cred.ID)
 	// The active credential just got a token: a rotation waiting for that is
 	// confirmed before the sync is reported finished.
-	a.mu.Lock()
-	a.confirm(ctx, tenantID)
-	a.mu.Unlock()
-	devices, coverage, _ := a.st.Counts(ctx, tenantID)
-	return store.Event{Kind: EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
+	s.confirmed(ctx, tenantID, cred.ID)
+	devices, coverage, _ := s.st.Counts(ctx, tenantID)
+	return store.Event{Kind: store.EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync finished: %d devices, %d coverage records", devices, coverage),
 		Fields:  map[string]string{"devices": strconv.Itoa(devices), "coverage": strconv.Itoa(coverage)}}, nil
 }
 
 // confirmPending checks the active credential of a tenant that still keeps
 // a previous one, and confirms the rotation when it gets a token.
-func (a *Agent) confirmPending(ctx context.Context, tenantID string) {
-	if a.settings().AuthCheck == payload.AuthOff {
+func (s *syncer) confirmPending(ctx context.Context, tenantID string) {
+	if s.settings().AuthCheck == payload.AuthOff {
 		return
 	}
-	cred, target, err := a.activeTarget(ctx, tenantID)
+	cred, target, err := s.activeTarget(ctx, tenantID)
 	if err != nil {
 		return
 	}
-	if res := a.cfg.Checker.Check(ctx, target); res.Outcome == Accepted {
-		a.markAuth(ctx, cred.ID)
-		a.mu.Lock()
-		a.confirm(ctx, tenantID)
-		a.mu.Unlock()
+	if res := s.checker.Check(ctx, target); res.Outcome == apple.Accepted {
+		s.confirmed(ctx, tenantID, cred.ID)
 	}
 }
 
 // activeTarget loads the tenant's active credential and its key.
-func (a *Agent) activeTarget(ctx context.Context, tenantID string) (store.Credential, AuthTarget, error) {
-	creds, err := a.st.Credentials(ctx)
+func (s *syncer) activeTarget(ctx context.Context, tenantID string) (store.Credential, AuthTarget, error) {
+	creds, err := s.st.Credentials(ctx)
 	if err != nil {
 		return store.Credential{}, AuthTarget{}, fmt.Errorf("list credentials: %w", err)
 	}
@@ -187,7 +242,7 @@ func (a *Agent) activeTarget(ctx context.Context, tenantID string) (store.Creden
 		if c.TenantID != tenantID || c.State != store.CredActive {
 			continue
 		}
-		pem, err := a.st.Key(ctx, c.ID)
+		pem, err := s.st.Key(ctx, c.ID)
 		if err != nil {
 			return c, AuthTarget{}, fmt.Errorf("read active key: %w", err)
 		}
@@ -196,50 +251,42 @@ func (a *Agent) activeTarget(ctx context.Context, tenantID string) (store.Creden
 		if err != nil {
 			return c, AuthTarget{}, fmt.Errorf("parse active key: %w", err)
 		}
-		s := a.settings()
-		return c, AuthTarget{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key,
-			TokenURL: s.TokenURL, APIBaseURL: s.APIBase(c.Scope)}, nil
+		set := s.settings()
+		return c, AuthTarget{Credential: apple.Credential{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key},
+			TokenURL: set.TokenURL, APIBaseURL: set.APIBase(c.Scope)}, nil
 	}
 	return store.Credential{}, AuthTarget{}, fmt.Errorf("tenant %s has no active credential: %w", tenantID, store.ErrNotFound)
 }
 
-// storeSink writes a sync into the tenant, a page at a time.
+// storeSink writes a sync into the tenant, one transaction per page.
 type storeSink struct {
 	st       *store.Store
 	tenantID string
-	devices  []store.Device
-	coverage []store.DeviceCoverage
 	cursor   string // last cursor committed (the stored one before any page)
 }
 
 var _ apple.Sink = (*storeSink)(nil)
 
-func (s *storeSink) Devices(ctx context.Context, ds []apple.Device) error {
+// Page stores the page's devices and coverage together with its cursor.
+func (s *storeSink) Page(ctx context.Context, ds []apple.Device, cs []apple.DeviceCoverage, next string) error {
+	devices := make([]store.Device, 0, len(ds))
 	for _, d := range ds {
-		s.devices = append(s.devices, store.Device{Serial: d.Serial, AppleID: d.ID, Model: d.Model,
+		devices = append(devices, store.Device{Serial: d.Serial, AppleID: d.ID, Model: d.Model,
 			ProductFamily: d.ProductFamily, Status: d.Status, Attrs: d.Attributes})
 	}
-	return nil
-}
-
-func (s *storeSink) Coverage(ctx context.Context, cs []apple.DeviceCoverage) error {
+	coverage := make([]store.DeviceCoverage, 0, len(cs))
 	for _, dc := range cs {
 		recs := make([]store.Coverage, 0, len(dc.Records))
 		for _, r := range dc.Records {
 			recs = append(recs, store.Coverage{ID: r.ID, Serial: dc.Serial, Description: r.Description, Status: r.Status,
 				StartDate: dateOf(r.Start), EndDate: dateOf(r.End), Attrs: r.Attributes})
 		}
-		s.coverage = append(s.coverage, store.DeviceCoverage{Serial: dc.Serial, Records: recs})
+		coverage = append(coverage, store.DeviceCoverage{Serial: dc.Serial, Records: recs})
 	}
-	return nil
-}
-
-// Cursor commits the buffered page together with the cursor.
-func (s *storeSink) Cursor(ctx context.Context, next string) error {
-	if err := s.st.SyncPage(ctx, s.tenantID, s.devices, s.coverage, next); err != nil {
+	if err := s.st.SyncPage(ctx, s.tenantID, devices, coverage, next); err != nil {
 		return fmt.Errorf("store sync page: %w", err)
 	}
-	s.devices, s.coverage, s.cursor = s.devices[:0], s.coverage[:0], next
+	s.cursor = next
 	return nil
 }
 

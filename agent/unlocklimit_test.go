@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
@@ -68,7 +67,7 @@ func TestParallelWrongPasswordsAreCountedBeforeDecryptionAndSurviveARestart(t *t
 
 	h.stop()
 	h.start(withClock(clk))
-	h.waitFor("payload read again", func(e store.Event) bool { return e.Kind == agent.EvSourceRead })
+	h.waitFor("payload read again", func(e store.Event) bool { return e.Kind == store.EvSourceRead })
 	client = waitAPI(t, h.socket)
 	_, err := client.Unlock(context.Background(), "locked", api.UnlockRequest{Password: api.Secret(wrongPassphrase)})
 	if !errors.Is(err, api.ErrRateLimited) {

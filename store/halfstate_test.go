@@ -30,10 +30,10 @@ func TestOpenRefusesTheDatabaseWithoutTheSealingKey(t *testing.T) {
 	s, dir, _ := openStore(t)
 	ten, _ := addTenant(t, s, "Acme")
 	r, _ := stageValidated(t, s, ten.ID, "Acme 2")
-	if err := s.Cutover(t.Context(), r.ID); err != nil {
+	if _, err := s.Cutover(t.Context(), r.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Confirm(t.Context(), ten.ID); err != nil {
+	if _, err := s.Confirm(t.Context(), ten.ID); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -47,12 +47,12 @@ func TestWipedKeysAreGoneFromTheDatabaseWALAndSHM(t *testing.T) {
 	firstBlob := sealedBlob(t, s, first.ID)
 
 	// fail: the pending credential's key is wiped.
-	r, pending, err := s.Stage(ctx, ten.ID, newCred("Acme failed"))
+	r, pending, _, err := s.Stage(ctx, ten.ID, newCred("Acme failed"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pendingBlob := sealedBlob(t, s, pending.ID)
-	if err := s.FailRotation(ctx, r.ID, "auth check refused"); err != nil {
+	if _, err := s.FailRotation(ctx, r.ID, "auth check refused"); err != nil {
 		t.Fatal(err)
 	}
 	noBlobOnDisk(t, dir, "fail", pendingBlob)
@@ -60,10 +60,10 @@ func TestWipedKeysAreGoneFromTheDatabaseWALAndSHM(t *testing.T) {
 	// confirm: the previous credential's key is wiped.
 	r, second := stageValidated(t, s, ten.ID, "Acme 2")
 	secondBlob := sealedBlob(t, s, second.ID)
-	if err := s.Cutover(ctx, r.ID); err != nil {
+	if _, err := s.Cutover(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Confirm(ctx, ten.ID); err != nil {
+	if _, err := s.Confirm(ctx, ten.ID); err != nil {
 		t.Fatal(err)
 	}
 	noBlobOnDisk(t, dir, "confirm", firstBlob)
@@ -71,11 +71,11 @@ func TestWipedKeysAreGoneFromTheDatabaseWALAndSHM(t *testing.T) {
 	// retire at cut-over: a rotation before the last was confirmed retires
 	// the older previous credential.
 	r, _ = stageValidated(t, s, ten.ID, "Acme 3")
-	if err := s.Cutover(ctx, r.ID); err != nil {
+	if _, err := s.Cutover(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
 	r, _ = stageValidated(t, s, ten.ID, "Acme 4")
-	if err := s.Cutover(ctx, r.ID); err != nil {
+	if _, err := s.Cutover(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
 	noBlobOnDisk(t, dir, "retire at cut-over", secondBlob)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/rekeyd/rekey/platform/clock"
 )
 
 // Limiter bounds password guesses per import. Every attempt is reserved
@@ -12,13 +14,13 @@ import (
 // first failure is counted), one attempt per import runs at a time, and the
 // count survives a restart when Store is set. With Free 5 and Base 30s, the
 // 5th counted failure locks the import for 30s, the 6th for 60s, and so on up
-// to Max. A success forgets the import; an attempt that ends without a
+// to Max (on Clock). A success forgets the import; an attempt that ends without a
 // verdict on the password (needs a choice, not found...) is given back.
 type Limiter struct {
 	Free  int
 	Base  time.Duration
 	Max   time.Duration
-	Now   func() time.Time
+	Clock clock.Clock
 	Store LimitStore // nil: counts are kept in memory only
 
 	mu    sync.Mutex
@@ -41,7 +43,7 @@ type attempts struct {
 // NewLimiter returns a limiter with 5 free failures, a 30s first lockout and
 // a 1h ceiling, on the real clock, in memory.
 func NewLimiter() *Limiter {
-	return &Limiter{Free: 5, Base: 30 * time.Second, Max: time.Hour, Now: time.Now}
+	return &Limiter{Free: 5, Base: 30 * time.Second, Max: time.Hour, Clock: clock.System{}}
 }
 
 // Reservation is one attempt that may try a password. End it with exactly one
@@ -63,7 +65,7 @@ func (l *Limiter) Reserve(ctx context.Context, id string) (r *Reservation, wait 
 	if err != nil {
 		return nil, 0, err
 	}
-	if w := a.until.Sub(l.Now()); w > 0 {
+	if w := a.until.Sub(l.Clock.Now()); w > 0 {
 		return nil, w, nil
 	}
 	if a.running {
@@ -118,7 +120,7 @@ func (l *Limiter) Allow(id string) (bool, time.Duration) {
 	if err != nil {
 		return false, time.Second
 	}
-	if w := a.until.Sub(l.Now()); w > 0 {
+	if w := a.until.Sub(l.Clock.Now()); w > 0 {
 		return false, w
 	}
 	if a.running {
@@ -136,7 +138,7 @@ func (l *Limiter) lockUntil(n int) time.Time {
 	for i := l.Free; i < n && lock < l.Max; i++ {
 		lock *= 2
 	}
-	return l.Now().Add(min(lock, l.Max))
+	return l.Clock.Now().Add(min(lock, l.Max))
 }
 
 // load returns id's counts from memory, or from the store the first time.

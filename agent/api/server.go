@@ -113,7 +113,7 @@ func New(cfg Config) *Server {
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		// No WriteTimeout: /v1/events streams for as long as the client
-		// stays; other handlers set their own deadline (see withDeadline).
+		// stays; routes sets every other answer's deadline (requestTimeout).
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if lc, ok := c.(*limitedConn); ok {
 				return context.WithValue(ctx, peerKey{}, lc.peer)

@@ -13,19 +13,13 @@ import (
 // countSink only counts, so the benchmark measures the client and the wire.
 type countSink struct{ devices, records int }
 
-func (s *countSink) Devices(_ context.Context, d []apple.Device) error {
+func (s *countSink) Page(_ context.Context, d []apple.Device, c []apple.DeviceCoverage, _ string) error {
 	s.devices += len(d)
-	return nil
-}
-
-func (s *countSink) Coverage(_ context.Context, c []apple.DeviceCoverage) error {
 	for _, dc := range c {
 		s.records += len(dc.Records)
 	}
 	return nil
 }
-
-func (s *countSink) Cursor(context.Context, string) error { return nil }
 
 // BenchmarkSync syncs a whole organisation from the local fake over real
 // HTTP on loopback: one orgDevices request per 1000 devices and one
@@ -33,7 +27,8 @@ func (s *countSink) Cursor(context.Context, string) error { return nil }
 func BenchmarkSync(b *testing.B) {
 	for _, n := range []int{1_000, 100_000} {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-			srv := appletest.New(b)
+			srv := appletest.New()
+			b.Cleanup(srv.Close)
 			srv.SetDevices(n)
 			key, err := srv.NewCredential(apple.ScopeBusiness)
 			if err != nil {

@@ -66,7 +66,7 @@ func TestCheckRejected(t *testing.T) {
 		{name: "unknown client id", edit: func(_ *fixture, c *apple.Credential) { c.ClientID = "BUSINESSAPI.unknown" },
 			fakeSaw: "not registered"},
 		{name: "assertion already expired by the clock", edit: func(f *fixture, _ *apple.Credential) {
-			f.client.Now = func() time.Time { return f.clock.Now().Add(-2 * time.Hour) }
+			f.client.Clock = laterClock{f.clock, -2 * time.Hour}
 		}, fakeSaw: "expired"},
 		{name: "fake says invalid_client", edit: func(f *fixture, _ *apple.Credential) {
 			f.srv.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.InvalidClient})

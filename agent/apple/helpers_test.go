@@ -17,6 +17,14 @@ import (
 )
 
 // clock is a settable clock shared by the client and the fake.
+// laterClock is c moved by d.
+type laterClock struct {
+	c apple.Clock
+	d time.Duration
+}
+
+func (l laterClock) Now() time.Time { return l.c.Now().Add(l.d) }
+
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -49,8 +57,9 @@ type fixture struct {
 
 func newFixture(t testing.TB, devices int) *fixture {
 	t.Helper()
-	f := &fixture{srv: appletest.New(t), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
-	f.srv.SetClock(f.clock.Now)
+	f := &fixture{srv: appletest.New(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	t.Cleanup(f.srv.Close)
+	f.srv.SetClock(f.clock)
 	f.srv.SetDevices(devices)
 	key, err := f.srv.NewCredential(apple.ScopeBusiness)
 	if err != nil {
@@ -61,7 +70,7 @@ func newFixture(t testing.TB, devices int) *fixture {
 	f.client = &apple.Client{
 		TokenURL:   f.srv.TokenURL(),
 		APIBaseURL: f.srv.APIBaseURL(),
-		Now:        f.clock.Now,
+		Clock:      f.clock,
 		Sleep:      f.sleep,
 		Jitter:     func(time.Duration) time.Duration { return 0 },
 	}
@@ -83,8 +92,8 @@ func (f *fixture) waits() []time.Duration {
 	return slices.Clone(f.sleeps)
 }
 
-// memSink is a transactional test sink: Devices and Coverage are buffered
-// and committed with Cursor, as a store would in one transaction.
+// memSink is a test sink that keeps every page it accepted, as a store
+// would in one transaction per page.
 type memSink struct {
 	mu        sync.Mutex
 	devices   map[string]apple.Device
@@ -92,9 +101,7 @@ type memSink struct {
 	cursor    string
 	commits   int
 	dupes     []string
-	pendingD  []apple.Device
-	pendingC  []apple.DeviceCoverage
-	failAfter int // Cursor fails on commit number failAfter+1 (0 = never)
+	failAfter int // Page fails on commit number failAfter+1 (0 = never)
 	failed    bool
 }
 
@@ -106,38 +113,22 @@ func newSink() *memSink {
 	return &memSink{devices: map[string]apple.Device{}, coverage: map[string]apple.DeviceCoverage{}}
 }
 
-func (s *memSink) Devices(_ context.Context, d []apple.Device) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pendingD = slices.Clone(d)
-	return nil
-}
-
-func (s *memSink) Coverage(_ context.Context, c []apple.DeviceCoverage) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pendingC = slices.Clone(c)
-	return nil
-}
-
-func (s *memSink) Cursor(_ context.Context, next string) error {
+func (s *memSink) Page(_ context.Context, devices []apple.Device, coverage []apple.DeviceCoverage, next string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failAfter > 0 && s.commits == s.failAfter && !s.failed {
 		s.failed = true
-		s.pendingD, s.pendingC = nil, nil
 		return errSinkFull
 	}
-	for _, d := range s.pendingD {
+	for _, d := range devices {
 		if _, ok := s.devices[d.ID]; ok {
 			s.dupes = append(s.dupes, d.ID)
 		}
 		s.devices[d.ID] = d
 	}
-	for _, c := range s.pendingC {
+	for _, c := range coverage {
 		s.coverage[c.DeviceID] = c
 	}
-	s.pendingD, s.pendingC = nil, nil
 	s.cursor = next
 	s.commits++
 	return nil

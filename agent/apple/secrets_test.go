@@ -7,13 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 )
 
 // failingSink refuses the first page with an error that names it.
-type failingSink struct{ memSink }
+type failingSink struct{}
 
-func (s *failingSink) Cursor(context.Context, string) error { return errSinkFull }
+func (failingSink) Page(context.Context, []apple.Device, []apple.DeviceCoverage, string) error {
+	return errSinkFull
+}
 
 func TestNoSecretInErrorsOrFormatting(t *testing.T) {
 	f := newFixture(t, 20)
@@ -47,7 +50,7 @@ func TestNoSecretInErrorsOrFormatting(t *testing.T) {
 	sync("coverage 503", appletest.Fault{Endpoint: appletest.CoverageEndpoint, Mode: appletest.ServerError, Times: -1})
 	sync("malformed page", appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.Malformed})
 	f.srv.ClearFaults()
-	add("sink", f.client.Sync(t.Context(), f.cred, "", &failingSink{*newSink()}, nil))
+	add("sink", f.client.Sync(t.Context(), f.cred, "", failingSink{}, nil))
 
 	texts = append(texts,
 		fmt.Sprintf("%v", f.cred), fmt.Sprintf("%+v", f.cred), fmt.Sprintf("%#v", f.cred), fmt.Sprint(&f.cred),

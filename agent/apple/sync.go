@@ -8,8 +8,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Device is one organisation device as Apple lists it.
@@ -44,14 +45,12 @@ type DeviceCoverage struct {
 	Records  []Coverage
 }
 
-// Sink receives a sync page by page, in the order Devices, Coverage,
-// Cursor. A sink that wants one transaction per page buffers the first two
-// and commits them together with the cursor in Cursor. Cursor("") means the
-// sync finished; the next one starts from the beginning.
+// Sink receives a sync page by page. Page gets one page's devices, the
+// coverage of those devices and the cursor to resume after it, so a sink
+// can store all three in one transaction. Page with next == "" is the last
+// page: the sync finished and the next one starts from the beginning.
 type Sink interface {
-	Devices(ctx context.Context, devices []Device) error
-	Coverage(ctx context.Context, coverage []DeviceCoverage) error
-	Cursor(ctx context.Context, next string) error
+	Page(ctx context.Context, devices []Device, coverage []DeviceCoverage, next string) error
 }
 
 // Progress is reported after every page the sink accepted.
@@ -141,8 +140,8 @@ func (c *Client) Sync(ctx context.Context, cred Credential, cursor string, sink 
 		if nextCursor != "" && nextCursor == p.Cursor {
 			return fmt.Errorf("sync: list devices: %w: the API returned cursor %q twice", ErrUnreachable, nextCursor)
 		}
-		if err := deliver(ctx, sink, devices, covs, nextCursor); err != nil {
-			return fmt.Errorf("sync: %w", err)
+		if err := sink.Page(ctx, devices, covs, nextCursor); err != nil {
+			return fmt.Errorf("sync: store page: %w", err)
 		}
 		p.Pages++
 		p.Devices += len(devices)
@@ -157,19 +156,6 @@ func (c *Client) Sync(ctx context.Context, cred Credential, cursor string, sink 
 			progress(p)
 		}
 		next = nextURL
-	}
-	return nil
-}
-
-func deliver(ctx context.Context, sink Sink, devices []Device, covs []DeviceCoverage, cursor string) error {
-	if err := sink.Devices(ctx, devices); err != nil {
-		return fmt.Errorf("store devices: %w", err)
-	}
-	if err := sink.Coverage(ctx, covs); err != nil {
-		return fmt.Errorf("store coverage: %w", err)
-	}
-	if err := sink.Cursor(ctx, cursor); err != nil {
-		return fmt.Errorf("store cursor: %w", err)
 	}
 	return nil
 }
@@ -270,49 +256,38 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-// coverageFor reads the coverage of devices with bounded concurrency. It
-// returns the answers in device order, the ids of skipped devices, or the
-// first error that stops the page.
+// coverageFor reads the coverage of devices with at most Concurrency
+// requests in flight. It returns the answers in device order, the ids of
+// skipped devices, or the first error that stops the page.
 func (c *Client) coverageFor(ctx context.Context, cred Credential, base string, devices []Device) ([]DeviceCoverage, []string, error) {
 	results := make([]DeviceCoverage, len(devices))
-	failed := make([]error, len(devices))
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range min(c.concurrency(), len(devices)) {
-		wg.Go(func() {
-			for i := range work {
-				dc, err := c.deviceCoverage(ctx, cred, base, devices[i])
-				switch {
-				case err == nil:
-					results[i] = dc
-				case skippable(err):
-					failed[i] = err
-				default:
-					cancel(err)
-					return
-				}
+	failed := make([]bool, len(devices))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.concurrency())
+	for i, d := range devices {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err // an earlier device stopped the page; ask no more
 			}
+			dc, err := c.deviceCoverage(gctx, cred, base, d)
+			switch {
+			case err == nil:
+				results[i] = dc
+			case skippable(err):
+				failed[i] = true
+			default:
+				return err
+			}
+			return nil
 		})
 	}
-feed:
-	for i := range devices {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil, nil, context.Cause(ctx)
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
 	}
 	out := make([]DeviceCoverage, 0, len(devices))
 	var skipped []string
 	for i := range devices {
-		if failed[i] != nil {
+		if failed[i] {
 			skipped = append(skipped, devices[i].ID)
 			continue
 		}

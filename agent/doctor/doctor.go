@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/platform/clock"
 )
 
 // Level is how bad a finding is.
@@ -61,7 +62,9 @@ type Config struct {
 	Service func() (ServiceState, error)
 	// Timeout bounds the socket check (default 3 s).
 	Timeout time.Duration
-	Now     func() time.Time
+	// Clock tells the time an unfinished rotation's age is measured to
+	// (default: the real clock).
+	Clock clock.Clock
 }
 
 func (c *Config) setDefaults() {
@@ -77,8 +80,8 @@ func (c *Config) setDefaults() {
 	if c.Timeout <= 0 {
 		c.Timeout = 3 * time.Second
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.System{}
 	}
 }
 
@@ -95,7 +98,7 @@ func Run(ctx context.Context, cfg Config) Report {
 	var fs []Finding
 	fs = append(fs, StateDir(cfg.StateDir, cfg.Owners)...)
 	fs = append(fs, AgentLock(cfg.StateDir))
-	fs = append(fs, Database(ctx, cfg.StateDir, cfg.StaleAfter, cfg.Now)...)
+	fs = append(fs, Database(ctx, cfg.StateDir, cfg.StaleAfter, cfg.Clock)...)
 	fs = append(fs, SealKey(ctx, cfg.StateDir, cfg.Owners)...)
 	fs = append(fs, PassphraseFile(cfg.PassphraseFile, cfg.Owners))
 	fs = append(fs, Prefs(cfg.PrefsDir, cfg.Domain, cfg.Owners)...)

@@ -11,10 +11,6 @@ import (
 	"github.com/rekeyd/rekey/platform"
 )
 
-func init() {
-	register(command{name: "doctor", summary: "check the endpoint (store, key files, managed preferences, socket, service) and say how to fix each problem", run: runDoctor})
-}
-
 // errDoctorFailed makes doctor exit 1 after printing its report.
 var errDoctorFailed = errors.New("at least one check failed; see the fixes above")
 
