@@ -50,6 +50,7 @@ func TestSecondAgentOnTheSameStateFolderTouchesNothing(t *testing.T) {
 	add := h.entry("Acme", payload.IntentAdd, "", a, testPassphrase)
 	h.push(add)
 	h.waitImport("", store.ImportApplied)
+	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == store.EvSyncFinished })
 	b := h.key(a.ClientID)
 	gate.keyID.Store(b.KeyID)
 	released := false
@@ -104,7 +105,8 @@ func TestSecondAgentOnTheSameStateFolderTouchesNothing(t *testing.T) {
 }
 
 // stateFiles describes the state folder's files (name, size, content hash),
-// leaving out the status plist, which the running agent rewrites on its own.
+// leaving out the status plist, which the running agent rewrites on its own,
+// and the WAL index (-shm), which the running agent's readers update.
 func stateFiles(t *testing.T, dir string) string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -113,7 +115,7 @@ func stateFiles(t *testing.T, dir string) string {
 	}
 	var b strings.Builder
 	for _, e := range ents {
-		if strings.Contains(e.Name(), "status.plist") {
+		if strings.Contains(e.Name(), "status.plist") || strings.HasSuffix(e.Name(), "-shm") {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
