@@ -174,6 +174,13 @@ func (a *Agent) Close() error {
 	return err
 }
 
+// A start that finds the state folder locked tries again lockRetries times,
+// lockRetryWait apart, before it reports another agent.
+const (
+	lockRetries   = 5
+	lockRetryWait = 20 * time.Millisecond
+)
+
 // ErrAnotherAgent: another agent runs on the same state folder.
 var ErrAnotherAgent = errors.New("another rekey agent is running on the state folder")
 
@@ -187,6 +194,12 @@ func lockState(dir string) (*platform.Lock, error) {
 	}
 	path := filepath.Join(dir, store.LockFile)
 	lock, err := platform.LockExclusive(path)
+	// `rekey doctor` takes the lock shared for an instant to see whether it
+	// is free: a start that meets it tries again before giving up.
+	for try := 0; errors.Is(err, platform.ErrLocked) && try < lockRetries; try++ {
+		time.Sleep(lockRetryWait)
+		lock, err = platform.LockExclusive(path)
+	}
 	var held *platform.LockedError
 	if errors.As(err, &held) {
 		return nil, fmt.Errorf("%w: pid %d holds %s; stop it first (rekey stop) or pass another --state-dir", ErrAnotherAgent, held.PID, path)
