@@ -32,6 +32,15 @@ func TestMain(m *testing.M) {
 	if point := os.Getenv(envCrashPoint); point != "" {
 		os.Exit(crashChild(point))
 	}
+	if os.Getenv(envSecondAgent) != "" {
+		os.Exit(secondAgentChild())
+	}
+	if os.Getenv(envFloodAgent) != "" {
+		os.Exit(floodAgentChild())
+	}
+	if sock := os.Getenv(envFlooder); sock != "" {
+		os.Exit(flooderChild(sock))
+	}
 	os.Exit(m.Run())
 }
 

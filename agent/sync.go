@@ -165,12 +165,14 @@ func (s *syncer) tenant(ctx context.Context, tenantID string) error {
 	s.running[tenantID] = true
 	s.mu.Unlock()
 	end, err := s.once(ctx, tenantID)
+	// The end event goes out before the tenant counts as idle (busy waits
+	// for s.mu), so whoever starts the next sync sees this one's end first.
 	s.mu.Lock()
-	delete(s.running, tenantID)
-	s.mu.Unlock()
 	if end.Kind != "" {
 		s.publish(ctx, end)
 	}
+	delete(s.running, tenantID)
+	s.mu.Unlock()
 	return err
 }
 

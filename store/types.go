@@ -27,6 +27,9 @@ var (
 	// exist, is not a regular file, has a mode wider than 0600 or the wrong
 	// size, or does not open a sealed key. The message says which and what to do.
 	ErrSealKey = errors.New("sealing key unusable")
+	// ErrHalfState: the state folder holds the database or the sealing key
+	// without the other; both must be restored from the same backup.
+	ErrHalfState = errors.New("state folder holds only one of the database and the sealing key")
 )
 
 // CredState is the lifecycle state of a credential.

@@ -59,7 +59,7 @@ func (s *Server) routes() http.Handler {
 func (s *Server) admin(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, err := s.authorised(r); err != nil {
-			s.cfg.Logger.Info("refused API request", "method", r.Method, "path", r.URL.Path, "uid", p.UID, "pid", p.PID)
+			s.refused.add(p.UID, p.PID, r.Method, r.URL.Path)
 			writeError(w, err)
 			return
 		}
@@ -118,24 +118,33 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleUnlock(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if ok, wait := s.cfg.Limiter.Allow(id); !ok {
-		secs := int(math.Ceil(wait.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeError(w, fmt.Errorf("%w: import %s is locked for %ds after repeated wrong passwords", ErrRateLimited, id, secs))
-		return
-	}
 	req, err := readUnlock(r)
 	defer req.Password.Wipe()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	// The attempt is counted before the password is tried: parallel guesses
+	// wait their turn or are refused, never all tried at once.
+	res, wait, err := s.cfg.Limiter.Reserve(r.Context(), id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if res == nil {
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, fmt.Errorf("%w: import %s is locked for %ds (repeated wrong passwords, or another unlock of it is running)", ErrRateLimited, id, secs))
+		return
+	}
 	imp, err := s.cfg.Backend.Unlock(r.Context(), id, req)
 	switch {
 	case errors.Is(err, ErrWrongPassword):
-		s.cfg.Limiter.Fail(id)
+		res.Failed()
 	case err == nil:
-		s.cfg.Limiter.Succeed(id)
+		res.Succeeded()
+	default:
+		res.Cancel()
 	}
 	answer(w, imp, err)
 }

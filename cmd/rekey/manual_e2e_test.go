@@ -47,7 +47,7 @@ func TestManualWorkflowsFromTheCLI(t *testing.T) {
 	a := l.key("", true)
 	code, out, errOut := runAt(t, l.socket, string(a.PEM), "add", "--name", "Acme", "--client-id", a.ClientID, "--key-id", a.KeyID,
 		"--key", "-", "--token-url", l.apple.TokenURL(), "--api-base-url", l.apple.APIBaseURL())
-	if code != exitOK || !strings.Contains(out, `Added: tenant "Acme"`) || !strings.Contains(errOut, "auth.check") {
+	if code != exitOK || !strings.Contains(out, `Added: tenant "Acme"`) || !strings.Contains(errOut, string(store.EvAuthCheck)) {
 		t.Fatalf("add: exit %d, out %q, err %q", code, out, errOut)
 	}
 	secretFree(t, "add's output", out+errOut, a)
@@ -72,7 +72,7 @@ func TestManualWorkflowsFromTheCLI(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "is confirmed") {
 		t.Fatalf("rotate: exit %d, out %q, err %q", code, out, errOut)
 	}
-	for _, step := range []string{"staged", "auth.check", "validated", "cutover", "confirmed"} {
+	for _, step := range []string{"staged", string(store.EvAuthCheck), "validated", "cutover", "confirmed"} {
 		if !strings.Contains(errOut, "  "+step+" ") {
 			t.Errorf("rotate did not show the step %s:\n%s", step, errOut)
 		}

@@ -62,6 +62,13 @@ func newKardianos(c *service.Config) (serviceManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find service manager: %w", err)
 	}
+	if c.Name == platform.LaunchdLabel { // macOS: see launchdManager
+		plist, err := platform.ServiceFilePath("darwin")
+		if err != nil {
+			return nil, err
+		}
+		return launchdManager{serviceManager: s, ctl: platform.NewLaunchctl(c.Name, plist)}, nil
+	}
 	return s, nil
 }
 
