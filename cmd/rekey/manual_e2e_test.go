@@ -87,6 +87,9 @@ func TestManualWorkflowsFromTheCLI(t *testing.T) {
 		t.Fatalf("check: exit %d, out %q, err %q", code, out, errOut)
 	}
 	secretFree(t, "check's output", out+errOut, a, typo, b)
+	if _, out, _ := runAt(t, l.socket, "", "status"); !strings.Contains(out, "last token ") {
+		t.Errorf("status does not show the last accepted check:\n%s", out)
+	}
 	l.apple.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.InvalidClient})
 	code, out, _ = runAt(t, l.socket, "", "check", "Acme 2027", "--json")
 	var checks struct{ Checks []api.CheckAnswer }
