@@ -28,6 +28,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/status", s.admin(s.handleStatus))
 	mux.Handle("GET /v1/credentials", s.admin(s.handleCredentials))
 	mux.Handle("GET /v1/tenants", s.admin(s.handleTenants))
+	mux.Handle("POST /v1/tenants", s.admin(s.handleAdd))
+	mux.Handle("POST /v1/tenants/{id}/rotate", s.admin(s.handleRotate))
+	mux.Handle("POST /v1/credentials/{id}/check", s.admin(s.handleCheck))
 	mux.Handle("GET /v1/tenants/{id}/devices", s.admin(s.handleDevices))
 	mux.Handle("POST /v1/tenants/{id}/rollback", s.admin(s.handleRollback))
 	mux.Handle("POST /v1/tenants/{id}/sync", s.admin(s.handleSync))
@@ -35,6 +38,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/imports/{id}", s.admin(s.handleImport))
 	mux.Handle("POST /v1/imports/{id}/unlock", s.admin(s.handleUnlock))
 	mux.Handle("POST /v1/imports/{id}/dismiss", s.admin(s.handleDismiss))
+	mux.Handle("POST /v1/imports/{id}/retry", s.admin(s.handleRetry))
 	mux.Handle("GET /v1/rotations", s.admin(s.handleRotations))
 	mux.Handle("GET /v1/events", s.admin(s.handleEvents))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
