@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/rekeyd/rekey/agent/api"
-	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -32,7 +31,8 @@ func (a *Agent) Devices(ctx context.Context, tenantID, after string, limit int) 
 	return a.st.Devices(ctx, tenantID, after, limit)
 }
 
-// Unlock decrypts a waiting import with a UI's password and choice.
+// Unlock decrypts a waiting import with a UI's password and choice. The API
+// server has validated req: Intent is "", add or update.
 func (a *Agent) Unlock(ctx context.Context, id string, req api.UnlockRequest) (store.Import, error) {
 	ctx = context.WithoutCancel(ctx) // a step once begun is finished
 	a.mu.Lock()
@@ -43,9 +43,6 @@ func (a *Agent) Unlock(ctx context.Context, id string, req api.UnlockRequest) (s
 	}
 	if a.waiting[id] == nil {
 		return imp, fmt.Errorf("import %s is %s and its entry is not in the managed preferences: %w", id, imp.State, store.ErrState)
-	}
-	if req.Intent != "" && req.Intent != payload.IntentAdd && req.Intent != payload.IntentUpdate {
-		return imp, fmt.Errorf("%w: intent %q; use add or update", api.ErrInvalid, req.Intent)
 	}
 	if imp.State == store.ImportNeedsTarget && req.Intent == "" {
 		return imp, api.ErrNeedsChoice

@@ -35,6 +35,15 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(envIdleChild); dir != "" {
 		os.Exit(idleChild(dir))
 	}
+	if os.Getenv(envSecondAgent) != "" {
+		os.Exit(secondAgentChild())
+	}
+	if os.Getenv(envFloodAgent) != "" {
+		os.Exit(floodAgentChild())
+	}
+	if sock := os.Getenv(envFlooder); sock != "" {
+		os.Exit(flooderChild(sock))
+	}
 	os.Exit(m.Run())
 }
 

@@ -72,7 +72,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
 	}
-	nc := newCredential(imp, cred)
+	nc := newCredential(imp, cred, w)
 	ten, c, added, err := a.st.AddCredential(ctx, nc, nc.Name)
 	if err != nil {
 		a.failImport(ctx, imp.ID, "store the new credential: "+err.Error(), true)
@@ -103,7 +103,9 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
 		return err
 	}
-	nc := newCredential(imp, cred)
+	nc := newCredential(imp, cred, w)
+	var v verdict
+	var pending store.Credential
 	if w.settings.AuthCheck == payload.AuthOff {
 		rot, _, evs, err := a.st.StageAndCutover(ctx, target.TenantID, nc)
 		if err != nil {
@@ -114,14 +116,14 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		}
 		a.cutDone(ctx, rot)
 	} else {
-		rot, pending, staged, err := a.st.Stage(ctx, target.TenantID, nc)
+		rot, staged, ev, err := a.st.Stage(ctx, target.TenantID, nc)
 		if err != nil {
 			return a.stageFailed(ctx, imp.ID, cred, err)
 		}
-		a.announce(staged)
+		pending = staged
+		a.announce(ev)
 		crashPoint(string(store.EvRotationStaged))
-		v := a.gate(ctx, w, cred)
-		if !v.ok {
+		if v = a.gate(ctx, w, cred); !v.ok {
 			a.publishCheck(ctx, v)
 			failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
 			if err != nil {
@@ -140,12 +142,15 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 			a.announce(ev) // the auth check, validated, cutover
 		}
 		a.cutDone(ctx, rot)
-		if v.confirmed {
-			a.markAuth(ctx, pending.ID)
-			a.confirm(ctx, target.TenantID)
-		}
+	}
+	if !w.manual {
+		a.followPayload(ctx, target.TenantID)
 	}
 	delete(a.waiting, imp.ID)
+	if v.confirmed {
+		a.markAuth(ctx, pending.ID)
+		a.confirm(ctx, target.TenantID)
+	}
 	a.supersedeOlder(ctx, imp, target.TenantID)
 	a.syncs.schedule(target.TenantID)
 	return nil
@@ -228,7 +233,9 @@ func (a *Agent) importApplied(ctx context.Context, id, tenantID, reason string) 
 func (a *Agent) markAuth(ctx context.Context, credID string) {
 	if err := a.st.MarkAuth(ctx, credID, a.cfg.Now()); err != nil {
 		a.log.Error("record auth", "credential", credID, "err", err)
+		return
 	}
+	a.changed() // the status shows the last accepted token exchange
 }
 
 // newerApplied reports an applied import for tenantID created after imp.
@@ -255,11 +262,34 @@ func (a *Agent) supersedeOlder(ctx context.Context, imp store.Import, tenantID s
 	}
 }
 
-func newCredential(imp store.Import, cred *payload.Credential) store.NewCredential {
+// followPayload clears the endpoints a manual add recorded on a tenant that
+// a payload update has just been applied to: from now on its syncs and
+// checks follow the payload's settings, as for a tenant a payload created.
+func (a *Agent) followPayload(ctx context.Context, tenantID string) {
+	ten, err := a.st.Tenant(ctx, tenantID)
+	if err != nil || ten.TokenURL == "" && ten.APIBaseURL == "" {
+		return
+	}
+	if err := a.st.SetEndpoints(ctx, tenantID, "", ""); err != nil {
+		a.log.Error("clear tenant endpoints", "tenant", tenantID, "err", err)
+		return
+	}
+	a.changed()
+}
+
+// newCredential is the store's record of cred for import imp: managed when
+// it came from a payload, local when a person typed it in. A tenant a
+// manual add creates records its endpoints; one a payload creates follows
+// the payload's settings.
+func newCredential(imp store.Import, cred *payload.Credential, w *waiting) store.NewCredential {
 	name := imp.Name
 	if name == "" {
 		name = cred.Name
 	}
-	return store.NewCredential{Name: name, ClientID: cred.ClientID, KeyID: cred.KeyID, Scope: cred.Scope,
+	nc := store.NewCredential{Name: name, ClientID: cred.ClientID, KeyID: cred.KeyID, Scope: cred.Scope,
 		KeyPEM: cred.PEM, Origin: store.OriginManaged, ImportID: imp.ID}
+	if w.manual {
+		nc.Origin, nc.TokenURL, nc.APIBaseURL = store.OriginLocal, w.settings.TokenURL, w.settings.APIBaseURL
+	}
+	return nc
 }

@@ -123,7 +123,7 @@ func (a *Agent) tenantCounts(ctx context.Context, t store.Tenant) (devices, cove
 }
 
 func summary(c store.Credential) *api.CredentialSummary {
-	return &api.CredentialSummary{ID: c.ID, Name: c.Name, ClientID: c.ClientID, KeyID: c.KeyID, Since: c.ActivatedAt}
+	return &api.CredentialSummary{ID: c.ID, Name: c.Name, ClientID: c.ClientID, KeyID: c.KeyID, Since: c.ActivatedAt, LastAuth: c.LastAuthAt}
 }
 
 // sourceInfo reports the machine-scope payload file. It does not take mu,

@@ -25,7 +25,7 @@ func retire(ctx context.Context, tx *sql.Tx, now time.Time, credID string) error
 // rotation.failed event it wrote. ErrState after cut-over.
 func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Event, error) {
 	var ev Event
-	err := s.write(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
+	err := s.writeWipe(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
 		if err != nil {
 			return err
@@ -65,7 +65,19 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
 		ev, err = cutover(ctx, tx, now, rotationID)
 		return err
 	})
+	if err == nil {
+		s.afterCutover(ctx, ev)
+	}
 	return ev, err
+}
+
+// afterCutover checkpoints the WAL after a cut-over that retired an older
+// previous credential (its event names it), so that the wiped key is gone
+// from rekey.db-wal when the method returns (wipe.go).
+func (s *Store) afterCutover(ctx context.Context, cut Event) {
+	if cut.Fields["retired"] != "" {
+		s.checkpointWipe(ctx)
+	}
 }
 
 // cutover is Cutover inside tx.
@@ -127,7 +139,7 @@ func cutover(ctx context.Context, tx *sql.Tx, now time.Time, rotationID string) 
 // no previous credential.
 func (s *Store) Confirm(ctx context.Context, tenantID string) (Event, error) {
 	var ev Event
-	err := s.write(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
+	err := s.writeWipe(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
 		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err

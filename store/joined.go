@@ -80,6 +80,7 @@ func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead 
 	if err != nil {
 		return nil, err
 	}
+	s.afterCutover(ctx, evs[len(evs)-1])
 	return evs, nil
 }
 
@@ -114,5 +115,6 @@ func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCred
 	if err != nil {
 		return Rotation{}, Credential{}, nil, err
 	}
+	s.afterCutover(ctx, evs[len(evs)-1])
 	return r, c, evs, nil
 }

@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-const tenantCols = `id, name, scope, created_at, last_sync_at, sync_cursor, sync_error`
+const tenantCols = `id, name, scope, created_at, last_sync_at, sync_cursor, sync_error, token_url, api_base_url`
 
 func scanTenant(sc interface{ Scan(...any) error }) (Tenant, error) {
 	var t Tenant
 	var created, synced sql.NullInt64
-	err := sc.Scan(&t.ID, &t.Name, &t.Scope, &created, &synced, &t.SyncCursor, &t.SyncError)
+	err := sc.Scan(&t.ID, &t.Name, &t.Scope, &created, &synced, &t.SyncCursor, &t.SyncError, &t.TokenURL, &t.APIBaseURL)
 	t.CreatedAt, t.LastSyncAt = fromNano(created), fromNano(synced)
 	return t, err
 }
@@ -155,6 +155,18 @@ func (s *Store) MarkAuth(ctx context.Context, credentialID string, at time.Time)
 			return err
 		}
 		return mustAffect(res, "credential", credentialID)
+	})
+}
+
+// SetEndpoints records the token and API URLs a tenant is checked and
+// synced against ("" = Apple's default for its scope).
+func (s *Store) SetEndpoints(ctx context.Context, tenantID, tokenURL, apiBaseURL string) error {
+	return s.write(ctx, "set endpoints", func(tx *sql.Tx, now time.Time) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tenants SET token_url = ?, api_base_url = ? WHERE id = ?`, tokenURL, apiBaseURL, tenantID)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, "tenant", tenantID)
 	})
 }
 

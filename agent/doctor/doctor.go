@@ -1,6 +1,7 @@
-// Package doctor checks what can be wrong on a rekey endpoint — the store, the
-// sealing key, the passphrase file, the managed preferences, the socket and
-// the service — without changing anything, and says how to fix each problem.
+// Package doctor checks what can be wrong on a rekey endpoint — the binary's
+// folders, the store, the sealing key, the passphrase file, the managed
+// preferences, the socket and the service — without changing anything, and
+// says how to fix each problem.
 package doctor
 
 import (
@@ -51,6 +52,11 @@ type Config struct {
 	Domain         string
 	PassphraseFile string
 	Socket         string
+	// Executable is the running rekey binary (os.Executable); empty skips
+	// its check. ExecutableTop is where the walk up its folders stops
+	// (default "/").
+	Executable    string
+	ExecutableTop string
 	// Owners are the uids allowed to own trusted files and folders
 	// (platform.DefaultTrust's when nil).
 	Owners []int
@@ -74,6 +80,9 @@ func (c *Config) setDefaults() {
 	if c.Domain == "" {
 		c.Domain = platform.Domain
 	}
+	if c.ExecutableTop == "" {
+		c.ExecutableTop = "/"
+	}
 	if c.StaleAfter <= 0 {
 		c.StaleAfter = time.Hour
 	}
@@ -96,7 +105,11 @@ type Report struct {
 func Run(ctx context.Context, cfg Config) Report {
 	cfg.setDefaults()
 	var fs []Finding
+	if cfg.Executable != "" {
+		fs = append(fs, Executable(cfg.Executable, cfg.ExecutableTop, cfg.Owners))
+	}
 	fs = append(fs, StateDir(cfg.StateDir, cfg.Owners)...)
+	fs = append(fs, AgentLock(cfg.StateDir))
 	fs = append(fs, Database(ctx, cfg.StateDir, cfg.StaleAfter, cfg.Clock)...)
 	fs = append(fs, SealKey(ctx, cfg.StateDir, cfg.Owners)...)
 	fs = append(fs, PassphraseFile(cfg.PassphraseFile, cfg.Owners))

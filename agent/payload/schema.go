@@ -74,7 +74,7 @@ var Schema = []Field{
 			{Key: KeyIntent, Type: "string", Default: IntentAuto, Values: []string{IntentAdd, IntentUpdate, IntentAuto}, Title: "Intent",
 				Description: "add a new credential, update (replace) an existing one, or decide automatically."},
 			{Key: KeyTargetCredential, Type: "string", Title: "Target credential",
-				Description: "update only: the credential to replace, by id, name, Key ID or Client ID. Must match exactly one."},
+				Description: "update or auto (not add): the credential to replace, by id, name, Key ID or Client ID. Must match exactly one; with auto it is used instead of the Client ID match."},
 			{Key: KeyCredentialName, Type: "string", Required: true, Title: "Credential name",
 				Description: "Name shown for this credential in every UI."},
 			{Key: KeyEncryptedCredential, Type: "data", Required: true, Title: "Encrypted credential",

@@ -80,6 +80,11 @@ func TestCLIScriptAgainstTheRealAgent(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "Import cli-rotate (Acme 2027): applied") {
 		t.Fatalf("unlock: exit %d, out %q, err %q", code, out, errOut)
 	}
+	// The cut-over schedules a sync under key b, which Apple refuses; let it
+	// end before rolling back.
+	if e := l.waitSync(); e.Kind != store.EvSyncFailed {
+		t.Fatalf("the sync under key b: %s %s", e.Kind, e.Message)
+	}
 	st = statusJSON(t, l.socket)
 	if ts := st.Tenants[0]; ts.ID != tenant || ts.Active.KeyID != b.KeyID || ts.Previous == nil || ts.Previous.KeyID != a.KeyID {
 		t.Fatalf("after unlock: %+v", ts)

@@ -77,7 +77,11 @@ func printSummary(w io.Writer, label string, c *api.CredentialSummary) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "  %-10s %s  %s  key %s  since %s\n", label, c.Name, c.ClientID, c.KeyID, when(c.Since))
+	fmt.Fprintf(w, "  %-10s %s  %s  key %s  since %s", label, c.Name, c.ClientID, c.KeyID, when(c.Since))
+	if !c.LastAuth.IsZero() {
+		fmt.Fprintf(w, "  last token %s", when(c.LastAuth)) // the last accepted check or sync
+	}
+	fmt.Fprintln(w)
 }
 
 // shortID shortens a long import id (64 hex digits by default) to a prefix
