@@ -202,9 +202,11 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 	return nil
 }
 
-// cutDone follows a committed cut-over: the import's move to applied (made
-// in the same transaction) is published.
+// cutDone follows a committed and announced cut-over: the key of a
+// credential it retired leaves the WAL, and the import's move to applied
+// (made in the same transaction) is published.
 func (a *Agent) cutDone(ctx context.Context, rot store.Rotation) {
+	a.st.FinishWipes(ctx)
 	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
 	crashPoint(string(store.EvRotationCutover))
 }

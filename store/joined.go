@@ -49,12 +49,29 @@ func (s *Store) RecordImportLogged(ctx context.Context, im Import, lead ...Event
 	return out, evs, nil
 }
 
+// oweWipe notes, after a joined cut-over that retired an older previous
+// credential (its event names it), that the WAL still holds the wiped key.
+// The joined methods lie on the way from a push to the cut-over event, so
+// they leave the checkpoint (wipe.go) to FinishWipes, which the caller
+// runs once it has announced the cut-over; the next write pays it too.
+func (s *Store) oweWipe(cut Event) {
+	if cut.Fields["retired"] != "" {
+		s.wipeOwed.Store(true)
+	}
+}
+
+// FinishWipes checkpoints and truncates the WAL when a wipe left key
+// material in it (after ValidateAndCutover or StageAndCutover retired a
+// credential, or a checkpoint a reader kept from completing).
+func (s *Store) FinishWipes(ctx context.Context) { s.payWipeDebt(ctx) }
+
 // ValidateAndCutover is Validated then Cutover in one transaction, for a
 // rotation whose credential passed validation after it was staged. It
 // writes the events in lead first (what validated it, e.g. auth.check) and
 // returns the events written in order: lead, rotation.validated (unless the
 // rotation was validated already) and rotation.cutover. A crash leaves the
-// rotation staged (failed and retried by recovery) or cut over.
+// rotation staged (failed and retried by recovery) or cut over. Call
+// FinishWipes after it (oweWipe).
 func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead ...Event) ([]Event, error) {
 	var evs []Event
 	err := s.write(ctx, "validate and cut over", func(tx *sql.Tx, now time.Time) error {
@@ -80,7 +97,7 @@ func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead 
 	if err != nil {
 		return nil, err
 	}
-	s.afterCutover(ctx, evs[len(evs)-1])
+	s.oweWipe(evs[len(evs)-1])
 	return evs, nil
 }
 
@@ -89,7 +106,8 @@ func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead 
 // check is off). It returns the rotation and the new credential as they
 // were staged, and the rotation.staged, rotation.validated and
 // rotation.cutover events in that order. A crash leaves the import as it
-// was (retried from the payload) or the rotation cut over.
+// was (retried from the payload) or the rotation cut over. Call FinishWipes
+// after it (oweWipe).
 func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCredential) (Rotation, Credential, []Event, error) {
 	if err := checkNew(nc); err != nil {
 		return Rotation{}, Credential{}, nil, fmt.Errorf("stage and cut over: %w", err)
@@ -115,6 +133,6 @@ func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCred
 	if err != nil {
 		return Rotation{}, Credential{}, nil, err
 	}
-	s.afterCutover(ctx, evs[len(evs)-1])
+	s.oweWipe(evs[len(evs)-1])
 	return r, c, evs, nil
 }

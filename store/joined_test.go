@@ -142,3 +142,33 @@ func TestStageAndCutoverIsThreeStepsInOne(t *testing.T) {
 	}
 	mustHealthy(t, s)
 }
+
+func TestJoinedCutoverLeavesTheRetiredKeyToFinishWipes(t *testing.T) {
+	s, dir, _ := openStore(t)
+	ctx := context.Background()
+	ten, first := addTenant(t, s, "Acme")
+	firstBlob := sealedBlob(t, s, first.ID)
+	if _, _, _, err := s.StageAndCutover(ctx, ten.ID, newCred("Acme 2")); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Checkpointed() {
+		t.Fatal("a cut-over that retired nothing owes a checkpoint")
+	}
+	// The second cut-over retires the first credential, still previous.
+	rot, _, _, err := s.Stage(ctx, ten.ID, newCred("Acme 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.ValidateAndCutover(ctx, rot.ID)
+	if err != nil || evs[len(evs)-1].Fields["retired"] != first.ID {
+		t.Fatalf("cut-over: %+v, %v; want %s retired", evs, err, first.ID)
+	}
+	if s.Checkpointed() {
+		t.Fatal("the retired key's checkpoint is not owed after a joined cut-over")
+	}
+	s.FinishWipes(ctx)
+	if !s.Checkpointed() {
+		t.Fatal("FinishWipes left the checkpoint owed")
+	}
+	noBlobOnDisk(t, dir, "FinishWipes", firstBlob)
+}
