@@ -212,13 +212,15 @@ func (a *Agent) release(ctx context.Context, imp store.Import) {
 		a.released[c.ID] = true // local already: not read again on every file change
 		return
 	}
-	if err := a.st.SetOrigin(ctx, c.ID, store.OriginLocal); err != nil {
+	ev, err := a.st.SetOriginLogged(ctx, c.ID, store.OriginLocal, store.Event{Kind: store.EvCredentialReleased, Time: a.cfg.Now(),
+		TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
+		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
+	if err != nil {
 		a.log.Error("release credential", "credential", c.ID, "err", err)
 		return
 	}
 	a.released[c.ID] = true
-	a.publish(ctx, store.Event{Kind: store.EvCredentialReleased, TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
-		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
+	a.announce(ev) // written with the change of origin
 }
 
 // setImport moves an import to state with a reason, records its tenant when

@@ -107,14 +107,14 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	var v verdict
 	var pending store.Credential
 	if w.settings.AuthCheck == payload.AuthOff {
-		rot, _, evs, err := a.st.StageAndCutover(ctx, target.TenantID, nc)
+		_, _, evs, err := a.st.StageAndCutover(ctx, target.TenantID, nc)
 		if err != nil {
 			return a.stageFailed(ctx, imp.ID, cred, err)
 		}
 		for _, ev := range evs {
-			a.announce(ev)
+			a.announce(ev) // staged, validated, cutover, the import applied
 		}
-		a.cutDone(ctx, rot)
+		a.cutDone(ctx)
 	} else {
 		rot, staged, ev, err := a.st.Stage(ctx, target.TenantID, nc)
 		if err != nil {
@@ -139,9 +139,9 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 			return storeErr(err)
 		}
 		for _, ev := range evs {
-			a.announce(ev) // the auth check, validated, cutover
+			a.announce(ev) // the auth check, validated, cutover, the import applied
 		}
-		a.cutDone(ctx, rot)
+		a.cutDone(ctx)
 	}
 	if !w.manual {
 		a.followPayload(ctx, target.TenantID)
@@ -198,16 +198,15 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 		return storeErr(err)
 	}
 	a.announce(ev)
-	a.cutDone(ctx, rot)
+	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
+	a.cutDone(ctx)
 	return nil
 }
 
 // cutDone follows a committed and announced cut-over: the key of a
-// credential it retired leaves the WAL, and the import's move to applied
-// (made in the same transaction) is published.
-func (a *Agent) cutDone(ctx context.Context, rot store.Rotation) {
+// credential it retired leaves the WAL.
+func (a *Agent) cutDone(ctx context.Context) {
 	a.st.FinishWipes(ctx)
-	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
 	crashPoint(string(store.EvRotationCutover))
 }
 

@@ -54,9 +54,11 @@ func (s *Store) RecordImportLogged(ctx context.Context, im Import, lead ...Event
 // The joined methods lie on the way from a push to the cut-over event, so
 // they leave the checkpoint (wipe.go) to FinishWipes, which the caller
 // runs once it has announced the cut-over; the next write pays it too.
-func (s *Store) oweWipe(cut Event) {
-	if cut.Fields["retired"] != "" {
-		s.wipeOwed.Store(true)
+func (s *Store) oweWipe(evs []Event) {
+	for _, e := range evs {
+		if e.Kind == EvRotationCutover && e.Fields["retired"] != "" {
+			s.wipeOwed.Store(true)
+		}
 	}
 }
 
@@ -69,7 +71,8 @@ func (s *Store) FinishWipes(ctx context.Context) { s.payWipeDebt(ctx) }
 // rotation whose credential passed validation after it was staged. It
 // writes the events in lead first (what validated it, e.g. auth.check) and
 // returns the events written in order: lead, rotation.validated (unless the
-// rotation was validated already) and rotation.cutover. A crash leaves the
+// rotation was validated already), rotation.cutover and, for a rotation of
+// an import, import.state (applied). A crash leaves the
 // rotation staged (failed and retried by recovery) or cut over. Call
 // FinishWipes after it (oweWipe).
 func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead ...Event) ([]Event, error) {
@@ -91,21 +94,37 @@ func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead 
 			evs = append(evs, validated)
 		}
 		cut, err := cutover(ctx, tx, now, rotationID)
+		if err != nil {
+			return err
+		}
 		evs = append(evs, cut)
-		return err
+		return appliedEvent(ctx, tx, now, cut, &evs)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.oweWipe(evs[len(evs)-1])
+	s.oweWipe(evs)
 	return evs, nil
+}
+
+// appliedEvent writes, after a joined cut-over, the event of its import's
+// move to applied (made in the cut-over's transaction), when it has one.
+func appliedEvent(ctx context.Context, tx *sql.Tx, now time.Time, cut Event, evs *[]Event) error {
+	if cut.ImportID == "" {
+		return nil
+	}
+	e, err := insertEvent(ctx, tx, now, Event{Kind: EvImportState, ImportID: cut.ImportID, TenantID: cut.TenantID,
+		Message: "import applied: the new credential is active", Fields: map[string]string{"state": string(ImportApplied)}})
+	*evs = append(*evs, e)
+	return err
 }
 
 // StageAndCutover is Stage, Validated and Cutover in one transaction, for a
 // credential that needs no check between staging and validation (the auth
 // check is off). It returns the rotation and the new credential as they
-// were staged, and the rotation.staged, rotation.validated and
-// rotation.cutover events in that order. A crash leaves the import as it
+// were staged, and the rotation.staged, rotation.validated,
+// rotation.cutover and (for a rotation of an import) import.state events in
+// that order. A crash leaves the import as it
 // was (retried from the payload) or the rotation cut over. Call FinishWipes
 // after it (oweWipe).
 func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCredential) (Rotation, Credential, []Event, error) {
@@ -128,11 +147,29 @@ func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCred
 			return err
 		}
 		evs = []Event{staged, validated, cut}
-		return nil
+		return appliedEvent(ctx, tx, now, cut, &evs)
 	})
 	if err != nil {
 		return Rotation{}, Credential{}, nil, err
 	}
-	s.oweWipe(evs[len(evs)-1])
+	s.oweWipe(evs)
 	return r, c, evs, nil
+}
+
+// SetOriginLogged is SetOrigin that writes ev (credential.released) in the
+// same transaction, and returns it.
+func (s *Store) SetOriginLogged(ctx context.Context, credentialID string, origin Origin, ev Event) (Event, error) {
+	var out Event
+	err := s.write(ctx, "set origin", func(tx *sql.Tx, now time.Time) error {
+		res, err := tx.ExecContext(ctx, `UPDATE credentials SET origin = ? WHERE id = ?`, string(origin), credentialID)
+		if err != nil {
+			return err
+		}
+		if err := mustAffect(res, "credential", credentialID); err != nil {
+			return err
+		}
+		out, err = insertEvent(ctx, tx, now, ev)
+		return err
+	})
+	return out, err
 }

@@ -55,8 +55,9 @@ func TestValidateAndCutoverIsBothStepsInOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != 3 || evs[0].Kind != store.EvAuthCheck || evs[1].Kind != store.EvRotationValidated ||
-		evs[2].Kind != store.EvRotationCutover || evs[2].Seq != evs[0].Seq+2 {
+	if len(evs) != 4 || evs[0].Kind != store.EvAuthCheck || evs[1].Kind != store.EvRotationValidated ||
+		evs[2].Kind != store.EvRotationCutover || evs[3].Kind != store.EvImportState ||
+		evs[3].Fields["state"] != string(store.ImportApplied) || evs[3].Seq != evs[0].Seq+3 {
 		t.Fatalf("events %+v", evs)
 	}
 	want := map[string]store.CredState{old.ID: store.CredPrevious, pending.ID: store.CredActive}
@@ -116,12 +117,12 @@ func TestStageAndCutoverIsThreeStepsInOne(t *testing.T) {
 	for _, e := range evs {
 		kinds = append(kinds, e.Kind)
 	}
-	if diff := cmp.Diff([]store.EventKind{store.EvRotationStaged, store.EvRotationValidated, store.EvRotationCutover}, kinds); diff != "" {
+	if diff := cmp.Diff([]store.EventKind{store.EvRotationStaged, store.EvRotationValidated, store.EvRotationCutover, store.EvImportState}, kinds); diff != "" {
 		t.Fatalf("events (-want +got):\n%s", diff)
 	}
 	after, _ := s.Events(ctx, 0, 0)
-	if len(after) != len(before)+3 {
-		t.Fatalf("%d events written, want 3", len(after)-len(before))
+	if len(after) != len(before)+4 {
+		t.Fatalf("%d events written, want 4", len(after)-len(before))
 	}
 	want := map[string]store.CredState{old.ID: store.CredPrevious, c.ID: store.CredActive}
 	if diff := cmp.Diff(want, states(t, s, ten.ID)); diff != "" {
@@ -171,4 +172,25 @@ func TestJoinedCutoverLeavesTheRetiredKeyToFinishWipes(t *testing.T) {
 		t.Fatal("FinishWipes left the checkpoint owed")
 	}
 	noBlobOnDisk(t, dir, "FinishWipes", firstBlob)
+}
+
+func TestSetOriginLoggedWritesItsEventWithTheChange(t *testing.T) {
+	s, _, _ := openStore(t)
+	ctx := context.Background()
+	ten, c := addTenant(t, s, "Acme")
+	ev, err := s.SetOriginLogged(ctx, c.ID, store.OriginLocal, store.Event{Kind: store.EvCredentialReleased, TenantID: ten.ID,
+		CredentialID: c.ID, Message: "released"})
+	if err != nil || ev.Seq == 0 || ev.Kind != store.EvCredentialReleased {
+		t.Fatalf("event %+v, %v", ev, err)
+	}
+	if got, _ := s.Credential(ctx, c.ID); got.Origin != store.OriginLocal {
+		t.Fatalf("origin = %s, want local", got.Origin)
+	}
+	before, _ := s.Events(ctx, 0, 0)
+	if _, err := s.SetOriginLogged(ctx, "cred_nope", store.OriginLocal, store.Event{Kind: store.EvCredentialReleased, Message: "x"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown credential: %v, want ErrNotFound", err)
+	}
+	if after, _ := s.Events(ctx, 0, 0); len(after) != len(before) {
+		t.Fatal("a refused change of origin wrote its event")
+	}
 }
