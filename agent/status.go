@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/statusfile"
@@ -145,9 +146,20 @@ func (a *Agent) setSourceVerdict(src *sourceState, errText string) {
 	a.changed()
 }
 
-// statusLoop rewrites the status plist after every change, coalescing
-// bursts, and once more on the way out.
+// statusFileWindow is how long the status loop lets changes gather before
+// it rebuilds the status and rewrites the file: a pushed update makes ten
+// or so changes within milliseconds, and each rewrite costs fsyncs on the
+// disk the store commits to.
+const statusFileWindow = 100 * time.Millisecond
+
+// statusLoop rewrites the status plist after changes, once per window of
+// statusFileWindow that the first change opens, and once more on the way
+// out. The status the API serves does not wait for it: a request after a
+// change rebuilds it at once (statussnap.go).
 func (a *Agent) statusLoop(ctx context.Context) {
+	window := time.NewTimer(statusFileWindow)
+	window.Stop()
+	defer window.Stop()
 	for {
 		a.writeStatus(context.WithoutCancel(ctx))
 		select {
@@ -155,6 +167,17 @@ func (a *Agent) statusLoop(ctx context.Context) {
 			a.writeStatus(context.WithoutCancel(ctx))
 			return
 		case <-a.statusKick:
+		}
+		window.Reset(statusFileWindow)
+		select {
+		case <-ctx.Done():
+			a.writeStatus(context.WithoutCancel(ctx))
+			return
+		case <-window.C:
+		}
+		select { // the write that follows covers changes made in the window
+		case <-a.statusKick:
+		default:
 		}
 	}
 }
