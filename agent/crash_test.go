@@ -32,9 +32,6 @@ func TestMain(m *testing.M) {
 	if point := os.Getenv(envCrashPoint); point != "" {
 		os.Exit(crashChild(point))
 	}
-	if dir := os.Getenv(envIdleChild); dir != "" {
-		os.Exit(idleChild(dir))
-	}
 	if os.Getenv(envSecondAgent) != "" {
 		os.Exit(secondAgentChild())
 	}

@@ -206,8 +206,9 @@ func (f *floor) once(b *testing.B) time.Duration {
 // (default 1,000,000; three in four with a coverage record) once, straight
 // into the agent's store through the bulk upsert of a sync page, then
 // measures GET /v1/tenants/{id}/devices pages of 1,000 devices at random
-// cursors over the socket, and GET /v1/status with 200 clients while the
-// tenant is rotated in a loop (no sync after a rotation).
+// cursors over the socket (REKEY_PAGES of them), and b.N GET /v1/status
+// from 200 clients while the tenant is rotated in a loop (no sync after a
+// rotation).
 func BenchmarkMillionDevices(b *testing.B) {
 	n := envInt(b, "REKEY_BENCH_DEVICES", 1_000_000)
 	h := newHarness(b).noSync()
@@ -267,16 +268,18 @@ func fillDevices(b *testing.B, st *store.Store, tenantID string, n int) {
 	}
 }
 
-// devicePages reads b.N pages of up to 1,000 devices after random serials
-// and reports p50 and p99. Like statusLoad it reads each answer whole
-// without decoding it (the first one is decoded and checked).
+// devicePages reads REKEY_PAGES pages (default 2,000, whatever b.N is) of
+// up to 1,000 devices after random serials and reports p50 and p99. Like
+// statusLoad it reads each answer whole without decoding it (the first one
+// is decoded and checked).
 func devicePages(b *testing.B, sock, tenantID string, n int) {
 	c := rawClient(sock)
 	defer c.CloseIdleConnections()
 	rng := rand.New(rand.NewPCG(1, 2))
-	lat := make([]time.Duration, 0, b.N)
+	pages := envInt(b, "REKEY_PAGES", 2000)
+	lat := make([]time.Duration, 0, pages)
 	b.ResetTimer()
-	for i := range b.N {
+	for i := range pages {
 		after := benchSerial(rng.IntN(max(n-1000, 1)))
 		t := time.Now()
 		resp, err := c.Get("http://rekey/v1/tenants/" + tenantID + "/devices?limit=1000&after=" + after)
