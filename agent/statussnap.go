@@ -37,7 +37,10 @@ func (a *Agent) snapshot(ctx context.Context) (*statusSnap, error) {
 	if b := a.building.Load(); b != nil && b.gen >= want {
 		select {
 		case <-b.done:
-			return b.s, b.err
+			if b.err == nil {
+				return b.s, nil
+			}
+			// It failed: build again rather than repeat its error.
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}

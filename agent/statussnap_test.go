@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+
+	"github.com/rekeyd/rekey/store"
 )
 
 func TestStatusIsServedFromTheSnapshotUntilSomethingChanges(t *testing.T) {
@@ -41,5 +43,29 @@ func TestStatusIsServedFromTheSnapshotUntilSomethingChanges(t *testing.T) {
 	a.changed()
 	if _, err := a.snapshot(ctx); err == nil {
 		t.Fatal("status after a change answered from the old snapshot")
+	}
+}
+
+func TestAFailedRebuildIsNotServedAgain(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	a, err := New(Config{StateDir: state, PrefsDir: filepath.Join(dir, "prefs"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := a.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.snapshot(ctx); err == nil {
+		t.Fatal("a status built on a closed store did not fail")
+	}
+	if a.st, err = store.Open(state, store.Options{}); err != nil { // the store is back
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.st.Close() })
+	if s, err := a.snapshot(ctx); err != nil || s == nil {
+		t.Fatalf("status once the store is back: %v, %v; want a new build, not the failed one", s, err)
 	}
 }
