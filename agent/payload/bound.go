@@ -71,11 +71,13 @@ func tooComplex(what string) error {
 }
 
 // checkXML counts the elements of an XML plist and their nesting (the
-// <plist> wrapper aside).
+// outermost <plist> wrapper aside; a <plist> inside it is a level like any
+// other, since the decoder descends into it).
 func checkXML(data []byte) error {
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	dec.Strict = false
 	objects, depth := 0, 0
+	var counted []bool // per open element: whether it is an object (not the wrapper)
 	for {
 		tok, err := dec.RawToken()
 		if err == io.EOF {
@@ -86,7 +88,9 @@ func checkXML(data []byte) error {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if t.Name.Local == "plist" {
+			wrapper := t.Name.Local == "plist" && len(counted) == 0
+			counted = append(counted, !wrapper)
+			if wrapper {
 				continue
 			}
 			objects++
@@ -98,8 +102,11 @@ func checkXML(data []byte) error {
 				return tooComplex(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
 			}
 		case xml.EndElement:
-			if t.Name.Local != "plist" && depth > 0 {
-				depth--
+			if n := len(counted); n > 0 {
+				if counted[n-1] {
+					depth--
+				}
+				counted = counted[:n-1]
 			}
 		}
 	}

@@ -67,6 +67,16 @@ func TestXMLPlistBounds(t *testing.T) {
 	if err := checkBounds(deep(MaxDepth + 2)); !errors.Is(err, ErrTooComplex) {
 		t.Fatalf("XML %d levels deep: %v", MaxDepth+2, err)
 	}
+	// The decoder descends into a <plist> inside the wrapper like into an array.
+	nested := func(n int) []byte {
+		return []byte(strings.Repeat("<plist>", n) + "<dict/>" + strings.Repeat("</plist>", n))
+	}
+	if err := checkBounds(nested(MaxDepth + 1)); err != nil {
+		t.Fatalf("XML with %d nested <plist> wrappers: %v", MaxDepth+1, err)
+	}
+	if _, err := Parse(nested(10_000)); !errors.Is(err, ErrTooComplex) {
+		t.Fatalf("XML with 10000 nested <plist> wrappers: %v", err)
+	}
 	text := []byte(strings.Repeat("(", 10_000) + strings.Repeat(")", 10_000))
 	if _, err := Parse(text); !errors.Is(err, ErrTooComplex) {
 		t.Fatalf("a deep text plist: %v", err)
