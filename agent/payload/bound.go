@@ -35,28 +35,15 @@ func checkBounds(data []byte) error {
 	return checkTextPlist(data)
 }
 
-// checkTextPlist bounds the bracket nesting of a text plist, outside quoted strings.
+// checkTextPlist bounds a text (OpenStep) plist, which Parse refuses as a
+// payload but the decoder reads first, and which a decrypted credential may
+// be. The decoder nests once per ( or {; telling the brackets inside strings
+// and comments from the others would mean copying its tokenizer (a comment
+// may hold a quote, an unquoted string or base64 data may hold "//"), so
+// every ( and { counts wherever it stands. A credential plist holds one.
 func checkTextPlist(data []byte) error {
-	depth := 0
-	var quote byte
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		switch {
-		case quote != 0 && c == '\\':
-			i++
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '(' || c == '{' || c == '<':
-			if depth++; depth > MaxDepth+1 {
-				return tooComplex(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
-			}
-		case c == ')' || c == '}' || c == '>':
-			depth = max(depth-1, 0)
-		}
+	if n := bytes.Count(data, []byte("(")) + bytes.Count(data, []byte("{")); n > MaxDepth+1 {
+		return tooComplex(fmt.Sprintf("a text plist with %d brackets, which could nest deeper than %d levels", n, MaxDepth))
 	}
 	return nil
 }

@@ -77,9 +77,16 @@ func TestXMLPlistBounds(t *testing.T) {
 	if _, err := Parse(nested(10_000)); !errors.Is(err, ErrTooComplex) {
 		t.Fatalf("XML with 10000 nested <plist> wrappers: %v", err)
 	}
-	text := []byte(strings.Repeat("(", 10_000) + strings.Repeat(")", 10_000))
-	if _, err := Parse(text); !errors.Is(err, ErrTooComplex) {
-		t.Fatalf("a deep text plist: %v", err)
+	// A text plist's brackets count wherever they stand: a quote inside a
+	// comment, or "//" inside base64 data, must not hide the nesting after it.
+	for _, prefix := range []string{"", "/*'*/", "// \"\n", "(<[//]>,"} {
+		text := []byte(prefix + strings.Repeat("(", 10_000) + strings.Repeat(")", 10_000))
+		if _, err := Parse(text); !errors.Is(err, ErrTooComplex) {
+			t.Fatalf("a deep text plist after %q: %v", prefix, err)
+		}
+	}
+	if err := checkBounds([]byte(`{ClientID = "BUSINESSAPI.x"; KeyID = k; PrivateKey = "…";}`)); err != nil {
+		t.Fatalf("a text credential plist: %v", err)
 	}
 }
 
