@@ -193,17 +193,23 @@ func (p *bplist) walk(o uint64, depth int) (int, error) {
 }
 
 // children returns the reference bytes of a container object (array, set,
-// dictionary: keys then values), or nil for any other object.
+// dictionary: keys then values), or nil for any other object. The length of
+// data and strings is checked too: the decoder trusts it, so a count that
+// overflows its arithmetic would crash it (a runtime panic it re-raises).
 func (p *bplist) children(o uint64) ([]byte, error) {
 	at := p.offsets[o]
 	marker := p.data[at]
 	kind, count := marker>>4, uint64(marker&0x0f)
-	var perItem uint64
+	var unit uint64 // bytes per counted item
 	switch kind {
+	case 0x4, 0x5: // data, ASCII string
+		unit = 1
+	case 0x6: // UTF-16 string
+		unit = 2
 	case 0xA, 0xB, 0xC: // array, ordered set, set
-		perItem = 1
+		unit = uint64(p.refSize)
 	case 0xD: // dictionary
-		perItem = 2
+		unit = 2 * uint64(p.refSize)
 	default:
 		return nil, nil
 	}
@@ -219,11 +225,13 @@ func (p *bplist) children(o uint64) ([]byte, error) {
 		count = readUint(p.data[at+1:], int(width))
 		at += 1 + width
 	}
-	size := uint64(p.refSize) * perItem
-	if count > (uint64(len(p.data))-at)/size {
-		return nil, fmt.Errorf("binary plist: object %d holds more references than the file", o)
+	if count > (uint64(len(p.data))-at)/unit {
+		return nil, fmt.Errorf("binary plist: object %d is longer than the file", o)
 	}
-	return p.data[at : at+count*size], nil
+	if kind < 0xA {
+		return nil, nil
+	}
+	return p.data[at : at+count*unit], nil
 }
 
 // readUint reads a big-endian unsigned integer of width bytes (1 to 8).

@@ -48,6 +48,30 @@ func TestBinaryPlistBounds(t *testing.T) {
 	}
 }
 
+// A length the decoder would trust overflows its arithmetic and crashes it
+// (a runtime panic it re-raises): such a file is refused before decoding,
+// as a payload and as a decrypted credential.
+func TestOverlongBinaryObjectsAreRefusedBeforeDecoding(t *testing.T) {
+	for name, data := range map[string][]byte{
+		"data wrapping past the end":          plisttest.Overlong(0x4, ^uint64(0)-5),
+		"ASCII string wrapping past the end":  plisttest.Overlong(0x5, ^uint64(0)-5),
+		"UTF-16 string wrapping past the end": plisttest.Overlong(0x6, 1<<63+1),
+		"UTF-16 string longer than the file":  plisttest.Overlong(0x6, 3),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse(data); !errors.Is(err, ErrInvalidDocument) || !strings.Contains(err.Error(), "longer than the file") {
+				t.Fatalf("Parse = %v; want ErrInvalidDocument saying the object is longer than the file", err)
+			}
+			if _, err := Decrypt(encryptRaw(t, data, testWF), []string{testPass}, testWF); !errors.Is(err, ErrBadCredential) {
+				t.Fatalf("Decrypt = %v; want ErrBadCredential", err)
+			}
+		})
+	}
+	if err := checkBounds(plisttest.Overlong(0x5, 4)); err != nil {
+		t.Fatalf("a string exactly as long as its content: %v", err)
+	}
+}
+
 func TestXMLPlistBounds(t *testing.T) {
 	many := func(n int) []byte {
 		return []byte("<plist><dict><key>Credentials</key><array>" + strings.Repeat("<true/>", n) + "</array></dict></plist>")
