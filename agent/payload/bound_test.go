@@ -125,6 +125,7 @@ func TestReferenceBombInsideTheCiphertextIsRefused(t *testing.T) {
 func FuzzCheckBounds(f *testing.F) {
 	f.Add(plisttest.Bomb(3, 4))
 	f.Add(plisttest.Cycle())
+	f.Add(plisttest.Overlong(0x6, 2)) // a length field for the fuzzer to grow
 	f.Add(marshal(f, map[string]any{"a": []any{"b", map[string]any{"c": 1}}}, plist.BinaryFormat))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if checkBounds(data) != nil {
