@@ -31,8 +31,8 @@ func TestLockExclusiveRefusesASecondHolderAndNamesTheFirst(t *testing.T) {
 	if err := l.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if held, _, err := platform.LockHolder(path); held || err != nil {
-		t.Fatalf("holder after release: %v, %v", held, err)
+	if held, pid, err := platform.LockHolder(path); held || pid != 0 || err != nil {
+		t.Fatalf("holder after release: %v, pid %d, %v; want free and no stale pid", held, pid, err)
 	}
 	l2, err := platform.LockExclusive(path)
 	if err != nil {
