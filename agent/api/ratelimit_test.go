@@ -87,3 +87,71 @@ func TestLimiterCapsTheLockout(t *testing.T) {
 		t.Fatalf("allow %v wait %v, want locked for the 5m ceiling", ok, wait)
 	}
 }
+
+// blockingLimitStore is a LimitStore whose writes for one import wait until
+// released; other imports' reads and writes go through at once.
+type blockingLimitStore struct {
+	slowID  string
+	entered chan struct{} // a write for slowID has started
+	release chan struct{} // lets that write finish
+}
+
+func (s *blockingLimitStore) UnlockLimit(context.Context, string) (int, time.Time, error) {
+	return 0, time.Time{}, nil
+}
+
+func (s *blockingLimitStore) SetUnlockLimit(_ context.Context, id string, _ int, _ time.Time) error {
+	if id == s.slowID {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return nil
+}
+
+// TestSlowStoreWriteDoesNotStallOtherImports: while one import's attempt is
+// being recorded (a long write or a wipe's checkpoint), an unlock of another
+// import reserves and ends its attempt, and the slow import itself refuses a
+// second attempt instead of waiting.
+func TestSlowStoreWriteDoesNotStallOtherImports(t *testing.T) {
+	st := &blockingLimitStore{slowID: "slow", entered: make(chan struct{}), release: make(chan struct{})}
+	lim := api.NewLimiter()
+	lim.Store = st
+	slow := make(chan error, 1)
+	go func() {
+		r, _, err := lim.Reserve(context.Background(), "slow")
+		if err == nil {
+			r.Cancel()
+		}
+		slow <- err
+	}()
+	<-st.entered // the slow import's write is in progress
+
+	other := make(chan error, 1)
+	go func() {
+		r, wait, err := lim.Reserve(context.Background(), "fast")
+		if err == nil && r == nil {
+			err = errors.New("refused, wait " + wait.String())
+		}
+		if r != nil {
+			r.Failed()
+		}
+		r2, wait, err2 := lim.Reserve(context.Background(), "slow")
+		if r2 != nil || wait <= 0 || err2 != nil {
+			err = errors.Join(err, errors.New("a second attempt on the busy import was not refused"))
+		}
+		other <- err
+	}()
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("an unlock of another import waited for the slow import's store write")
+	}
+	close(st.release)
+	<-st.entered // Cancel's write
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+}
