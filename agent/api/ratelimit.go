@@ -151,24 +151,6 @@ func (r *Reservation) end(change func(*attempts) bool) {
 	l.release(r.id, a)
 }
 
-// Allow reports whether an attempt on id may start now, and if not how long
-// until it may, from the counts in memory. It reserves nothing.
-func (l *Limiter) Allow(id string) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	a := l.state[id]
-	if a == nil {
-		return true, 0
-	}
-	if a.running {
-		return false, time.Second
-	}
-	if w := a.until.Sub(l.Clock.Now()); w > 0 {
-		return false, w
-	}
-	return true, 0
-}
-
 // lockUntil is the end of the lock-out after n counted failures.
 func (l *Limiter) lockUntil(n int) time.Time {
 	if n < l.Free {

@@ -66,9 +66,14 @@ func TestWrongPasswordsLockTheImportOutWithDoublingWaits(t *testing.T) {
 	if err := try("right"); err != nil {
 		t.Fatalf("after the doubled lockout: %v", err)
 	}
-	// Success forgets the failures.
-	if ok, _ := lim.Allow("i1"); !ok {
-		t.Fatal("success did not reset the limiter")
+	// Success forgets the failures: two more failures (below Free) lock
+	// nothing, where the six counted before would have.
+	for i := range 2 {
+		r, wait, err := lim.Reserve(context.Background(), "i1")
+		if r == nil || err != nil {
+			t.Fatalf("attempt %d after a success: wait %v, %v; want the failures forgotten", i+1, wait, err)
+		}
+		r.Failed()
 	}
 }
 
@@ -83,8 +88,8 @@ func TestLimiterCapsTheLockout(t *testing.T) {
 		}
 		r.Failed()
 	}
-	if ok, wait := lim.Allow("x"); ok || wait != 5*time.Minute {
-		t.Fatalf("allow %v wait %v, want locked for the 5m ceiling", ok, wait)
+	if r, wait, err := lim.Reserve(context.Background(), "x"); r != nil || err != nil || wait != 5*time.Minute {
+		t.Fatalf("reserve %v wait %v err %v, want locked for the 5m ceiling", r != nil, wait, err)
 	}
 }
 
