@@ -77,7 +77,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, DBFile)
-	if err := checkPair(dir); err != nil {
+	if err := CheckPair(dir); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if err := prepareDBFile(path); err != nil {
@@ -211,15 +211,25 @@ func prepareDir(dir string) error {
 	return nil
 }
 
-// checkPair refuses a state folder holding the sealing key without the
-// database: starting on a new, empty database would apply every payload again
-// as new tenants and lose the old ones for good.
-func checkPair(dir string) error {
-	_, dbErr := os.Lstat(filepath.Join(dir, DBFile))
+// CheckPair refuses a state folder holding the sealing key without the
+// database, or with an empty (0-byte) database: starting on a new, empty
+// database would apply every payload again as new tenants and lose the old
+// ones for good. The store never leaves an empty database beside the key: the
+// file gets its header when WAL mode is set, before the key is created.
+// rekey doctor applies the same rule.
+func CheckPair(dir string) error {
+	db, dbErr := os.Lstat(filepath.Join(dir, DBFile))
 	_, keyErr := os.Lstat(filepath.Join(dir, SealKeyFile))
-	if errors.Is(dbErr, fs.ErrNotExist) && keyErr == nil {
+	if keyErr != nil {
+		return nil
+	}
+	switch {
+	case errors.Is(dbErr, fs.ErrNotExist):
 		return fmt.Errorf("%w: %s is there but %s is missing; restore %s (with its -wal file) from backup, "+
 			"or, to start over with no credentials, move %s aside", ErrHalfState, SealKeyFile, DBFile, DBFile, SealKeyFile)
+	case dbErr == nil && db.Mode().IsRegular() && db.Size() == 0:
+		return fmt.Errorf("%w: %s is there but %s is empty (0 bytes); restore %s (with its -wal file) from backup, "+
+			"or, to start over with no credentials, move both aside", ErrHalfState, SealKeyFile, DBFile, DBFile)
 	}
 	return nil
 }
