@@ -68,6 +68,15 @@ func TestPrepareStateDirRefusesAFolderOthersMayWrite(t *testing.T) {
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("created state folder: %v %v", fi, err)
 	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := platform.PrepareStateDir(dir, os.Geteuid()); err != nil {
+		t.Fatalf("readable state folder: %v", err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("readable state folder not narrowed to 0700: %v %v", fi, err)
+	}
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 
+	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/platform/clock"
 )
 
@@ -56,8 +57,9 @@ type Store struct {
 	wipeOwed atomic.Bool
 }
 
-// Open opens (creating where needed) the database in dir: the folder 0700,
-// rekey.db 0600 and the sealing key seal.key 0600, then applies the embedded
+// Open opens (creating where needed) the database in dir: the folder 0700
+// (checked by platform.PrepareStateDir: owned by the caller's uid, not
+// writable by group or others), rekey.db 0600 and the sealing key seal.key 0600, then applies the embedded
 // migrations. A file that is not a rekey database fails with ErrNotDatabase
 // and one written by a newer rekey with ErrNewerSchema; neither is modified.
 func Open(dir string, opts Options) (*Store, error) {
@@ -70,8 +72,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("open store: empty state folder; pass the state folder path")
 	}
-	if err := prepareDir(dir); err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+	if err := platform.PrepareStateDir(dir, os.Geteuid()); err != nil {
+		return nil, fmt.Errorf("open store: check state folder: %w", err)
 	}
 	if err := writableFS(dir); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -189,26 +191,6 @@ func dsn(path string, timeout time.Duration, readOnly bool) string {
 	}
 	q["_pragma"] = pragmas
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
-}
-
-// prepareDir creates the state folder 0700, or narrows an existing one to 0700.
-func prepareDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create state folder: %w", err)
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("inspect state folder: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("state folder %s is not a folder; remove it or pass another path", dir)
-	}
-	if fi.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("narrow state folder to 0700: %w", err)
-		}
-	}
-	return nil
 }
 
 // CheckPair refuses a state folder holding the sealing key without the
