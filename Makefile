@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/rekey
 # Fuzz targets as package:FuzzName; each runs FUZZTIME under `make fuzz`
 # and FUZZTIME_SHORT under `make test`.
-FUZZ_TARGETS   ?= agent/payload:FuzzParse agent/payload:FuzzDecrypt agent/payload:FuzzParsePrivateKey
+FUZZ_TARGETS   ?= agent/payload:FuzzParse agent/payload:FuzzDecrypt agent/payload:FuzzParsePrivateKey agent/payload:FuzzCheckBounds
 FUZZTIME       ?= 60s
 FUZZTIME_SHORT ?= 3s
 CROSS     := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64

@@ -57,7 +57,8 @@ func (r *refusals) flush(period time.Duration) {
 	}
 }
 
-// run flushes every period until stop is closed, then once more.
+// run flushes every period until stop is closed; Shutdown flushes what is
+// left after closing it.
 func (r *refusals) run(period time.Duration, stop <-chan struct{}) {
 	t := time.NewTicker(period)
 	defer t.Stop()

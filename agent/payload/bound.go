@@ -35,28 +35,15 @@ func checkBounds(data []byte) error {
 	return checkTextPlist(data)
 }
 
-// checkTextPlist bounds the bracket nesting of a text plist, outside quoted strings.
+// checkTextPlist bounds a text (OpenStep) plist, which Parse refuses as a
+// payload but the decoder reads first, and which a decrypted credential may
+// be. The decoder nests once per ( or {; telling the brackets inside strings
+// and comments from the others would mean copying its tokenizer (a comment
+// may hold a quote, an unquoted string or base64 data may hold "//"), so
+// every ( and { counts wherever it stands. A credential plist holds one.
 func checkTextPlist(data []byte) error {
-	depth := 0
-	var quote byte
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		switch {
-		case quote != 0 && c == '\\':
-			i++
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '(' || c == '{' || c == '<':
-			if depth++; depth > MaxDepth+1 {
-				return tooComplex(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
-			}
-		case c == ')' || c == '}' || c == '>':
-			depth = max(depth-1, 0)
-		}
+	if n := bytes.Count(data, []byte("(")) + bytes.Count(data, []byte("{")); n > MaxDepth+1 {
+		return tooComplex(fmt.Sprintf("a text plist with %d brackets, which could nest deeper than %d levels", n, MaxDepth))
 	}
 	return nil
 }
@@ -71,11 +58,13 @@ func tooComplex(what string) error {
 }
 
 // checkXML counts the elements of an XML plist and their nesting (the
-// <plist> wrapper aside).
+// outermost <plist> wrapper aside; a <plist> inside it is a level like any
+// other, since the decoder descends into it).
 func checkXML(data []byte) error {
 	dec := xml.NewDecoder(bytes.NewReader(data))
 	dec.Strict = false
 	objects, depth := 0, 0
+	var counted []bool // per open element: whether it is an object (not the wrapper)
 	for {
 		tok, err := dec.RawToken()
 		if err == io.EOF {
@@ -86,7 +75,9 @@ func checkXML(data []byte) error {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if t.Name.Local == "plist" {
+			wrapper := t.Name.Local == "plist" && len(counted) == 0
+			counted = append(counted, !wrapper)
+			if wrapper {
 				continue
 			}
 			objects++
@@ -98,8 +89,11 @@ func checkXML(data []byte) error {
 				return tooComplex(fmt.Sprintf("nested deeper than %d levels", MaxDepth))
 			}
 		case xml.EndElement:
-			if t.Name.Local != "plist" && depth > 0 {
-				depth--
+			if n := len(counted); n > 0 {
+				if counted[n-1] {
+					depth--
+				}
+				counted = counted[:n-1]
 			}
 		}
 	}
@@ -199,17 +193,23 @@ func (p *bplist) walk(o uint64, depth int) (int, error) {
 }
 
 // children returns the reference bytes of a container object (array, set,
-// dictionary: keys then values), or nil for any other object.
+// dictionary: keys then values), or nil for any other object. The length of
+// data and strings is checked too: the decoder trusts it, so a count that
+// overflows its arithmetic would crash it (a runtime panic it re-raises).
 func (p *bplist) children(o uint64) ([]byte, error) {
 	at := p.offsets[o]
 	marker := p.data[at]
 	kind, count := marker>>4, uint64(marker&0x0f)
-	var perItem uint64
+	var unit uint64 // bytes per counted item
 	switch kind {
+	case 0x4, 0x5: // data, ASCII string
+		unit = 1
+	case 0x6: // UTF-16 string
+		unit = 2
 	case 0xA, 0xB, 0xC: // array, ordered set, set
-		perItem = 1
+		unit = uint64(p.refSize)
 	case 0xD: // dictionary
-		perItem = 2
+		unit = 2 * uint64(p.refSize)
 	default:
 		return nil, nil
 	}
@@ -225,11 +225,13 @@ func (p *bplist) children(o uint64) ([]byte, error) {
 		count = readUint(p.data[at+1:], int(width))
 		at += 1 + width
 	}
-	size := uint64(p.refSize) * perItem
-	if count > (uint64(len(p.data))-at)/size {
-		return nil, fmt.Errorf("binary plist: object %d holds more references than the file", o)
+	if count > (uint64(len(p.data))-at)/unit {
+		return nil, fmt.Errorf("binary plist: object %d is longer than the file", o)
 	}
-	return p.data[at : at+count*size], nil
+	if kind < 0xA {
+		return nil, nil
+	}
+	return p.data[at : at+count*unit], nil
 }
 
 // readUint reads a big-endian unsigned integer of width bytes (1 to 8).

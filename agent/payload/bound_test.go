@@ -48,6 +48,30 @@ func TestBinaryPlistBounds(t *testing.T) {
 	}
 }
 
+// A length the decoder would trust overflows its arithmetic and crashes it
+// (a runtime panic it re-raises): such a file is refused before decoding,
+// as a payload and as a decrypted credential.
+func TestOverlongBinaryObjectsAreRefusedBeforeDecoding(t *testing.T) {
+	for name, data := range map[string][]byte{
+		"data wrapping past the end":          plisttest.Overlong(0x4, ^uint64(0)-5),
+		"ASCII string wrapping past the end":  plisttest.Overlong(0x5, ^uint64(0)-5),
+		"UTF-16 string wrapping past the end": plisttest.Overlong(0x6, 1<<63+1),
+		"UTF-16 string longer than the file":  plisttest.Overlong(0x6, 3),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse(data); !errors.Is(err, ErrInvalidDocument) || !strings.Contains(err.Error(), "longer than the file") {
+				t.Fatalf("Parse = %v; want ErrInvalidDocument saying the object is longer than the file", err)
+			}
+			if _, err := Decrypt(encryptRaw(t, data, testWF), []string{testPass}, testWF); !errors.Is(err, ErrBadCredential) {
+				t.Fatalf("Decrypt = %v; want ErrBadCredential", err)
+			}
+		})
+	}
+	if err := checkBounds(plisttest.Overlong(0x5, 4)); err != nil {
+		t.Fatalf("a string exactly as long as its content: %v", err)
+	}
+}
+
 func TestXMLPlistBounds(t *testing.T) {
 	many := func(n int) []byte {
 		return []byte("<plist><dict><key>Credentials</key><array>" + strings.Repeat("<true/>", n) + "</array></dict></plist>")
@@ -67,9 +91,26 @@ func TestXMLPlistBounds(t *testing.T) {
 	if err := checkBounds(deep(MaxDepth + 2)); !errors.Is(err, ErrTooComplex) {
 		t.Fatalf("XML %d levels deep: %v", MaxDepth+2, err)
 	}
-	text := []byte(strings.Repeat("(", 10_000) + strings.Repeat(")", 10_000))
-	if _, err := Parse(text); !errors.Is(err, ErrTooComplex) {
-		t.Fatalf("a deep text plist: %v", err)
+	// The decoder descends into a <plist> inside the wrapper like into an array.
+	nested := func(n int) []byte {
+		return []byte(strings.Repeat("<plist>", n) + "<dict/>" + strings.Repeat("</plist>", n))
+	}
+	if err := checkBounds(nested(MaxDepth + 1)); err != nil {
+		t.Fatalf("XML with %d nested <plist> wrappers: %v", MaxDepth+1, err)
+	}
+	if _, err := Parse(nested(10_000)); !errors.Is(err, ErrTooComplex) {
+		t.Fatalf("XML with 10000 nested <plist> wrappers: %v", err)
+	}
+	// A text plist's brackets count wherever they stand: a quote inside a
+	// comment, or "//" inside base64 data, must not hide the nesting after it.
+	for _, prefix := range []string{"", "/*'*/", "// \"\n", "(<[//]>,"} {
+		text := []byte(prefix + strings.Repeat("(", 10_000) + strings.Repeat(")", 10_000))
+		if _, err := Parse(text); !errors.Is(err, ErrTooComplex) {
+			t.Fatalf("a deep text plist after %q: %v", prefix, err)
+		}
+	}
+	if err := checkBounds([]byte(`{ClientID = "BUSINESSAPI.x"; KeyID = k; PrivateKey = "…";}`)); err != nil {
+		t.Fatalf("a text credential plist: %v", err)
 	}
 }
 
@@ -84,6 +125,7 @@ func TestReferenceBombInsideTheCiphertextIsRefused(t *testing.T) {
 func FuzzCheckBounds(f *testing.F) {
 	f.Add(plisttest.Bomb(3, 4))
 	f.Add(plisttest.Cycle())
+	f.Add(plisttest.Overlong(0x6, 2)) // a length field for the fuzzer to grow
 	f.Add(marshal(f, map[string]any{"a": []any{"b", map[string]any{"c": 1}}}, plist.BinaryFormat))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if checkBounds(data) != nil {

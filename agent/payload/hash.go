@@ -64,14 +64,11 @@ func EntryImportID(importID, intent, target, name string, ciphertext any) (id, h
 
 var pemKeyRe = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----`)
 
-// maxDepth bounds nesting in a payload; deeper files are refused.
-const maxDepth = 32
-
 // findPlaintextKey walks the whole plist and refuses a PrivateKey key or a
 // PEM private key block anywhere: in a string, in data, or as a dictionary key.
 func findPlaintextKey(v any, depth int) error {
-	if depth > maxDepth {
-		return docError("nested deeper than %d levels; fix: deliver the payload as documented", maxDepth)
+	if depth > MaxDepth {
+		return docError("nested deeper than %d levels; fix: deliver the payload as documented", MaxDepth)
 	}
 	switch x := v.(type) {
 	case map[string]any:

@@ -49,3 +49,21 @@ func build(levels, width int, cycle bool) []byte {
 	binary.BigEndian.PutUint64(trailer[24:], uint64(table))
 	return append(out, trailer...)
 }
+
+// Overlong returns a binary plist whose only object is a data (0x4), ASCII
+// string (0x5) or UTF-16 string (0x6) object, after marker, whose length
+// field claims count items although the file holds four bytes of content.
+func Overlong(marker byte, count uint64) []byte {
+	out := []byte("bplist00")
+	obj := len(out)
+	out = append(out, marker<<4|0x0f, 0x13) // the count follows as an 8-byte integer
+	out = binary.BigEndian.AppendUint64(out, count)
+	out = append(out, "abcd"...)
+	table := len(out)
+	out = append(out, byte(obj))
+	trailer := make([]byte, 32)
+	trailer[6], trailer[7] = 1, 1
+	binary.BigEndian.PutUint64(trailer[8:], 1)
+	binary.BigEndian.PutUint64(trailer[24:], uint64(table))
+	return append(out, trailer...)
+}
