@@ -173,18 +173,18 @@ func (a *Agent) publishUnrecorded(ctx context.Context, id, reason string) {
 // withdraw marks waiting imports of src whose entry is not in keep as
 // withdrawn. Credentials they created stay; they are owned locally now.
 func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]bool) {
-	imps, err := a.st.Imports(ctx)
+	for id, w := range a.waiting {
+		if w.source == src.Path && !keep[id] {
+			delete(a.waiting, id) // its entry is gone: nothing to attempt
+		}
+	}
+	imps, err := a.st.WithdrawCandidates(ctx, src.Path)
 	if err != nil {
 		a.log.Error("list imports", "err", err)
 		return
 	}
-	for id, w := range a.waiting {
-		if w.unrecorded && w.source == src.Path && !keep[id] {
-			delete(a.waiting, id) // never recorded: nothing to withdraw
-		}
-	}
 	for _, imp := range imps {
-		if imp.Source != src.Path || keep[imp.ID] {
+		if keep[imp.ID] {
 			continue
 		}
 		delete(a.waiting, imp.ID)

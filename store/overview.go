@@ -81,3 +81,15 @@ func (s *Store) NewerApplied(ctx context.Context, tenantID string, after time.Ti
 		WHERE tenant_id = ? AND state = 'applied' AND created_at > ? AND id <> ? ORDER BY created_at, id LIMIT 1`,
 		tenantID, after.UnixNano(), except)
 }
+
+// WithdrawCandidates returns the imports recorded from source that its
+// entries leaving it would change, oldest first: those still waiting
+// (pending-unlock, needs-target, failed), and those applied whose
+// credential is still managed. Imports applied long ago, whose credential
+// was released, are not read again.
+func (s *Store) WithdrawCandidates(ctx context.Context, source string) ([]Import, error) {
+	return getAll(ctx, s.r, scanImport, "imports of source", `SELECT `+importCols+` FROM imports AS i
+		WHERE i.source = ? AND (i.state IN ('pending-unlock', 'needs-target', 'failed')
+			OR i.state = 'applied' AND EXISTS (SELECT 1 FROM credentials AS c WHERE c.id = i.credential_id AND c.origin = 'managed'))
+		ORDER BY i.created_at, i.id`, source)
+}

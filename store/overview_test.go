@@ -87,3 +87,32 @@ func TestReadsForDecidingAnImport(t *testing.T) {
 		t.Fatalf("applied after the last one: %v, want ErrNotFound", err)
 	}
 }
+
+func TestWithdrawCandidatesAreWaitingOrStillManaged(t *testing.T) {
+	s, _, _ := history(t) // imp-B, C, D applied (source ""), wait-1, wait-2 waiting, gone withdrawn
+	ctx := context.Background()
+	d, _ := s.Import(ctx, "imp-D")
+	if err := s.SetOrigin(ctx, d.CredentialID, store.OriginLocal); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.WithdrawCandidates(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, im := range got {
+		ids = append(ids, im.ID)
+	}
+	want := []string{"imp-B", "imp-C", "wait-1", "wait-2"} // imp-D's credential is local now
+	if len(ids) != len(want) {
+		t.Fatalf("candidates %v, want %v", ids, want)
+	}
+	for i := range want {
+		if ids[i] != want[i] {
+			t.Fatalf("candidates %v, want %v", ids, want)
+		}
+	}
+	if other, err := s.WithdrawCandidates(ctx, "/elsewhere.plist"); err != nil || len(other) != 0 {
+		t.Fatalf("another source: %v, %v", other, err)
+	}
+}
