@@ -37,13 +37,15 @@ func (a *Agent) announce(ev store.Event) {
 	a.hub.Publish(ev)
 }
 
-// progress fans out an event without recording it (sync progress: the
-// counts in the status moved).
+// progress fans out an event without recording it (sync progress). The
+// counts in the status moved: the next status request rebuilds it, but the
+// status file waits for the sync's end, as a page comes every few
+// milliseconds.
 func (a *Agent) progress(ev store.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = a.cfg.Now()
 	}
-	a.changed()
+	a.statusGen.Add(1)
 	a.hub.Publish(ev)
 }
 
