@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/rekeyd/rekey/agent/api"
@@ -63,6 +64,9 @@ func (in *credentialInput) complete(env *Env) error {
 			return fmt.Errorf("read %s: %w", strings.TrimPrefix(f.flag, "--"), err)
 		}
 		*f.v = strings.TrimSpace(string(line))
+		if f.v == &in.keyFile {
+			*f.v = typedPath(*f.v, env.Getenv("HOME"))
+		}
 		if *f.v == "" {
 			return usageError("%s is required", f.flag)
 		}
@@ -76,6 +80,30 @@ func (in *credentialInput) complete(env *Env) error {
 		return usageError("--auth-check %q: use required, best-effort or off", in.authCheck)
 	}
 	return nil
+}
+
+// typedPath turns a file name typed or dropped at a prompt into a path, as
+// the shell would have for a flag: a file dragged onto a terminal arrives
+// quoted ('/Users/a/My Keys/k.pem') or with escaped spaces
+// (/Users/a/My\ Keys/k.pem), and a person types ~/Downloads/k.pem.
+func typedPath(s, home string) string {
+	s = strings.TrimSpace(s)
+	if n := len(s); n >= 2 && (s[0] == '\'' || s[0] == '"') && s[n-1] == s[0] {
+		s = s[1 : n-1]
+	} else if strings.Contains(s, `\`) {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+			}
+			b.WriteByte(s[i])
+		}
+		s = b.String()
+	}
+	if home != "" && (s == "~" || strings.HasPrefix(s, "~/")) {
+		s = filepath.Join(home, s[1:])
+	}
+	return s
 }
 
 // keyFileArg refuses a --key value that is a key rather than a file name,

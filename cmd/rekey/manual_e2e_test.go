@@ -169,7 +169,13 @@ func TestRotateAsksForMissingFieldsInWizardOrder(t *testing.T) {
 	l.push(l.entry("tty-add", "Acme", payload.IntentAdd, a, livePassphrase))
 	l.waitImport("tty-add", store.ImportApplied)
 	b := l.key(a.ClientID, true)
-	path := keyFile(t, b)
+	path := filepath.Join(t.TempDir(), "My Keys", "acme 2027.pem") // dropped onto the terminal, it arrives quoted
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	ptmx, tty, err := pty.Open()
 	if err != nil {
@@ -188,7 +194,7 @@ func TestRotateAsksForMissingFieldsInWizardOrder(t *testing.T) {
 	screen.waitFor(t, "Key ID: ")
 	type_(t, ptmx, b.KeyID+"\r")
 	screen.waitFor(t, "Private key file (.pem): ")
-	type_(t, ptmx, path+"\r")
+	type_(t, ptmx, "'"+path+"' \r")
 	if code := <-done; code != exitOK {
 		t.Fatalf("exit %d; screen:\n%s", code, screen.String())
 	}
