@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -55,7 +57,7 @@ func (in *credentialInput) complete(env *Env) error {
 		if *f.v != "" {
 			continue
 		}
-		if !isTTY || in.keyFile == "-" {
+		if !isTTY {
 			return usageError("%s is required (stdin is not a terminal to ask on)", f.flag)
 		}
 		fmt.Fprint(env.Stderr, f.prompt)
@@ -122,6 +124,11 @@ func (in *credentialInput) request(env *Env) (api.CredentialRequest, error) {
 	req := api.CredentialRequest{Name: in.name, ClientID: in.clientID, KeyID: in.keyID, AuthCheck: in.authCheck,
 		TokenURL: in.tokenURL, APIBaseURL: in.apiBaseURL}
 	var r io.Reader = env.Stdin
+	if tty, ok := terminal(env.Stdin); ok && in.keyFile == "-" {
+		key, err := readPastedKey(tty, env.Stderr)
+		req.PrivateKey = key
+		return req, err
+	}
 	if in.keyFile != "-" {
 		f, err := os.Open(in.keyFile)
 		if err != nil {
@@ -136,6 +143,51 @@ func (in *credentialInput) request(env *Env) (api.CredentialRequest, error) {
 	}
 	req.PrivateKey = key
 	return req, nil
+}
+
+// readPastedKey reads a PEM key pasted on the terminal tty, with echo off
+// so that the key never shows on the screen or in its scrollback, up to its
+// -----END line (or the end of input). The caller wipes the key.
+func readPastedKey(tty *os.File, w io.Writer) (key api.Secret, err error) {
+	restore, err := platform.NoEcho(int(tty.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("turn off terminal echo: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(w)
+		if rerr := restore(); rerr != nil && err == nil {
+			err = fmt.Errorf("restore terminal: %w", rerr)
+		}
+		if err != nil {
+			key.Wipe()
+			key = nil
+		}
+	}()
+	fmt.Fprint(w, "Paste the private key (PEM; it is not shown): ")
+	key = make(api.Secret, 0, maxKeyFile+1) // no regrowth leaves an unwiped copy
+	for {
+		line, err := readLine(tty)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return key, fmt.Errorf("read key: %w", err)
+		}
+		if len(key)+len(line)+1 > maxKeyFile {
+			line.Wipe()
+			return key, fmt.Errorf("read key: larger than %d bytes; paste the .p8/.pem key file's text", maxKeyFile)
+		}
+		key = append(append(key, line...), '\n')
+		end := bytes.HasPrefix(bytes.TrimSpace(line), []byte("-----END "))
+		line.Wipe()
+		if end {
+			break
+		}
+	}
+	if len(bytes.TrimSpace(key)) == 0 {
+		return key, usageError("--key -: nothing was pasted; paste the PEM text of the key downloaded from Apple, or give its file")
+	}
+	return key, nil
 }
 
 // readKey reads a PEM key of at most maxKeyFile bytes into a buffer sized

@@ -206,3 +206,40 @@ func TestRotateAsksForMissingFieldsInWizardOrder(t *testing.T) {
 		t.Fatalf("after the interactive rotation: %+v", ts)
 	}
 }
+
+// TestAKeyPastedOnTheTerminalIsNotShown: with --key - on a terminal, the
+// other fields are asked for, then the pasted PEM is read with echo off up
+// to its END line, without the Ctrl-D a pipe needs.
+func TestAKeyPastedOnTheTerminalIsNotShown(t *testing.T) {
+	l := startLiveAgent(t, map[string]string{payload.KeyAuthCheck: payload.AuthRequired})
+	k := l.key("", true)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	screen := newSyncBuffer()
+	go io.Copy(screen, ptmx)
+	stdout := newSyncBuffer()
+	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(l.socket)}
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(context.Background(), env, []string{"add", "--client-id", k.ClientID, "--key-id", k.KeyID, "--key", "-",
+			"--token-url", l.apple.TokenURL(), "--api-base-url", l.apple.APIBaseURL()})
+	}()
+	screen.waitFor(t, "Credential name: ")
+	type_(t, ptmx, "Acme\r")
+	screen.waitFor(t, "Paste the private key (PEM; it is not shown): ")
+	type_(t, ptmx, strings.ReplaceAll(string(k.PEM), "\n", "\r"))
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d; screen:\n%s", code, screen.String())
+	}
+	if !strings.Contains(stdout.String(), `Added: tenant "Acme"`) {
+		t.Fatalf("stdout %q; screen:\n%s", stdout.String(), screen.String())
+	}
+	secretFree(t, "the terminal", screen.String()+stdout.String(), k)
+	if ts := statusJSON(t, l.socket).Tenants; len(ts) != 1 || ts[0].Active.KeyID != k.KeyID {
+		t.Fatalf("after the pasted add: %+v", ts)
+	}
+}
