@@ -208,6 +208,16 @@ func readKey(r io.Reader) (api.Secret, error) {
 	return buf[:n], nil
 }
 
+// notAppliedFix is what to do after a manual rotation or add that failed
+// before anything changed: the record of the attempt waits in 'rekey status'
+// until it is dismissed or a later attempt supersedes it.
+func notAppliedFix(err error) string {
+	if !errors.Is(err, api.ErrNotApplied) {
+		return ""
+	}
+	return "; correct the Client ID, Key ID or key (or wait until the key is active in Apple Business or School Manager, or until its token endpoint can be reached) and run the command again"
+}
+
 func runRotate(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("rotate", env.Stderr)
 	var in credentialInput
@@ -251,7 +261,7 @@ func runRotate(ctx context.Context, env *Env, args []string) error {
 	}
 	steps.stop()
 	if err != nil {
-		return fmt.Errorf("rotate %s: %w", arg, err)
+		return fmt.Errorf("rotate %s: %w%s", arg, err, notAppliedFix(err))
 	}
 	if in.json {
 		return printJSON(env.Stdout, ans)
@@ -296,7 +306,7 @@ func runAdd(ctx context.Context, env *Env, args []string) error {
 	}
 	steps.stop()
 	if err != nil {
-		return fmt.Errorf("add %q: %w", req.Name, err)
+		return fmt.Errorf("add %q: %w%s", req.Name, err, notAppliedFix(err))
 	}
 	if in.json {
 		return printJSON(env.Stdout, ans)

@@ -58,7 +58,8 @@ func TestManualWorkflowsFromTheCLI(t *testing.T) {
 	typo := l.key(a.ClientID, false)
 	code, out, errOut = runAt(t, l.socket, "", "rotate", "Acme", "--name", "Acme 2027", "--client-id", typo.ClientID,
 		"--key-id", typo.KeyID, "--key", keyFile(t, typo))
-	if code != exitFailure || out != "" || !strings.Contains(errOut, "rejected") || !strings.Contains(errOut, "failed") {
+	if code != exitFailure || out != "" || !strings.Contains(errOut, "rejected") || !strings.Contains(errOut, "failed") ||
+		!strings.Contains(errOut, "run the command again") {
 		t.Fatalf("rotate to a key Apple rejects: exit %d, out %q, err %q", code, out, errOut)
 	}
 	st := statusJSON(t, l.socket)
