@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,28 @@ func readLine(r io.Reader) (api.Secret, error) {
 		line = line[:n-1]
 	}
 	return line, nil
+}
+
+// promptLine is readLine of a person's answer at a prompt, given up when
+// ctx ends: Ctrl-C cancels the command's context rather than killing it,
+// and a read from a terminal cannot be interrupted. The read left behind
+// ends with the process, which is about to exit.
+func promptLine(ctx context.Context, r io.Reader) (api.Secret, error) {
+	type result struct {
+		line api.Secret
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := readLine(r)
+		ch <- result{line, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.line, res.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
+	}
 }
 
 // readSecretLine reads the first line of r as a password. An empty line or

@@ -42,7 +42,7 @@ func (in *credentialInput) register(fs *flag.FlagSet, add bool) {
 // complete asks on the terminal for each missing field, in the order the
 // Change Credential wizard asks: name, Client ID, Key ID, key file. Without
 // a terminal a missing field is a usage error naming its flag.
-func (in *credentialInput) complete(env *Env) error {
+func (in *credentialInput) complete(ctx context.Context, env *Env) error {
 	fields := []struct {
 		flag, prompt string
 		v            *string
@@ -61,8 +61,9 @@ func (in *credentialInput) complete(env *Env) error {
 			return usageError("%s is required (stdin is not a terminal to ask on)", f.flag)
 		}
 		fmt.Fprint(env.Stderr, f.prompt)
-		line, err := readLine(tty)
+		line, err := promptLine(ctx, tty)
 		if err != nil {
+			fmt.Fprintln(env.Stderr) // the error's line does not follow the prompt's
 			return fmt.Errorf("read %s: %w", strings.TrimPrefix(f.flag, "--"), err)
 		}
 		*f.v = strings.TrimSpace(string(line))
@@ -120,12 +121,12 @@ func keyFileArg(v string) error {
 
 // request reads the key file (or stdin) into a request. The caller wipes
 // its PrivateKey.
-func (in *credentialInput) request(env *Env) (api.CredentialRequest, error) {
+func (in *credentialInput) request(ctx context.Context, env *Env) (api.CredentialRequest, error) {
 	req := api.CredentialRequest{Name: in.name, ClientID: in.clientID, KeyID: in.keyID, AuthCheck: in.authCheck,
 		TokenURL: in.tokenURL, APIBaseURL: in.apiBaseURL}
 	var r io.Reader = env.Stdin
 	if tty, ok := terminal(env.Stdin); ok && in.keyFile == "-" {
-		key, err := readPastedKey(tty, env.Stderr)
+		key, err := readPastedKey(ctx, tty, env.Stderr)
 		req.PrivateKey = key
 		return req, err
 	}
@@ -148,7 +149,7 @@ func (in *credentialInput) request(env *Env) (api.CredentialRequest, error) {
 // readPastedKey reads a PEM key pasted on the terminal tty, with echo off
 // so that the key never shows on the screen or in its scrollback, up to its
 // -----END line (or the end of input). The caller wipes the key.
-func readPastedKey(tty *os.File, w io.Writer) (key api.Secret, err error) {
+func readPastedKey(ctx context.Context, tty *os.File, w io.Writer) (key api.Secret, err error) {
 	restore, err := platform.NoEcho(int(tty.Fd()))
 	if err != nil {
 		return nil, fmt.Errorf("turn off terminal echo: %w", err)
@@ -166,7 +167,7 @@ func readPastedKey(tty *os.File, w io.Writer) (key api.Secret, err error) {
 	fmt.Fprint(w, "Paste the private key (PEM; it is not shown): ")
 	key = make(api.Secret, 0, maxKeyFile+1) // no regrowth leaves an unwiped copy
 	for {
-		line, err := readLine(tty)
+		line, err := promptLine(ctx, tty)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -229,10 +230,10 @@ func runRotate(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := in.complete(env); err != nil {
+	if err := in.complete(ctx, env); err != nil {
 		return err
 	}
-	req, err := in.request(env)
+	req, err := in.request(ctx, env)
 	defer req.PrivateKey.Wipe()
 	if err != nil {
 		return err
@@ -284,10 +285,10 @@ func runAdd(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() != 0 {
 		return usageError("add takes no arguments, got %q; pass the credential with --name, --client-id, --key-id and --key", fs.Arg(0))
 	}
-	if err := in.complete(env); err != nil {
+	if err := in.complete(ctx, env); err != nil {
 		return err
 	}
-	req, err := in.request(env)
+	req, err := in.request(ctx, env)
 	defer req.PrivateKey.Wipe()
 	if err != nil {
 		return err

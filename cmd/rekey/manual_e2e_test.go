@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
@@ -242,5 +244,46 @@ func TestAKeyPastedOnTheTerminalIsNotShown(t *testing.T) {
 	secretFree(t, "the terminal", screen.String()+stdout.String(), k)
 	if ts := statusJSON(t, l.socket).Tenants; len(ts) != 1 || ts[0].Active.KeyID != k.KeyID {
 		t.Fatalf("after the pasted add: %+v", ts)
+	}
+}
+
+// TestCtrlCAtAPromptEndsTheCommand: Ctrl-C cancels the command's context
+// (main turns SIGINT into that); a prompt waiting on the terminal gives up,
+// and the key prompt turns echo back on.
+func TestCtrlCAtAPromptEndsTheCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		prompt string
+	}{
+		{[]string{"add"}, "Credential name: "},
+		{[]string{"add", "--name", "A", "--client-id", "BUSINESSAPI.x", "--key-id", "k", "--key", "-"}, "Paste the private key (PEM; it is not shown): "},
+	} {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		screen := newSyncBuffer()
+		go io.Copy(screen, ptmx)
+		ctx, interrupt := context.WithCancel(context.Background())
+		env := &Env{Stdin: tty, Stdout: io.Discard, Stderr: tty, Getenv: socketEnv(filepath.Join(t.TempDir(), "none.sock"))}
+		done := make(chan int, 1)
+		go func() { done <- Run(ctx, env, tc.args) }()
+		screen.waitFor(t, tc.prompt)
+		interrupt()
+		select {
+		case code := <-done:
+			if code != exitFailure {
+				t.Errorf("rekey %v interrupted at %q: exit %d, want %d", tc.args, tc.prompt, code, exitFailure)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("rekey %v still waits at %q after Ctrl-C", tc.args, tc.prompt)
+		}
+		screen.waitFor(t, "interrupted")
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), getTermios)
+		if err != nil || tio.Lflag&unix.ECHO == 0 {
+			t.Errorf("after Ctrl-C at %q the terminal does not echo (%v)", tc.prompt, err)
+		}
+		tty.Close()
+		ptmx.Close()
 	}
 }
