@@ -249,14 +249,22 @@ func TestAKeyPastedOnTheTerminalIsNotShown(t *testing.T) {
 
 // TestCtrlCAtAPromptEndsTheCommand: Ctrl-C cancels the command's context
 // (main turns SIGINT into that); a prompt waiting on the terminal gives up,
-// and the key prompt turns echo back on.
+// and a prompt without echo turns it back on.
 func TestCtrlCAtAPromptEndsTheCommand(t *testing.T) {
+	sock := startAgent(t, fakeAgent()) // i9 waits for a password
+	k, err := appletest.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args   []string
 		prompt string
 	}{
 		{[]string{"add"}, "Credential name: "},
 		{[]string{"add", "--name", "A", "--client-id", "BUSINESSAPI.x", "--key-id", "k", "--key", "-"}, "Paste the private key (PEM; it is not shown): "},
+		{[]string{"unlock", "i9"}, "Password for this import: "},
+		{[]string{"seal", "--name", "A", "--client-id", k.ClientID, "--key-id", k.KeyID, "--key", keyFile(t, k),
+			"--out", filepath.Join(t.TempDir(), "a.plist")}, "Passphrase: "},
 	} {
 		ptmx, tty, err := pty.Open()
 		if err != nil {
@@ -265,7 +273,7 @@ func TestCtrlCAtAPromptEndsTheCommand(t *testing.T) {
 		screen := newSyncBuffer()
 		go io.Copy(screen, ptmx)
 		ctx, interrupt := context.WithCancel(context.Background())
-		env := &Env{Stdin: tty, Stdout: io.Discard, Stderr: tty, Getenv: socketEnv(filepath.Join(t.TempDir(), "none.sock"))}
+		env := &Env{Stdin: tty, Stdout: io.Discard, Stderr: tty, Getenv: socketEnv(sock)}
 		done := make(chan int, 1)
 		go func() { done <- Run(ctx, env, tc.args) }()
 		screen.waitFor(t, tc.prompt)
