@@ -7,6 +7,7 @@ import (
 
 	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -87,7 +88,11 @@ func nextStep(imp store.Import) string {
 	case imp.State == store.ImportNeedsTarget:
 		return "rekey unlock " + id + " --update CREDENTIAL (or --add)"
 	case imp.State == store.ImportFailed && imp.Source == agent.ManualSource:
-		return "run 'rekey rotate' or 'rekey add' again with the corrected credential; 'rekey dismiss " + id + "' clears this"
+		cmd := "rotate"
+		if imp.Intent == payload.IntentAdd {
+			cmd = "add"
+		}
+		return "run 'rekey " + cmd + "' again with the corrected credential; 'rekey dismiss " + id + "' clears this"
 	case imp.State == store.ImportFailed:
 		return "rekey retry " + id + " once the cause is fixed, or rekey dismiss " + id
 	}

@@ -91,7 +91,8 @@ func TestStatusNamesTheNextStepOfEachPendingImport(t *testing.T) {
 		{ID: "locked-import", Name: "Locked", Source: plist, State: store.ImportPendingUnlock},
 		{ID: "no-target-import", Name: "No target", Source: plist, State: store.ImportNeedsTarget},
 		{ID: "failed-payload", Name: "Late key", Source: plist, State: store.ImportFailed, Reason: "rejected"},
-		{ID: "manual-0123456789abcdef", Name: "Typo", Source: agent.ManualSource, State: store.ImportFailed, Reason: "rejected"},
+		{ID: "manual-0123456789abcdef", Name: "Typo", Source: agent.ManualSource, Intent: "update", State: store.ImportFailed, Reason: "rejected"},
+		{ID: "manual-fedcba9876543210", Name: "Typo", Source: agent.ManualSource, Intent: "add", State: store.ImportFailed, Reason: "rejected"},
 		{ID: "busy-import", Name: "Busy", Source: plist, State: store.ImportApplying},
 	}
 	status := f.StatusFunc
@@ -116,7 +117,8 @@ func TestStatusNamesTheNextStepOfEachPendingImport(t *testing.T) {
 		"locked-import":           "→ rekey unlock locked-import",
 		"no-target-import":        "→ rekey unlock no-target-import --update CREDENTIAL (or --add)",
 		"failed-payload":          "→ rekey retry failed-payload once the cause is fixed, or rekey dismiss failed-payload",
-		"manual-0123456789abcdef": "again with the corrected credential; 'rekey dismiss manual-01234' clears this",
+		"manual-0123456789abcdef": "→ run 'rekey rotate' again with the corrected credential; 'rekey dismiss manual-01234' clears this",
+		"manual-fedcba9876543210": "→ run 'rekey add' again with the corrected credential; 'rekey dismiss manual-fedcb' clears this",
 	} {
 		if !strings.HasSuffix(lines[id], want) {
 			t.Errorf("status line of %s is %q, want it to end with %q", id, lines[id], want)
