@@ -92,6 +92,9 @@ func TestManPageDescribesEveryCommandFromTheTable(t *testing.T) {
 			t.Errorf("the man page lacks %s's usage line or example", c.name)
 		}
 	}
+	if !strings.Contains(page, ".BI \"\\-\\-key \" \"FILE\"\n") || strings.Contains(page, "\" FILE\"") {
+		t.Errorf("a flag's value is not set in italics after the bold flag (.BI \"\\-\\-key \" \"FILE\")")
+	}
 	if groff, err := exec.LookPath("groff"); err == nil {
 		cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z")
 		cmd.Stdin = strings.NewReader(page)
