@@ -17,8 +17,8 @@ type statusSnap struct {
 
 // changed notes that the status may differ now. It is called before an
 // event is fanned out, so a client that saw the event and asks for the
-// status gets one built after it. The status loop rebuilds the snapshot
-// (and rewrites the status file) right away.
+// status gets one built after it: the next request rebuilds the snapshot,
+// and the status loop does within statusFileWindow to rewrite the file.
 func (a *Agent) changed() {
 	a.statusGen.Add(1)
 	kick(a.statusKick)
@@ -56,8 +56,8 @@ type snapBuild struct {
 	err  error
 }
 
-// rebuild builds the status from the store and keeps it unless a newer
-// snapshot was kept meanwhile. statusFlight runs one at a time.
+// rebuild is one build, made known to the callers of snapshot while it
+// runs. statusFlight runs one at a time.
 func (a *Agent) rebuild(ctx context.Context) (*statusSnap, error) {
 	b := &snapBuild{gen: a.statusGen.Load(), done: make(chan struct{})} // before reading: a later change makes it stale
 	a.building.Store(b)
@@ -66,6 +66,8 @@ func (a *Agent) rebuild(ctx context.Context) (*statusSnap, error) {
 	return b.s, b.err
 }
 
+// build reads and encodes the status as of change gen and keeps it as the
+// snapshot unless a newer one is kept already.
 func (a *Agent) build(ctx context.Context, gen uint64) (*statusSnap, error) {
 	st, err := a.buildStatus(ctx)
 	if err != nil {
