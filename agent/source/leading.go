@@ -8,6 +8,9 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
+// maxDrain bounds how many queued events one leading read takes in.
+const maxDrain = 4096
+
 // events handles ev and every event already queued behind it. A payload
 // file created or renamed into place is complete (MDM agents write a
 // temporary file and rename it), so it is read at once: the leading edge.
@@ -18,9 +21,11 @@ import (
 func (w *Watcher) events(ctx context.Context, ev fsnotify.Event) bool {
 	lead := map[string]string{} // payload path → user
 	w.take(ev, lead)
-	// Drain what is queued already, so a burst of renames is read once.
+	// Drain what is queued already (a bounded number, so that a flood of
+	// events cannot hold off the end of ctx), so a burst of renames is read
+	// once.
 drain:
-	for {
+	for range maxDrain {
 		select {
 		case ev, ok := <-w.watchEvents():
 			if !ok {
