@@ -111,10 +111,11 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		if err != nil {
 			return a.stageFailed(ctx, imp.ID, cred, err)
 		}
+		a.st.FinishWipes(ctx) // a key the cut-over retired leaves the WAL before it is announced
 		for _, ev := range evs {
 			a.announce(ev) // staged, validated, cutover, the import applied
 		}
-		a.cutDone(ctx)
+		crashPoint(string(store.EvRotationCutover))
 	} else {
 		rot, staged, ev, err := a.st.Stage(ctx, target.TenantID, nc)
 		if err != nil {
@@ -138,10 +139,11 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 			a.publishCheck(ctx, v)
 			return storeErr(err)
 		}
+		a.st.FinishWipes(ctx) // a key the cut-over retired leaves the WAL before it is announced
 		for _, ev := range evs {
 			a.announce(ev) // the auth check, validated, cutover, the import applied
 		}
-		a.cutDone(ctx)
+		crashPoint(string(store.EvRotationCutover))
 	}
 	if !w.manual {
 		a.followPayload(ctx, target.TenantID)
@@ -199,15 +201,8 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 	}
 	a.announce(ev)
 	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
-	a.cutDone(ctx)
-	return nil
-}
-
-// cutDone follows a committed and announced cut-over: the key of a
-// credential it retired leaves the WAL.
-func (a *Agent) cutDone(ctx context.Context) {
-	a.st.FinishWipes(ctx)
 	crashPoint(string(store.EvRotationCutover))
+	return nil
 }
 
 // confirm retires a tenant's previous credential once the active one has

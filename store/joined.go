@@ -51,9 +51,10 @@ func (s *Store) RecordImportLogged(ctx context.Context, im Import, lead ...Event
 
 // oweWipe notes, after a joined cut-over that retired an older previous
 // credential (its event names it), that the WAL still holds the wiped key.
-// The joined methods lie on the way from a push to the cut-over event, so
-// they leave the checkpoint (wipe.go) to FinishWipes, which the caller
-// runs once it has announced the cut-over; the next write pays it too.
+// The joined methods leave the checkpoint (wipe.go) to FinishWipes, which
+// the caller runs before it announces the cut-over (the next write, and the
+// next Open, pay it too). It costs nothing when no key was retired, the
+// usual case on the way from a push to the cut-over event.
 func (s *Store) oweWipe(evs []Event) {
 	for _, e := range evs {
 		if e.Kind == EvRotationCutover && e.Fields["retired"] != "" {

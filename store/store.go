@@ -100,6 +100,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// A wipe whose checkpoint a crash cut short leaves the WAL now.
+	s.checkpointWipe(context.Background())
 	if err := fixSidecarModes(path); err != nil {
 		s.w.Close()
 		return nil, fmt.Errorf("open store: %w", err)
