@@ -128,6 +128,9 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
 		Fields:  map[string]string{"resumed": strconv.FormatBool(ten.SyncCursor != "")}})
+	if _, err := a.st.BeginPass(ctx, tenantID); err != nil {
+		return store.Event{}, fmt.Errorf("begin sync pass: %w", err)
+	}
 	sink := &storeSink{st: a.st, tenantID: tenantID, cursor: ten.SyncCursor}
 	err = a.cfg.Syncer.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
 		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
@@ -143,7 +146,7 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
 			fmt.Errorf("sync: %w", err)
 	}
-	if err := a.st.SetSync(ctx, tenantID, "", a.cfg.Now(), ""); err != nil {
+	if err := a.st.EndPass(ctx, tenantID, a.cfg.Now()); err != nil {
 		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
 			fmt.Errorf("record sync: %w", err)
 	}
@@ -236,8 +239,11 @@ func (s *storeSink) Coverage(ctx context.Context, cs []apple.DeviceCoverage) err
 
 // Cursor commits the buffered page together with the cursor.
 func (s *storeSink) Cursor(ctx context.Context, next string) error {
-	if err := s.st.SyncPage(ctx, s.tenantID, s.devices, s.coverage, next); err != nil {
+	if _, err := s.st.SyncPage(ctx, s.tenantID, s.devices, next); err != nil {
 		return fmt.Errorf("store sync page: %w", err)
+	}
+	if err := s.st.UpsertCoverage(ctx, s.tenantID, s.coverage); err != nil {
+		return fmt.Errorf("store coverage: %w", err)
 	}
 	s.devices, s.coverage, s.cursor = s.devices[:0], s.coverage[:0], next
 	return nil
