@@ -61,6 +61,9 @@ type Stats struct {
 	CoverageRequests int
 	Unauthorized     int // API requests refused for a missing, unknown or expired token
 	MaxInFlight      int // most coverage requests handled at once
+	APIRequests      int // device list and coverage requests, throttled ones included
+	Throttled        int // API requests answered 429 by the rate limit (SetRateLimit)
+	CursorsRefused   int // device list requests refused for an expired cursor
 }
 
 // Key is a generated API credential registered with the server.
@@ -97,6 +100,9 @@ type Server struct {
 	stats      Stats
 	rejections []string
 	inFlight   int
+	limit      *bucket
+	cursorGen  int          // cursors of older generations are expired
+	released   map[int]bool // devices that left the organisation
 	closing    chan struct{}
 	closeOnce  sync.Once
 }
@@ -110,17 +116,30 @@ func New(tb testing.TB) *Server {
 		creds:    map[string]registered{},
 		jtis:     map[string]bool{},
 		tokens:   map[string]issued{},
+		released: map[int]bool{},
 		closing:  make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/oauth2/token", s.token)
 	mux.HandleFunc("GET /v1/orgDevices", s.listDevices)
 	mux.HandleFunc("GET /v1/orgDevices/{id}/appleCareCoverage", s.coverage)
-	s.srv = httptest.NewServer(mux)
+	s.srv = httptest.NewServer(s.dated(mux))
 	if tb != nil {
 		tb.Cleanup(s.Close)
 	}
 	return s
+}
+
+// dated writes the Date header from the server's clock, so a client can
+// compare it with its own, as with Apple's token endpoint.
+func (s *Server) dated(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		now := s.now()
+		s.mu.Unlock()
+		w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Close stops the server.
@@ -321,9 +340,11 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
 
+// apiError writes Apple's ErrorResponse: errors[0].id is the id Apple asks
+// for in support requests.
 func apiError(w http.ResponseWriter, status int, code, detail string) {
 	writeJSON(w, status, map[string]any{"errors": []map[string]string{{
-		"status": fmt.Sprint(status), "code": code,
+		"id": uuid.NewString(), "status": fmt.Sprint(status), "code": code,
 		"title": strings.ToLower(http.StatusText(status)), "detail": detail,
 	}}})
 }
