@@ -306,7 +306,9 @@ func (s *Server) coverage(w http.ResponseWriter, r *http.Request) {
 // coverageRecord is record j of device i (see CoverageCount).
 func coverageRecord(i, j int) coverageAttrs {
 	day := time.Duration(i%365) * 24 * time.Hour
-	at := func(y int, m time.Month) string { return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC).Add(day).Format(time.RFC3339) }
+	at := func(y int, m time.Month) string {
+		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC).Add(day).Format(time.RFC3339)
+	}
 	str := func(s string) *string { return &s }
 	switch {
 	case i%4 == 1 && j == 0:
