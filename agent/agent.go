@@ -52,6 +52,10 @@ type Config struct {
 	// looks for tenants due a sync and rotations waiting for confirmation
 	// (tests send ticks and move Now instead of waiting).
 	SyncTicks <-chan time.Time
+	// AppleRequestsPerMinute is the ceiling on requests to Apple per tenant
+	// when the payload sets no RequestsPerMinute; 0 adapts to Apple's rate
+	// limit (docs/apple.md). The demo and tests against a local fake raise it.
+	AppleRequestsPerMinute int
 	// AppleSleep waits between retries of a request to Apple when Checker or
 	// Syncer is nil. Nil: a real timer that honours ctx.
 	AppleSleep func(ctx context.Context, d time.Duration) error
@@ -113,7 +117,8 @@ type Agent struct {
 	status  statusFlight
 
 	syncMu  sync.Mutex
-	syncing map[string]bool // tenant id → sync running
+	syncing map[string]bool         // tenant id → sync running
+	budgets map[string]tenantBudget // tenant id → its requests to Apple
 
 	setMu sync.Mutex
 	set   payload.Settings // of the most recent payload read
@@ -147,6 +152,7 @@ func New(cfg Config) (*Agent, error) {
 		sources:    make(map[string]*sourceState),
 		released:   make(map[string]bool),
 		syncing:    make(map[string]bool),
+		budgets:    make(map[string]tenantBudget),
 		set:        payload.DefaultSettings(),
 		bg:         context.Background(),
 		statusKick: make(chan struct{}, 1),

@@ -10,7 +10,7 @@ import (
 
 // Syncer imports a tenant's devices and coverage with a credential.
 type Syncer interface {
-	Sync(ctx context.Context, t AuthTarget, cursor string, sink apple.Sink, progress func(apple.Progress)) error
+	Sync(ctx context.Context, t AuthTarget, b *apple.Budget, state apple.SyncState, sink apple.Sink, progress func(apple.Progress)) error
 }
 
 // appleBackend checks and syncs against Apple (or any server speaking its
@@ -47,7 +47,8 @@ func credOf(t AuthTarget) apple.Credential {
 	return apple.Credential{ClientID: t.ClientID, KeyID: t.KeyID, Scope: t.Scope, Key: t.Key}
 }
 
-// Check exchanges the credential for a token and classifies the answer.
+// Check exchanges the credential for a token and classifies the answer. A
+// refusal blamed on the system clock is unreachable, never rejected.
 func (b *appleBackend) Check(ctx context.Context, t AuthTarget) CheckResult {
 	r := b.client(t).Check(ctx, credOf(t))
 	switch r.Outcome {
@@ -59,7 +60,7 @@ func (b *appleBackend) Check(ctx context.Context, t AuthTarget) CheckResult {
 	return CheckResult{Outcome: Unreachable, Reason: r.Reason}
 }
 
-// Sync pages the tenant's devices and coverage into sink.
-func (b *appleBackend) Sync(ctx context.Context, t AuthTarget, cursor string, sink apple.Sink, progress func(apple.Progress)) error {
-	return b.client(t).Sync(ctx, credOf(t), cursor, sink, progress)
+// Sync runs the tenant's sync pass from state into sink, paid from budget.
+func (b *appleBackend) Sync(ctx context.Context, t AuthTarget, budget *apple.Budget, state apple.SyncState, sink apple.Sink, progress func(apple.Progress)) error {
+	return b.client(t).Sync(ctx, credOf(t), budget, state, sink, progress)
 }

@@ -92,8 +92,10 @@ func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 				ts.Previous = summary(c)
 			}
 		}
-		if ts.Devices, ts.Coverage, err = a.st.Counts(ctx, t.ID); err != nil {
-			return st, fmt.Errorf("count tenant records: %w", err)
+		ts.Counts = t.Counts
+		ts.Devices, ts.Coverage = t.Counts.Devices, t.Counts.Coverage
+		if ts.Freshness, err = a.st.CoverageFreshness(ctx, t.ID, a.cfg.Now().Add(-a.settings().SyncInterval)); err != nil {
+			return st, fmt.Errorf("read coverage freshness: %w", err)
 		}
 		st.Tenants = append(st.Tenants, ts)
 	}
@@ -152,11 +154,8 @@ func (a *Agent) Import(ctx context.Context, id string) (store.Import, error) {
 }
 func (a *Agent) Rotations(ctx context.Context) ([]store.Rotation, error) { return a.st.Rotations(ctx) }
 
-func (a *Agent) Devices(ctx context.Context, tenantID, after string, limit int) ([]store.Device, string, error) {
-	if _, err := a.st.Tenant(ctx, tenantID); err != nil {
-		return nil, "", err
-	}
-	return a.st.Devices(ctx, tenantID, after, limit)
+func (a *Agent) Devices(ctx context.Context, tenantID string, q store.DeviceQuery) ([]store.Device, string, error) {
+	return a.st.ListDevices(ctx, tenantID, q)
 }
 
 // Unlock decrypts a waiting import with a UI's password and choice.

@@ -27,6 +27,15 @@ const (
 	EvSyncFailed      = api.EventSyncFailed
 )
 
+// Sync events beyond the API's four: Apple refused the stored device list
+// cursor and the list is read again (its error id in apple_error_id); Apple
+// asked for a wait longer than a sync waits, and the pass resumes after
+// until.
+const (
+	EvSyncRestarted = "sync.restarted"
+	EvSyncPaused    = "sync.paused"
+)
+
 // EvCredentialReleased: a credential's payload entry was removed; it stays, owned locally.
 const EvCredentialReleased = "credential.released"
 

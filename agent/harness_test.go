@@ -63,7 +63,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 }
 
 func (h *harness) config() agent.Config {
-	return agent.Config{PrefsDir: h.prefs, StateDir: h.state, Socket: h.socket, PassphraseFile: h.pass,
+	return agent.Config{AppleRequestsPerMinute: 1e9, PrefsDir: h.prefs, StateDir: h.state, Socket: h.socket, PassphraseFile: h.pass,
 		Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, Version: "test"}
 }
 

@@ -68,13 +68,24 @@ func (a *Agent) syncDue(ctx context.Context) {
 			waiting[c.TenantID] = true
 		}
 	}
+	now := a.cfg.Now()
 	for _, ten := range tenants {
-		if interval > 0 && a.cfg.Now().Sub(ten.LastSyncAt) >= interval {
+		if syncDue(ten, interval, now) {
 			a.scheduleSync(ten.ID)
 		} else if waiting[ten.ID] {
 			a.confirmPending(ctx, ten.ID)
 		}
 	}
+}
+
+// syncDue reports whether a tenant's sync should run at now: a pass is
+// under way (it resumes, unless Apple asked for a wait that has not passed)
+// or the interval has passed since the last finished one.
+func syncDue(t store.Tenant, interval time.Duration, now time.Time) bool {
+	if interval <= 0 || now.Before(t.SyncPausedUntil) {
+		return false
+	}
+	return !t.SyncPassStartedAt.IsZero() || now.Sub(t.LastSyncAt) >= interval
 }
 
 // scheduleSync starts a background sync of tenantID unless one runs or
@@ -90,11 +101,12 @@ func (a *Agent) scheduleSync(tenantID string) {
 	}()
 }
 
-// SyncTenant imports the tenant's devices and coverage now with its active
-// credential, resuming an interrupted sync from its cursor. A failure is
-// recorded on the tenant (SyncError) and cleared by the next success. The
-// sync.finished or sync.failed event is published once the sync is over, so
-// a new sync of the tenant may start as soon as it is seen.
+// SyncTenant runs the tenant's sync pass now with its active credential:
+// it resumes the pass under way (stopped by an error, a restart, a kill or
+// a rotation) or begins a new one. A failure is recorded on the tenant
+// (SyncError) and cleared by the next success. The sync.finished,
+// sync.paused or sync.failed event is published once the sync is over, so a
+// new sync of the tenant may start as soon as it is seen.
 func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
 	a.syncMu.Lock()
 	if a.syncing[tenantID] {
@@ -113,10 +125,33 @@ func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
 	return err
 }
 
+// budget returns the tenant's request budget, new when the payload's
+// RequestsPerMinute changed.
+func (a *Agent) budget(tenantID string) *apple.Budget {
+	perMinute := a.settings().RequestsPerMinute
+	if perMinute == 0 {
+		perMinute = a.cfg.AppleRequestsPerMinute
+	}
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
+	tb, ok := a.budgets[tenantID]
+	if !ok || tb.perMinute != perMinute {
+		tb = tenantBudget{apple.NewBudget(float64(perMinute)), perMinute}
+		a.budgets[tenantID] = tb
+	}
+	return tb.Budget
+}
+
+// tenantBudget is a tenant's budget and the ceiling it was made with.
+type tenantBudget struct {
+	*apple.Budget
+	perMinute int
+}
+
 // syncOnce runs one sync and returns the event that ends it (none when the
 // sync could not start).
 func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, error) {
-	ten, err := a.st.Tenant(ctx, tenantID)
+	before, err := a.st.Tenant(ctx, tenantID)
 	if err != nil {
 		return store.Event{}, fmt.Errorf("read tenant: %w", err)
 	}
@@ -125,26 +160,37 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 		return store.Event{}, err
 	}
 	defer func() { target.Key = nil }()
-	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
-		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
-		Fields:  map[string]string{"resumed": strconv.FormatBool(ten.SyncCursor != "")}})
-	if _, err := a.st.BeginPass(ctx, tenantID); err != nil {
+	ten, err := a.st.BeginPass(ctx, tenantID)
+	if err != nil {
 		return store.Event{}, fmt.Errorf("begin sync pass: %w", err)
 	}
-	sink := &storeSink{st: a.st, tenantID: tenantID, cursor: ten.SyncCursor}
-	err = a.cfg.Syncer.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
-		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
+	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
+		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
+		Fields:  map[string]string{"resumed": strconv.FormatBool(!before.SyncPassStartedAt.IsZero())}})
+	sink := &storeSink{st: a.st, tenantID: tenantID, since: ten.SyncPassStartedAt}
+	b := a.budget(tenantID)
+	progress := func(p apple.Progress) {
+		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID,
+			Message: fmt.Sprintf("listed %d devices, read the coverage of %d", p.Devices, p.Checked),
 			Fields: map[string]string{"pages": strconv.Itoa(p.Pages), "devices": strconv.Itoa(p.Devices),
-				"coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total)}})
-	})
-	if err != nil {
-		// Keep the cursor of the last page stored (the one the sync started
-		// from when none was), even when ctx was cancelled.
-		if serr := a.st.SetSync(context.WithoutCancel(ctx), tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
-			a.log.Error("record sync failure", "tenant", tenantID, "err", serr)
+				"checked": strconv.Itoa(p.Checked), "coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total),
+				"rate_per_minute": strconv.FormatFloat(p.Rate, 'f', 1, 64)}})
+	}
+	state := apple.SyncState{Cursor: ten.SyncCursor, Listed: ten.SyncListed}
+	err = a.cfg.Syncer.Sync(ctx, target, b, state, sink, progress)
+	if errors.Is(err, apple.ErrCursorRefused) {
+		// Apple no longer takes the stored cursor: read the list again from
+		// the first page. Coverage read in this pass is not read again.
+		if rerr := a.st.RestartList(ctx, tenantID); rerr != nil {
+			return a.syncStopped(ctx, tenantID, cred.ID, fmt.Errorf("restart device list: %w", rerr))
 		}
-		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
-			fmt.Errorf("sync: %w", err)
+		a.publish(ctx, store.Event{Kind: EvSyncRestarted, TenantID: tenantID, CredentialID: cred.ID,
+			Message: "Apple refused the stored device list cursor; reading the device list again from the first page",
+			Fields:  errorFields(err)})
+		err = a.cfg.Syncer.Sync(ctx, target, b, apple.SyncState{}, sink, progress)
+	}
+	if err != nil {
+		return a.syncStopped(ctx, tenantID, cred.ID, err)
 	}
 	if err := a.st.EndPass(ctx, tenantID, a.cfg.Now()); err != nil {
 		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
@@ -156,10 +202,47 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 	a.mu.Lock()
 	a.confirm(ctx, tenantID)
 	a.mu.Unlock()
-	devices, coverage, _ := a.st.Counts(ctx, tenantID)
+	after, _ := a.st.Tenant(ctx, tenantID)
+	n := after.Counts
 	return store.Event{Kind: EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
-		Message: fmt.Sprintf("sync finished: %d devices, %d coverage records", devices, coverage),
-		Fields:  map[string]string{"devices": strconv.Itoa(devices), "coverage": strconv.Itoa(coverage)}}, nil
+		Message: fmt.Sprintf("sync finished: %d devices (%d released), %d coverage records", n.Devices, n.Released, n.Coverage),
+		Fields: map[string]string{"devices": strconv.Itoa(n.Devices), "coverage": strconv.Itoa(n.Coverage),
+			"released": strconv.Itoa(n.Released), "newly_released": strconv.Itoa(sink.released),
+			"active": strconv.Itoa(n.Active), "expired": strconv.Itoa(n.Expired), "none": strconv.Itoa(n.None),
+			"unknown": strconv.Itoa(n.Unknown)}}, nil
+}
+
+// syncStopped records a sync that stopped with err, its progress kept: a
+// pause Apple asked for (sync.paused, resumed after it) or a failure
+// (sync.failed, resumed on the next tick).
+func (a *Agent) syncStopped(ctx context.Context, tenantID, credID string, err error) (store.Event, error) {
+	var pe *apple.PausedError
+	var until time.Time
+	if errors.As(err, &pe) {
+		until = pe.Until
+	}
+	if serr := a.st.SyncStopped(context.WithoutCancel(ctx), tenantID, err.Error(), until); serr != nil {
+		a.log.Error("record sync stop", "tenant", tenantID, "err", serr)
+	}
+	ev := store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: credID, Message: "sync failed: " + err.Error(),
+		Fields: errorFields(err)}
+	if !until.IsZero() {
+		ev.Kind, ev.Message = EvSyncPaused, "sync paused: "+err.Error()
+		if ev.Fields == nil {
+			ev.Fields = map[string]string{}
+		}
+		ev.Fields["until"] = until.UTC().Format(time.RFC3339)
+	}
+	return ev, fmt.Errorf("sync: %w", err)
+}
+
+// errorFields are the event fields of an error from Apple: the error id
+// Apple asks for in support requests.
+func errorFields(err error) map[string]string {
+	if id := apple.ErrorID(err); id != "" {
+		return map[string]string{"apple_error_id": id}
+	}
+	return nil
 }
 
 // confirmPending checks the active credential of a tenant that still keeps
@@ -204,54 +287,4 @@ func (a *Agent) activeTarget(ctx context.Context, tenantID string) (store.Creden
 			TokenURL: s.TokenURL, APIBaseURL: s.APIBase(c.Scope)}, nil
 	}
 	return store.Credential{}, AuthTarget{}, fmt.Errorf("tenant %s has no active credential: %w", tenantID, store.ErrNotFound)
-}
-
-// storeSink writes a sync into the tenant, a page at a time.
-type storeSink struct {
-	st       *store.Store
-	tenantID string
-	devices  []store.Device
-	coverage []store.DeviceCoverage
-	cursor   string // last cursor committed (the stored one before any page)
-}
-
-var _ apple.Sink = (*storeSink)(nil)
-
-func (s *storeSink) Devices(ctx context.Context, ds []apple.Device) error {
-	for _, d := range ds {
-		s.devices = append(s.devices, store.Device{Serial: d.Serial, AppleID: d.ID, Model: d.Model,
-			ProductFamily: d.ProductFamily, Status: d.Status, Attrs: d.Attributes})
-	}
-	return nil
-}
-
-func (s *storeSink) Coverage(ctx context.Context, cs []apple.DeviceCoverage) error {
-	for _, dc := range cs {
-		recs := make([]store.Coverage, 0, len(dc.Records))
-		for _, r := range dc.Records {
-			recs = append(recs, store.Coverage{ID: r.ID, Serial: dc.Serial, Description: r.Description, Status: r.Status,
-				StartDate: dateOf(r.Start), EndDate: dateOf(r.End), Attrs: r.Attributes})
-		}
-		s.coverage = append(s.coverage, store.DeviceCoverage{Serial: dc.Serial, Records: recs})
-	}
-	return nil
-}
-
-// Cursor commits the buffered page together with the cursor.
-func (s *storeSink) Cursor(ctx context.Context, next string) error {
-	if _, err := s.st.SyncPage(ctx, s.tenantID, s.devices, next); err != nil {
-		return fmt.Errorf("store sync page: %w", err)
-	}
-	if err := s.st.UpsertCoverage(ctx, s.tenantID, s.coverage); err != nil {
-		return fmt.Errorf("store coverage: %w", err)
-	}
-	s.devices, s.coverage, s.cursor = s.devices[:0], s.coverage[:0], next
-	return nil
-}
-
-func dateOf(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
 }

@@ -18,6 +18,7 @@ const (
 	KeyTokenURL            = "TokenURL"
 	KeyAPIBaseURL          = "APIBaseURL"
 	KeySyncInterval        = "SyncInterval"
+	KeyRequestsPerMinute   = "RequestsPerMinute"
 
 	// Keys of the decrypted credential plist.
 	KeyClientID   = "ClientID"
@@ -97,6 +98,8 @@ var Schema = []Field{
 				Description: "Default by scope: " + DefaultBusinessAPIBase + " or " + DefaultSchoolAPIBase + "."},
 			{Key: KeySyncInterval, Type: "string", Default: DefaultSyncInterval, Title: "Sync interval",
 				Description: "Go duration between device syncs; \"0\" never syncs."},
+			{Key: KeyRequestsPerMinute, Type: "integer", Title: "Requests per minute",
+				Description: "Fixed ceiling on requests to Apple per tenant; unset adapts to Apple's rate limit."},
 		},
 	},
 }

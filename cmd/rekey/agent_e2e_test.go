@@ -81,6 +81,11 @@ func TestCLIScriptAgainstTheRealAgent(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "Import cli-rotate (Acme 2027): applied") {
 		t.Fatalf("unlock: exit %d, out %q, err %q", code, out, errOut)
 	}
+	// The cut-over starts a sync under key b, which Apple does not know;
+	// let it end before the rollback so that the sync below is the CLI's.
+	if e := l.waitSync(); e.Kind != agent.EvSyncFailed {
+		t.Fatalf("sync under the unknown key b: %+v", e)
+	}
 	st = statusJSON(t, l.socket)
 	if ts := st.Tenants[0]; ts.ID != tenant || ts.Active.KeyID != b.KeyID || ts.Previous == nil || ts.Previous.KeyID != a.KeyID {
 		t.Fatalf("after unlock: %+v", ts)
@@ -105,7 +110,7 @@ func TestCLIScriptAgainstTheRealAgent(t *testing.T) {
 	// Sync under the restored key works (Apple still knows key a).
 	code, out, errOut = runAt(t, l.socket, "", "sync", tenant)
 	if code != exitOK || !strings.Contains(out+errOut, "25") {
-		t.Fatalf("sync: exit %d, out %q, err %q", code, out, errOut)
+		t.Fatalf("sync: exit %d, out %q, err %q; fake refused %q, stats %+v", code, out, errOut, l.apple.Rejections(), l.apple.Stats())
 	}
 	l.healthy()
 }
