@@ -15,14 +15,14 @@ PKG_ARCH    ?= $(shell $(GO) env GOARCH)
 PKG_TAG     := $(patsubst v%,%,$(shell git describe --tags --abbrev=0 2>/dev/null))
 PKG_VERSION ?= $(if $(PKG_TAG),$(PKG_TAG),0.1.0)
 
-.PHONY: all build tools test fmt-check vet staticcheck unit cross fuzz fuzz-short bench demo clean package package-check soak
+.PHONY: all build tools test fmt-check vet staticcheck lint-ci unit cross fuzz fuzz-short bench demo clean package package-check soak
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/rekey
 
-test: tools fmt-check vet staticcheck unit cross fuzz-short
+test: tools fmt-check vet staticcheck lint-ci unit cross fuzz-short
 
 # The Debian tools the tests drive (age, openssl, python3, shellcheck, rpm,
 # curl): installed with apt when missing and running as root, otherwise named.
@@ -38,6 +38,11 @@ vet:
 
 staticcheck:
 	$(GO) tool staticcheck $(PKGS)
+
+# The GitHub Actions workflow, checked by actionlint (a Go tool in go.mod;
+# it runs shellcheck on the run: scripts when shellcheck is installed).
+lint-ci:
+	$(GO) tool actionlint .github/workflows/ci.yml
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

@@ -17,6 +17,7 @@ import (
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/agent/source"
 	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/platform/clock"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -40,8 +41,6 @@ type Config struct {
 
 	// Checker runs auth checks and confirmations; nil uses Apple's endpoints.
 	Checker Checker
-	// Syncer imports devices and coverage; nil uses Apple's API.
-	Syncer Syncer
 	// Backoff gives the wait before retry number n (1-based) of a failed
 	// import whose failure may pass. Nil: 30 s doubling to 1 h.
 	Backoff func(n int) time.Duration
@@ -56,11 +55,13 @@ type Config struct {
 	// when the payload sets no RequestsPerMinute; 0 adapts to Apple's rate
 	// limit (docs/apple.md). The demo and tests against a local fake raise it.
 	AppleRequestsPerMinute int
-	// AppleSleep waits between retries of a request to Apple when Checker or
-	// Syncer is nil. Nil: a real timer that honours ctx.
+	// AppleSleep waits between retries of a request to Apple (syncs, and
+	// auth checks when Checker is nil). Nil: a real timer that honours ctx.
 	AppleSleep func(ctx context.Context, d time.Duration) error
 
-	Now     func() time.Time
+	// Clock tells the time to the agent, its store and its Apple client
+	// (default: the real clock). Embedded, so a.cfg.Now() reads it.
+	clock.Clock
 	Logger  *slog.Logger
 	Version string
 }
@@ -72,8 +73,8 @@ func (c *Config) setDefaults() {
 	if c.MaxWorkFactor == 0 {
 		c.MaxWorkFactor = payload.DefaultWorkFactor
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.System{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -116,14 +117,7 @@ type Agent struct {
 	srcInfo sync.Map // payload path → api.SourceInfo: what Status shows, read without waiting for mu
 	status  statusFlight
 
-	syncMu  sync.Mutex
-	syncing map[string]bool         // tenant id → sync running
-	budgets map[string]tenantBudget // tenant id → its requests to Apple
-
-	setMu sync.Mutex
-	set   payload.Settings // of the most recent payload read
-
-	bg context.Context // lives as long as Run; background syncs use it
+	syncs *syncer
 
 	watcher    atomic.Pointer[source.Watcher]
 	statusKick chan struct{}
@@ -139,7 +133,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxWorkFactor < 1 || cfg.MaxWorkFactor > payload.MaxWorkFactorLimit {
 		return nil, fmt.Errorf("new agent: --max-work-factor %d is out of range; use 1 to %d", cfg.MaxWorkFactor, payload.MaxWorkFactorLimit)
 	}
-	st, err := store.Open(cfg.StateDir, store.Options{Now: cfg.Now, BusyTimeout: cfg.BusyTimeout})
+	st, err := store.Open(cfg.StateDir, store.Options{Clock: cfg.Clock, BusyTimeout: cfg.BusyTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -151,26 +145,21 @@ func New(cfg Config) (*Agent, error) {
 		waiting:    make(map[string]*waiting),
 		sources:    make(map[string]*sourceState),
 		released:   make(map[string]bool),
-		syncing:    make(map[string]bool),
-		budgets:    make(map[string]tenantBudget),
-		set:        payload.DefaultSettings(),
-		bg:         context.Background(),
 		statusKick: make(chan struct{}, 1),
 		retryKick:  make(chan struct{}, 1),
 	}
-	if a.cfg.Checker == nil || a.cfg.Syncer == nil {
-		ap := newAppleBackend(a.cfg.Now, a.cfg.AppleSleep)
-		if a.cfg.Checker == nil {
-			a.cfg.Checker = ap
-		}
-		if a.cfg.Syncer == nil {
-			a.cfg.Syncer = ap
-		}
+	ap := newAppleBackend(a.cfg.Clock, a.cfg.AppleSleep)
+	if a.cfg.Checker == nil {
+		a.cfg.Checker = ap
 	}
+	a.syncs = &syncer{st: st, log: a.log, now: a.cfg.Now, ticks: cfg.SyncTicks, checker: a.cfg.Checker, apple: ap,
+		publish: a.publish, progress: a.progress, confirmed: a.confirmed,
+		bg: context.Background(), running: make(map[string]bool), set: payload.DefaultSettings(),
+		perMinute: cfg.AppleRequestsPerMinute, budgets: make(map[string]tenantBudget)}
 	return a, nil
 }
 
-// Store gives tests and `rekey doctor` read access to the agent's store.
+// Store gives read access to the agent's store; only the agent writes to it.
 func (a *Agent) Store() *store.Store { return a.st }
 
 // Close closes the store. Call it after Run has returned.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
@@ -14,7 +13,7 @@ func TestAddThenUpdateByNameKeepsTenantData(t *testing.T) {
 	ctx := context.Background()
 	a := h.key("")
 	h.push(h.entry("Acme", payload.IntentAdd, "", a, testPassphrase))
-	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == agent.EvSyncFinished })
+	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == store.EvSyncFinished })
 	first := h.active("")
 	devices, coverage, err := h.agent.Store().Counts(ctx, first.TenantID)
 	if err != nil || devices != 25 {
@@ -24,7 +23,7 @@ func TestAddThenUpdateByNameKeepsTenantData(t *testing.T) {
 	b := h.key(a.ClientID)
 	h.push(h.entry("Acme 2", payload.IntentUpdate, "acme", b, testPassphrase))
 	imp := h.waitImport("", store.ImportApplied)
-	h.waitFor("sync under the new key", func(e store.Event) bool { return e.Kind == agent.EvSyncFinished })
+	h.waitFor("sync under the new key", func(e store.Event) bool { return e.Kind == store.EvSyncFinished })
 
 	now := h.active("")
 	if now.TenantID != first.TenantID || now.KeyID != b.KeyID || imp.TenantID != first.TenantID {
@@ -44,7 +43,7 @@ func TestAddThenUpdateByNameKeepsTenantData(t *testing.T) {
 	}
 	added := 0
 	for _, e := range evs {
-		if e.Kind == agent.EvCredentialAdded {
+		if e.Kind == store.EvCredentialAdded {
 			added++
 		}
 	}

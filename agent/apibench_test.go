@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
@@ -39,7 +38,7 @@ func BenchmarkStatusDuringRotations(b *testing.B) {
 	add.ImportID = "bench-add"
 	h.push(add)
 	h.waitImport(add.ImportID, store.ImportApplied)
-	waitLong(b, h, agent.EvSyncFinished) // 10,000 devices take longer than waitFor's deadline
+	waitLong(b, h, store.EvSyncFinished) // 10,000 devices take longer than waitFor's deadline
 	if n, _, err := h.agent.Store().Counts(context.Background(), h.active("").TenantID); err != nil || n != benchDevices {
 		b.Fatalf("tenant holds %d devices, %v", n, err)
 	}
@@ -169,7 +168,7 @@ func rotateOnce(ctx context.Context, h *harness, events <-chan store.Event, clie
 			if !ok {
 				return fmt.Errorf("event stream closed while waiting for %s", id)
 			}
-			if e.Kind != agent.EvImportState || e.ImportID != id {
+			if e.Kind != store.EvImportState || e.ImportID != id {
 				continue
 			}
 			switch store.ImportState(e.Fields["state"]) {
@@ -183,7 +182,7 @@ func rotateOnce(ctx context.Context, h *harness, events <-chan store.Event, clie
 }
 
 // waitLong waits up to two minutes for an event of kind.
-func waitLong(b *testing.B, h *harness, kind string) {
+func waitLong(b *testing.B, h *harness, kind store.EventKind) {
 	b.Helper()
 	deadline := time.After(2 * time.Minute)
 	for {

@@ -11,20 +11,17 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-// Errors the local API maps to answers.
 var (
-	// ErrWrongPassword: the password sent by a UI does not open the payload.
-	ErrWrongPassword = api.ErrWrongPassword
-	// ErrNotWaiting: the import is not waiting for a UI (applied, gone, or unknown to this run).
-	ErrNotWaiting = errors.New("import is not waiting for a decision")
-	// ErrBadChoice: the intent or target a UI chose cannot be used.
-	ErrBadChoice = errors.New("invalid choice")
+	// errNotWaiting: the import's entry is not in the managed preferences now.
+	errNotWaiting = errors.New("import is not waiting for a decision")
+	// errBadChoice: the target a UI chose for an update cannot be used.
+	errBadChoice = errors.New("invalid choice")
 )
 
 // attemptInput is what a UI adds to an attempt: a password and a choice.
 type attemptInput struct {
 	password string // "" uses the passphrase file
-	intent   string // "", add or update
+	intent   string // "", add or update (checked by Unlock)
 	target   string // credential for update
 }
 
@@ -60,16 +57,14 @@ func (a *Agent) retryLater(ctx context.Context, id string, cause error) {
 	if imp, err := a.st.Import(ctx, id); err != nil || imp.State != store.ImportFailed {
 		// The store could not record the failure either: live subscribers
 		// still learn of it; a restart records it (recovery).
-		a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id,
-			Message: "import failed (not recorded, the store is unavailable): " + reason,
-			Fields:  map[string]string{"state": string(store.ImportFailed), "recorded": "false"}})
+		a.publishUnrecorded(ctx, id, reason)
 	}
 }
 
 func (a *Agent) tryImport(ctx context.Context, id string, in attemptInput) error {
 	w := a.waiting[id]
 	if w == nil {
-		return ErrNotWaiting
+		return errNotWaiting
 	}
 	cred, err := a.decrypt(ctx, id, w, in.password)
 	if err != nil {
@@ -91,9 +86,9 @@ func (a *Agent) tryImport(ctx context.Context, id string, in attemptInput) error
 	switch d.Action {
 	case ActionAlreadyPresent:
 		delete(a.waiting, id)
-		a.finishImport(ctx, id, store.ImportAlreadyPresent, d.Reason, d.Target.TenantID)
+		a.setImport(ctx, id, store.ImportAlreadyPresent, d.Reason, d.Target.TenantID)
 	case ActionNeedsTarget:
-		a.setImport(ctx, id, store.ImportNeedsTarget, d.Reason)
+		a.setImport(ctx, id, store.ImportNeedsTarget, d.Reason, "")
 	case ActionAdd:
 		return a.add(ctx, imp, w, cred)
 	case ActionUpdate:
@@ -118,7 +113,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 			why = fmt.Sprintf("the passphrase file %s does not exist; restore it or unlock the import from a UI", a.cfg.PassphraseFile)
 		default:
 			why = "the passphrase file is refused (" + err.Error() + "); fix it or unlock the import from a UI"
-			a.publish(ctx, store.Event{Kind: EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
+			a.publish(ctx, store.Event{Kind: store.EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
 		}
 	}
 	cred, err := payload.Decrypt(w.entry.Ciphertext, passes, a.cfg.MaxWorkFactor)
@@ -127,18 +122,19 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 		return cred, nil
 	case errors.Is(err, payload.ErrWrongPassphrase):
 		if password != "" {
-			return nil, ErrWrongPassword
+			return nil, api.ErrWrongPassword
 		}
-		a.setImport(ctx, id, store.ImportPendingUnlock, why)
+		a.setImport(ctx, id, store.ImportPendingUnlock, why, "")
 		return nil, err
 	default:
 		w.transient = false
-		a.setImport(ctx, id, store.ImportFailed, err.Error())
+		a.setImport(ctx, id, store.ImportFailed, err.Error(), "")
 		return nil, err
 	}
 }
 
-// decide applies a UI's choice when there is one, else the brief's rules.
+// decide applies a UI's choice (add, or update of a named target) when there
+// is one, else the payload's intent and target, both through Decide.
 func (a *Agent) decide(ctx context.Context, imp store.Import, cred *payload.Credential, in attemptInput) (Decision, error) {
 	creds, err := a.st.Credentials(ctx)
 	if err != nil {
@@ -146,39 +142,19 @@ func (a *Agent) decide(ctx context.Context, imp store.Import, cred *payload.Cred
 	}
 	id := Identity{ClientID: cred.ClientID, KeyID: cred.KeyID}
 	switch in.intent {
-	case "":
-		return Decide(imp.Intent, imp.Target, id, creds), nil
 	case payload.IntentAdd:
 		return Decide(payload.IntentAdd, "", id, creds), nil
 	case payload.IntentUpdate:
 		if in.target == "" {
-			return Decision{}, fmt.Errorf("%w: update needs a target credential", ErrBadChoice)
+			return Decision{}, fmt.Errorf("%w: update needs a target credential", errBadChoice)
 		}
 		d := Decide(payload.IntentUpdate, in.target, id, creds)
 		if d.Action == ActionNeedsTarget {
-			return Decision{}, fmt.Errorf("%w: %s", ErrBadChoice, d.Reason)
+			return Decision{}, fmt.Errorf("%w: %s", errBadChoice, d.Reason)
 		}
 		return d, nil
 	}
-	return Decision{}, fmt.Errorf("%w: intent %q; use add or update", ErrBadChoice, in.intent)
-}
-
-// finishImport moves an import to a final state, records its tenant and
-// publishes the change.
-func (a *Agent) finishImport(ctx context.Context, id string, state store.ImportState, reason, tenantID string) {
-	_, err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
-		imp.State, imp.Reason = state, reason
-		if tenantID != "" {
-			imp.TenantID = tenantID
-		}
-		return nil
-	})
-	if err != nil {
-		a.log.Error("update import", "import", id, "err", err)
-		return
-	}
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, TenantID: tenantID,
-		Message: fmt.Sprintf("import %s: %s", state, reason), Fields: map[string]string{"state": string(state)}})
+	return Decide(imp.Intent, imp.Target, id, creds), nil
 }
 
 // failImport records a failure before cut-over. transient failures are
@@ -192,5 +168,5 @@ func (a *Agent) failImport(ctx context.Context, id string, reason string, transi
 			kick(a.retryKick)
 		}
 	}
-	a.setImport(ctx, id, store.ImportFailed, reason)
+	a.setImport(ctx, id, store.ImportFailed, reason, "")
 }

@@ -30,7 +30,7 @@ func newRotationFixture(t *testing.T, opts ...harnessOption) *rotationFixture {
 	f := &rotationFixture{h: h, a: h.key("")}
 	f.add = h.entry("Acme", payload.IntentAdd, "", f.a, testPassphrase)
 	h.push(f.add)
-	if e := h.waitFor("first sync", syncEnded("")); e.Kind != agent.EvSyncFinished {
+	if e := h.waitFor("first sync", syncEnded("")); e.Kind != store.EvSyncFinished {
 		t.Fatalf("first sync: %+v", e)
 	}
 	f.credA = h.active("")
@@ -41,14 +41,14 @@ func newRotationFixture(t *testing.T, opts ...harnessOption) *rotationFixture {
 // milestone names an event for the sequence a rotation goes through.
 func milestone(e store.Event) string {
 	switch e.Kind {
-	case agent.EvRotationStep:
+	case store.EvRotationStaged, store.EvRotationValidated, store.EvRotationCutover, store.EvRotationConfirmed, store.EvRotationFailed:
 		return "step:" + e.Fields["step"]
-	case agent.EvAuthCheck:
+	case store.EvAuthCheck:
 		return "auth:" + e.Fields["outcome"]
-	case agent.EvImportState:
+	case store.EvImportState:
 		return "import:" + e.Fields["state"]
-	case agent.EvSyncStarted, agent.EvSyncFinished, agent.EvSyncFailed:
-		return e.Kind
+	case store.EvSyncStarted, store.EvSyncFinished, store.EvSyncFailed:
+		return string(e.Kind)
 	}
 	return ""
 }
@@ -68,7 +68,7 @@ func (f *rotationFixture) settle(t *testing.T) (steps []string, texts []string) 
 			continue
 		}
 		steps = append(steps, m)
-		if m == "import:failed" || e.Kind == agent.EvSyncFinished || e.Kind == agent.EvSyncFailed {
+		if m == "import:failed" || e.Kind == store.EvSyncFinished || e.Kind == store.EvSyncFailed {
 			return steps, texts
 		}
 	}
@@ -93,7 +93,7 @@ func wantCredState(t *testing.T, st *store.Store, id string, state store.CredSta
 
 // Milestone sequences of an update.
 var applied = []string{"step:staged", "auth:accepted", "step:validated", "step:cutover", "import:applied",
-	"step:confirmed", agent.EvSyncStarted, agent.EvSyncFinished}
+	"step:confirmed", string(store.EvSyncStarted), string(store.EvSyncFinished)}
 
 // refused: the auth check stops the update before cut-over.
 func refused(outcome string) []string {
@@ -102,7 +102,7 @@ func refused(outcome string) []string {
 
 // unchecked: cut-over without an auth check (off), then the sync and what follows it.
 func unchecked(then ...string) []string {
-	return append([]string{"step:staged", "step:validated", "step:cutover", "import:applied", agent.EvSyncStarted}, then...)
+	return append([]string{"step:staged", "step:validated", "step:cutover", "import:applied", string(store.EvSyncStarted)}, then...)
 }
 
 func registered(h *harness, clientID string) appletest.Key { return h.key(clientID) }
@@ -149,23 +149,23 @@ func TestUpdateUnderEachAuthCheckPolicy(t *testing.T) {
 		{name: "best-effort rejected: failed, pending key wiped", policy: payload.AuthBestEffort, arrange: invalidClientFault,
 			steps: refused("rejected"), imp: store.ImportFailed, reason: "rejected", step: store.StepFailed, aState: store.CredActive},
 		{name: "best-effort unreachable: applied, confirmed by the next sync", policy: payload.AuthBestEffort, arrange: tokenServerDown,
-			steps: []string{"step:staged", "auth:unreachable", "step:validated", "step:cutover", "import:applied", agent.EvSyncStarted, agent.EvSyncFailed},
+			steps: []string{"step:staged", "auth:unreachable", "step:validated", "step:cutover", "import:applied", string(store.EvSyncStarted), string(store.EvSyncFailed)},
 			imp:   store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
 			heal: func(h *harness, _ appletest.Key, _ []payload.PayloadEntry) { h.apple.ClearFaults() }},
 		{name: "off accepted: applied, confirmed by its first sync", policy: payload.AuthOff, arrange: registered,
-			steps: unchecked("step:confirmed", agent.EvSyncFinished),
+			steps: unchecked("step:confirmed", string(store.EvSyncFinished)),
 			imp:   store.ImportApplied, step: store.StepConfirmed, aState: store.CredRetired},
 		{name: "off rejected: applied, unconfirmed until the key works", policy: payload.AuthOff, arrange: unregistered,
-			steps: unchecked(agent.EvSyncFailed), imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
+			steps: unchecked(string(store.EvSyncFailed)), imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
 			heal: func(h *harness, b appletest.Key, _ []payload.PayloadEntry) {
 				h.apple.RegisterCredential(b.ClientID, b.KeyID, &b.Private.PublicKey) // the admin fixes it in ABM
 			}},
 		{name: "off unreachable: applied, confirmed once Apple answers", policy: payload.AuthOff, arrange: closedPort,
-			steps: unchecked(agent.EvSyncFailed), imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
+			steps: unchecked(string(store.EvSyncFailed)), imp: store.ImportApplied, step: store.StepCutover, aState: store.CredPrevious, syncErr: true,
 			heal: func(h *harness, _ appletest.Key, entries []payload.PayloadEntry) {
 				h.settings[payload.KeyTokenURL] = h.apple.TokenURL()
 				h.push(entries...)
-				h.waitFor("the corrected payload", isKind(agent.EvSourceRead))
+				h.waitFor("the corrected payload", isKind(store.EvSourceRead))
 			}},
 	}
 	for _, tc := range cases {

@@ -53,7 +53,7 @@ func BenchmarkPushToCutover(b *testing.B) {
 				h.push(e)
 				writes = append(writes, time.Since(start))
 				h.waitFor("cut-over of "+id, func(ev store.Event) bool {
-					return ev.Kind == agent.EvRotationStep && ev.ImportID == id && ev.Fields["step"] == string(store.StepCutover)
+					return ev.Kind == store.EvRotationCutover && ev.ImportID == id
 				})
 				lat = append(lat, time.Since(start))
 			}

@@ -63,7 +63,7 @@ func unregisteredKey(t testing.TB, clientID string) appletest.Key {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalECPrivateKey(priv)
-	return appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: payload.ScopeBusiness, Private: priv,
+	return appletest.Key{ClientID: clientID, KeyID: uuid.NewString(), Scope: apple.ScopeBusiness, Private: priv,
 		PEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}
 }
 
@@ -82,11 +82,11 @@ func closedTokenURL(t testing.TB) string {
 // syncEnded matches the end (finished or failed) of a sync of tenantID ("" any).
 func syncEnded(tenantID string) func(store.Event) bool {
 	return func(e store.Event) bool {
-		return (e.Kind == agent.EvSyncFinished || e.Kind == agent.EvSyncFailed) && (tenantID == "" || e.TenantID == tenantID)
+		return (e.Kind == store.EvSyncFinished || e.Kind == store.EvSyncFailed) && (tenantID == "" || e.TenantID == tenantID)
 	}
 }
 
-func isKind(kind string) func(store.Event) bool {
+func isKind(kind store.EventKind) func(store.Event) bool {
 	return func(e store.Event) bool { return e.Kind == kind }
 }
 
@@ -164,7 +164,7 @@ func TestRotationKeepsTheTenantAndEveryRecord(t *testing.T) {
 	a := h.key("")
 	add := h.entry("Acme", payload.IntentAdd, "", a, testPassphrase)
 	h.push(add)
-	h.waitFor("first sync", isKind(agent.EvSyncFinished))
+	h.waitFor("first sync", isKind(store.EvSyncFinished))
 	credA := h.active("")
 	tenant := credA.TenantID
 	wantRecords(t, st, tenant, 25)
@@ -181,7 +181,7 @@ func TestRotationKeepsTheTenantAndEveryRecord(t *testing.T) {
 	end := h.waitFor("sync under B", syncEnded(tenant))
 
 	credB := h.active(tenant)
-	if end.Kind != agent.EvSyncFinished || end.CredentialID != credB.ID || credB.KeyID != b.KeyID || imp.TenantID != tenant {
+	if end.Kind != store.EvSyncFinished || end.CredentialID != credB.ID || credB.KeyID != b.KeyID || imp.TenantID != tenant {
 		t.Fatalf("sync after rotation: %+v; active %+v; import tenant %s", end, credB, imp.TenantID)
 	}
 	if end.Fields["devices"] != "40" || end.Fields["coverage"] != strconv.Itoa(appletest.CoverageTotal(40)) {
@@ -227,8 +227,8 @@ func TestInterruptedSyncResumesWithoutAskingAppleAgain(t *testing.T) {
 	if !errors.Is(err, apple.ErrUnreachable) {
 		t.Fatalf("sync with a failing device: %v", err)
 	}
-	started := h.waitFor("sync started", isKind(agent.EvSyncStarted))
-	failed := h.waitFor("sync failed", isKind(agent.EvSyncFailed))
+	started := h.waitFor("sync started", isKind(store.EvSyncStarted))
+	failed := h.waitFor("sync failed", isKind(store.EvSyncFailed))
 	if started.Fields["resumed"] != "false" || failed.TenantID != tenant || failed.Fields["apple_error_id"] == "" ||
 		!strings.Contains(failed.Message, failed.Fields["apple_error_id"]) {
 		t.Fatalf("events: %+v %+v", started, failed)
@@ -255,10 +255,10 @@ func TestInterruptedSyncResumesWithoutAskingAppleAgain(t *testing.T) {
 	if pages, covs := now.DeviceRequests-was.DeviceRequests, now.CoverageRequests-was.CoverageRequests; pages != 0 || covs != 1100-checked {
 		t.Fatalf("resumed sync read %d pages and %d coverage answers; want 0 and the %d not yet read", pages, covs, 1100-checked)
 	}
-	if e := h.waitFor("resumed start", isKind(agent.EvSyncStarted)); e.Fields["resumed"] != "true" {
+	if e := h.waitFor("resumed start", isKind(store.EvSyncStarted)); e.Fields["resumed"] != "true" {
 		t.Fatalf("started: %+v", e)
 	}
-	fin := h.waitFor("sync finished", isKind(agent.EvSyncFinished))
+	fin := h.waitFor("sync finished", isKind(store.EvSyncFinished))
 	if fin.Fields["devices"] != "1100" || fin.Fields["coverage"] != strconv.Itoa(appletest.CoverageTotal(1100)) {
 		t.Fatalf("finished: %+v", fin.Fields)
 	}
@@ -283,7 +283,7 @@ func noSyncSince(t *testing.T, h *harness, was appletest.Stats) {
 	for {
 		select {
 		case e := <-h.events:
-			if e.Kind == agent.EvSyncStarted {
+			if e.Kind == store.EvSyncStarted {
 				t.Fatalf("a sync started: %+v", e)
 			}
 		default:
@@ -298,13 +298,13 @@ func noSyncSince(t *testing.T, h *harness, was appletest.Stats) {
 func TestSyncScheduleFollowsSyncInterval(t *testing.T) {
 	clock := newTestClock()
 	ticks := make(chan time.Time)
-	h := newHarness(t, func(c *agent.Config) { c.Now, c.SyncTicks = clock.Now, ticks })
-	h.apple.SetClock(clock.Now)
+	h := newHarness(t, func(c *agent.Config) { c.Clock, c.SyncTicks = clock, ticks })
+	h.apple.SetClock(clock)
 	h.settings[payload.KeySyncInterval] = "6h"
 	ctx := context.Background()
 	add := h.entry("Acme", payload.IntentAdd, "", h.key(""), testPassphrase)
 	h.push(add)
-	h.waitFor("sync after add", isKind(agent.EvSyncFinished))
+	h.waitFor("sync after add", isKind(store.EvSyncFinished))
 	tenant := h.active("").TenantID
 	h.apple.SetDevices(30)
 
@@ -317,7 +317,7 @@ func TestSyncScheduleFollowsSyncInterval(t *testing.T) {
 	// Past six hours it is due: the next tick syncs it.
 	clock.Add(time.Hour + time.Minute)
 	ticks <- clock.Now()
-	if e := h.waitFor("scheduled sync", syncEnded(tenant)); e.Kind != agent.EvSyncFinished || e.Fields["devices"] != "30" {
+	if e := h.waitFor("scheduled sync", syncEnded(tenant)); e.Kind != store.EvSyncFinished || e.Fields["devices"] != "30" {
 		t.Fatalf("scheduled sync: %+v", e)
 	}
 	ten, err := h.agent.Store().Tenant(ctx, tenant)
@@ -328,7 +328,7 @@ func TestSyncScheduleFollowsSyncInterval(t *testing.T) {
 	// SyncInterval "0": never, however long it has been.
 	h.settings[payload.KeySyncInterval] = "0"
 	h.push(add)
-	h.waitFor("payload read", isKind(agent.EvSourceRead))
+	h.waitFor("payload read", isKind(store.EvSourceRead))
 	clock.Add(30 * 24 * time.Hour)
 	was = h.apple.Stats()
 	tickHandled(ticks, clock.Now())
@@ -364,11 +364,11 @@ func TestSyncOverTheSocket(t *testing.T) {
 			if err != nil {
 				t.Fatalf("follow sync: %v", err)
 			}
-			if e.TenantID != tenant || !strings.HasPrefix(e.Kind, "sync.") {
+			if e.TenantID != tenant || !strings.HasPrefix(string(e.Kind), "sync.") {
 				continue
 			}
-			kinds = append(kinds, e.Kind)
-			if e.Kind == api.EventSyncFinished || e.Kind == api.EventSyncFailed {
+			kinds = append(kinds, string(e.Kind))
+			if e.Kind == store.EvSyncFinished || e.Kind == store.EvSyncFailed {
 				return kinds, e
 			}
 		}
@@ -376,7 +376,7 @@ func TestSyncOverTheSocket(t *testing.T) {
 
 	h.apple.Fail(appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.NotFound})
 	kinds, end := follow()
-	if end.Kind != api.EventSyncFailed || strings.Join(kinds, " ") != "sync.started sync.failed" {
+	if end.Kind != store.EvSyncFailed || strings.Join(kinds, " ") != "sync.started sync.failed" {
 		t.Fatalf("failing sync over the socket: %v, %+v", kinds, end)
 	}
 	tenants, err := c.Tenants(ctx)
@@ -390,8 +390,8 @@ func TestSyncOverTheSocket(t *testing.T) {
 	}
 
 	kinds, end = follow()
-	if end.Kind != api.EventSyncFinished || kinds[0] != "sync.started" || len(kinds) < 3 ||
-		slices.ContainsFunc(kinds[1:len(kinds)-1], func(k string) bool { return k != "sync.progress" }) ||
+	if end.Kind != store.EvSyncFinished || kinds[0] != string(store.EvSyncStarted) || len(kinds) < 3 ||
+		slices.ContainsFunc(kinds[1:len(kinds)-1], func(k string) bool { return k != string(store.EvSyncProgress) }) ||
 		end.Fields["devices"] != "60" || end.Fields["coverage"] != strconv.Itoa(appletest.CoverageTotal(60)) {
 		t.Fatalf("sync over the socket: %v, %+v", kinds, end)
 	}

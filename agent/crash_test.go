@@ -75,10 +75,10 @@ var crashCases = []crashCase{
 	{"add-applying", "import.applying", true, "", store.ImportApplying, false},
 	{"add-committed", "add.committed", true, "", store.ImportApplied, false},
 	{"update-applying", "import.applying", false, "", store.ImportApplying, false},
-	{"staged", "rotation.staged", false, store.StepStaged, store.ImportApplying, true},
-	{"validated", "rotation.validated", false, store.StepValidated, store.ImportApplying, false},
-	{"cutover", "rotation.cutover", false, store.StepCutover, store.ImportApplied, false},
-	{"confirmed", "rotation.confirmed", false, store.StepConfirmed, store.ImportApplied, false},
+	{"staged", string(store.EvRotationStaged), false, store.StepStaged, store.ImportApplying, true},
+	{"validated", string(store.EvRotationValidated), false, store.StepValidated, store.ImportApplying, false},
+	{"cutover", string(store.EvRotationCutover), false, store.StepCutover, store.ImportApplied, false},
+	{"confirmed", string(store.EvRotationConfirmed), false, store.StepConfirmed, store.ImportApplied, false},
 }
 
 func TestCrashAtEveryRecordedStep(t *testing.T) {
@@ -97,7 +97,7 @@ func crashAndRecover(t *testing.T, tc crashCase) {
 	first := withID("acme", h.entry("Acme", payload.IntentAdd, "", acme, testPassphrase))
 	h.push(first)
 	h.untilImport("acme", store.ImportApplied)
-	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == agent.EvSyncFinished })
+	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == store.EvSyncFinished })
 	tenant := h.active("")
 	devices, coverage, err := h.agent.Store().Counts(ctx, tenant.TenantID)
 	if err != nil || devices == 0 || coverage == 0 {
@@ -175,7 +175,7 @@ func crashAndRecover(t *testing.T, tc crashCase) {
 			t.Fatalf("rotations after recovery: %+v; want one, cut over", rots)
 		}
 	}
-	if resumed := hasEvent(t, st, agent.EvRotationResumed, "next"); resumed != (tc.rotStep == store.StepValidated) {
+	if resumed := hasEvent(t, st, store.EvRotationResumed, "next"); resumed != (tc.rotStep == store.StepValidated) {
 		t.Fatalf("rotation resumed at cut-over: %v; want it only after a crash at validated", resumed)
 	}
 	h.healthy()
@@ -201,7 +201,8 @@ func (h *harness) runCrashChild(point string) {
 	}
 }
 
-// checkConsistent asserts the brief's crash guarantees on st.
+// checkConsistent asserts the crash guarantees of docs/store.md on st: one active
+// credential per tenant, no record lost, every unfinished rotation resumable.
 func checkConsistent(t *testing.T, st *store.Store, tenantID string, devices, coverage int) {
 	t.Helper()
 	ctx := context.Background()
@@ -251,7 +252,7 @@ func rotationsOf(t *testing.T, st *store.Store, id string) []store.Rotation {
 }
 
 // hasEvent reports whether the audit log holds an event of kind for import id.
-func hasEvent(t *testing.T, st *store.Store, kind, id string) bool {
+func hasEvent(t *testing.T, st *store.Store, kind store.EventKind, id string) bool {
 	t.Helper()
 	evs, err := st.Events(context.Background(), 0, 100000)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -31,10 +32,12 @@ type Identity struct {
 	KeyID    string
 }
 
-// Decide applies the brief's intent rules. intent is add, update or auto;
-// target is the TargetCredential (id, name, Key ID or Client ID), possibly
-// empty; creds are every credential in the store. Only active credentials
-// can be replaced. An update never silently becomes an add.
+// Decide applies the intent rules (the table in docs/agent.md, "Deciding the
+// intent"). intent is add, update or auto; target is the TargetCredential
+// (id, name, Key ID or Client ID), possibly empty; creds are every
+// credential in the store. Only active credentials can be replaced; an add
+// whose Client ID and Key ID an active or previous credential has is already
+// present. An update never silently becomes an add.
 func Decide(intent, target string, id Identity, creds []store.Credential) Decision {
 	var active, live []store.Credential
 	for _, c := range creds {
@@ -47,15 +50,15 @@ func Decide(intent, target string, id Identity, creds []store.Credential) Decisi
 		}
 	}
 	switch intent {
-	case "add":
+	case payload.IntentAdd:
 		if c, ok := sameKey(live, id); ok {
 			return Decision{Action: ActionAlreadyPresent, Target: c,
 				Reason: fmt.Sprintf("credential %q already has this Client ID and Key ID", c.Name)}
 		}
 		return Decision{Action: ActionAdd, Reason: "intent add: new tenant"}
-	case "update":
+	case payload.IntentUpdate:
 		return decideUpdate(target, id, active, false)
-	default: // auto
+	default: // payload.IntentAuto
 		return decideUpdate(target, id, active, true)
 	}
 }
@@ -64,7 +67,7 @@ func decideUpdate(target string, id Identity, active []store.Credential, auto bo
 	var matches []store.Credential
 	how := ""
 	if target != "" {
-		matches = MatchTarget(target, active)
+		matches = matchTarget(target, active)
 		how = fmt.Sprintf("target %q", target)
 	} else {
 		for _, c := range active {
@@ -94,10 +97,10 @@ func decideUpdate(target string, id Identity, active []store.Credential, auto bo
 	}
 }
 
-// MatchTarget returns the credentials among creds that target names: by id,
+// matchTarget returns the credentials among creds that target names: by id,
 // by name (case-insensitive), by Key ID or by Client ID. An id or Key ID
 // match wins over weaker matches so that a unique handle always works.
-func MatchTarget(target string, creds []store.Credential) []store.Credential {
+func matchTarget(target string, creds []store.Credential) []store.Credential {
 	t := strings.TrimSpace(target)
 	var byID, byName, byClient []store.Credential
 	for _, c := range creds {

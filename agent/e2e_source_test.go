@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
@@ -114,7 +113,7 @@ func TestE2EImportIDReusedWithOtherContentIsRefused(t *testing.T) {
 	before := h.imp("same-id")
 
 	h.push(withID("same-id", h.entry("Second", payload.IntentAdd, "", other, testPassphrase)))
-	h.waitFor("import.conflict", func(e store.Event) bool { return e.Kind == agent.EvImportConflict && e.ImportID == "same-id" })
+	h.waitFor(string(store.EvImportConflict), func(e store.Event) bool { return e.Kind == store.EvImportConflict && e.ImportID == "same-id" })
 	after := h.imp("same-id")
 	if after.Hash != before.Hash || after.Name != "First" || after.State != store.ImportApplied {
 		t.Fatalf("conflicting content changed the import: %+v", after)
@@ -166,7 +165,7 @@ func TestE2EProfileRemovalDeletesNothing(t *testing.T) {
 		}
 		n := map[string]int{}
 		for _, e := range evs {
-			if e.Kind == agent.EvCredentialReleased {
+			if e.Kind == store.EvCredentialReleased {
 				n[e.ImportID]++
 			}
 		}
@@ -258,7 +257,7 @@ func TestE2EBurstOfRewritesConverges(t *testing.T) {
 	}
 	applied := map[string]int{}
 	for _, e := range evs {
-		if e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportApplied) {
+		if e.Kind == store.EvImportState && e.Fields["state"] == string(store.ImportApplied) {
 			applied[e.ImportID]++
 		}
 	}

@@ -3,44 +3,12 @@ package agent
 import (
 	"context"
 
-	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
 )
 
-// Event kinds. Every event is written to the store's audit log before it is
-// fanned out, except progress events, which are fanned out only.
-const (
-	EvSourceRead      = "source.read"
-	EvSourceRefused   = "source.refused"
-	EvImportRecorded  = "import.recorded"
-	EvImportInvalid   = "import.invalid"
-	EvImportConflict  = "import.conflict"
-	EvImportState     = "import.state"
-	EvRotationStep    = "rotation.step"
-	EvRotationResumed = "rotation.resumed"
-	EvCredentialAdded = "credential.added"
-	EvRollback        = "tenant.rollback"
-	EvAuthCheck       = "auth.check"
-	EvSyncStarted     = api.EventSyncStarted
-	EvSyncProgress    = api.EventSyncProgress
-	EvSyncFinished    = api.EventSyncFinished
-	EvSyncFailed      = api.EventSyncFailed
-)
-
-// Sync events beyond the API's four: Apple refused the stored device list
-// cursor and the list is read again (its error id in apple_error_id); Apple
-// asked for a wait longer than a sync waits, and the pass resumes after
-// until.
-const (
-	EvSyncRestarted = "sync.restarted"
-	EvSyncPaused    = "sync.paused"
-)
-
-// EvCredentialReleased: a credential's payload entry was removed; it stays, owned locally.
-const EvCredentialReleased = "credential.released"
-
 // publish records ev in the audit log, logs it and fans it out. Event
-// messages are built by the agent from non-secret fields only.
+// messages are built by the agent from non-secret fields only. Kinds are
+// declared in package store (store/events.go).
 func (a *Agent) publish(ctx context.Context, ev store.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = a.cfg.Now()
@@ -56,12 +24,13 @@ func (a *Agent) publish(ctx context.Context, ev store.Event) {
 	kick(a.statusKick)
 }
 
-// announce logs and fans out a fact the store already wrote to the audit
-// log in the same transaction as the change (credential.added,
-// tenant.rollback), so the log holds it once.
+// announce logs and fans out an event the store returned after writing it to
+// the audit log in the same transaction as the change (credential.added,
+// rotation.*, tenant.rollback), so the log holds it once. A zero Event (the
+// store wrote nothing, as for a repeated Validated) is skipped.
 func (a *Agent) announce(ev store.Event) {
-	if ev.Time.IsZero() {
-		ev.Time = a.cfg.Now()
+	if ev.Kind == "" {
+		return
 	}
 	a.logEvent(ev)
 	a.hub.Publish(ev)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/agent"
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/doctor"
 	"github.com/rekeyd/rekey/store"
 )
@@ -90,7 +91,7 @@ type onCheck struct {
 
 func (c *onCheck) set(f func()) { c.mu.Lock(); c.hook = f; c.mu.Unlock() }
 
-func (c *onCheck) Check(ctx context.Context, _ agent.AuthTarget) agent.CheckResult {
+func (c *onCheck) Check(ctx context.Context, _ agent.AuthTarget) apple.CheckResult {
 	c.mu.Lock()
 	f := c.hook
 	c.hook = nil
@@ -98,7 +99,7 @@ func (c *onCheck) Check(ctx context.Context, _ agent.AuthTarget) agent.CheckResu
 	if f != nil {
 		f()
 	}
-	return agent.CheckResult{Outcome: agent.Accepted}
+	return apple.CheckResult{Outcome: apple.Accepted}
 }
 
 // withChecker runs auth checks through c.
@@ -156,7 +157,7 @@ func (h *harness) addSynced(name string) (store.Credential, [2]int) {
 	k := h.key("")
 	h.push(h.entry(name, "add", "", k, testPassphrase))
 	h.waitImport("", store.ImportApplied)
-	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == agent.EvSyncFinished })
+	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == store.EvSyncFinished })
 	cred := h.active("")
 	data := h.tenantData(cred.TenantID)
 	if data[0] == 0 {

@@ -33,7 +33,7 @@ func (h *harness) rotationApplied(id string) store.Import {
 func (h *harness) waitFailed() store.Event {
 	h.t.Helper()
 	return h.waitFor("an import failure", func(e store.Event) bool {
-		return e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportFailed)
+		return e.Kind == store.EvImportState && e.Fields["state"] == string(store.ImportFailed)
 	})
 }
 
@@ -116,7 +116,7 @@ type jumpClock struct{ off atomic.Int64 }
 
 func (c *jumpClock) Now() time.Time        { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *jumpClock) jump(d time.Duration)  { c.off.Add(int64(d)) }
-func withClock(c *jumpClock) harnessOption { return func(cfg *agent.Config) { cfg.Now = c.Now } }
+func withClock(c *jumpClock) harnessOption { return func(cfg *agent.Config) { cfg.Clock = c } }
 
 func TestFaultClockJumpsDuringRotation(t *testing.T) {
 	for name, jump := range map[string]time.Duration{"back a day": -24 * time.Hour, "forward a year": 365 * 24 * time.Hour} {
@@ -131,7 +131,7 @@ func TestFaultClockJumpsDuringRotation(t *testing.T) {
 			h.push(h.entry("Prod", "update", "", k2, testPassphrase))
 			imp := h.waitImport("", store.ImportApplied)
 			h.waitFor("confirmation", func(e store.Event) bool {
-				return e.Kind == agent.EvRotationStep && e.Fields["step"] == string(store.StepConfirmed)
+				return e.Kind == store.EvRotationConfirmed
 			})
 			now := h.active(old.TenantID)
 			if now.KeyID != k2.KeyID {
@@ -223,7 +223,7 @@ func TestFaultPrefsFolderBecomesLinkToUserFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.agent.Rescan()
-	e := h.waitFor("the payload refused", func(e store.Event) bool { return e.Kind == agent.EvSourceRefused })
+	e := h.waitFor("the payload refused", func(e store.Event) bool { return e.Kind == store.EvSourceRefused })
 	if !strings.Contains(e.Message, "writable by group or others") {
 		t.Errorf("refusal %q does not name the problem", e.Message)
 	}

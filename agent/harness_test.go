@@ -55,7 +55,8 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	if err := os.WriteFile(h.pass, []byte(testPassphrase+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h.apple = appletest.New(t)
+	h.apple = appletest.New()
+	t.Cleanup(h.apple.Close)
 	h.apple.SetDevices(25)
 	h.settings = map[string]string{payload.KeyTokenURL: h.apple.TokenURL(), payload.KeyAPIBaseURL: h.apple.APIBaseURL()}
 	h.start(opts...)
@@ -160,7 +161,7 @@ func (h *harness) waitFor(what string, match func(store.Event) bool) store.Event
 func (h *harness) waitImport(id string, state store.ImportState) store.Import {
 	h.t.Helper()
 	e := h.waitFor("import "+id+" "+string(state), func(e store.Event) bool {
-		return e.Kind == agent.EvImportState && e.Fields["state"] == string(state) && (id == "" || e.ImportID == id)
+		return e.Kind == store.EvImportState && e.Fields["state"] == string(state) && (id == "" || e.ImportID == id)
 	})
 	imp, err := h.agent.Store().Import(context.Background(), e.ImportID)
 	if err != nil {

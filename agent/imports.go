@@ -53,7 +53,7 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	src.Present, src.Hash = snap.Present, snap.Hash
 	if snap.Err != nil {
 		a.setSourceVerdict(src, snap.Err.Error())
-		a.publish(ctx, store.Event{Kind: EvSourceRefused, Message: "payload refused: " + src.LastErr,
+		a.publish(ctx, store.Event{Kind: store.EvSourceRefused, Message: "payload refused: " + src.LastErr,
 			Fields: map[string]string{"path": snap.Path}})
 		return // a refused file is never acted on, not even to withdraw
 	}
@@ -65,20 +65,18 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	doc, err := payload.Parse(snap.Data)
 	if err != nil {
 		a.setSourceVerdict(src, err.Error())
-		a.publish(ctx, store.Event{Kind: EvSourceRefused, Message: "payload refused: " + src.LastErr,
+		a.publish(ctx, store.Event{Kind: store.EvSourceRefused, Message: "payload refused: " + src.LastErr,
 			Fields: map[string]string{"path": snap.Path}})
 		return
 	}
 	a.setSourceVerdict(src, "")
 	if snap.User == "" {
-		a.setMu.Lock()
-		a.set = doc.Settings
-		a.setMu.Unlock()
+		a.syncs.setSettings(doc.Settings)
 	}
-	a.publish(ctx, store.Event{Kind: EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
+	a.publish(ctx, store.Event{Kind: store.EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
 		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}})
 	for _, p := range doc.Problems {
-		a.publish(ctx, store.Event{Kind: EvImportInvalid, Message: "payload entry refused: " + p.Error(),
+		a.publish(ctx, store.Event{Kind: store.EvImportInvalid, Message: "payload entry refused: " + p.Error(),
 			Fields: map[string]string{"path": snap.Path}})
 	}
 	ids := make(map[string]bool, len(doc.Entries))
@@ -98,7 +96,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 	})
 	switch {
 	case errors.Is(err, store.ErrImportConflict):
-		a.publish(ctx, store.Event{Kind: EvImportConflict, ImportID: e.ImportID,
+		a.publish(ctx, store.Event{Kind: store.EvImportConflict, ImportID: e.ImportID,
 			Message: "import id already used for different content; not applied. Give the new entry a new ImportID",
 			Fields:  map[string]string{"path": path}})
 		return
@@ -108,7 +106,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 		return
 	}
 	if created {
-		a.publish(ctx, store.Event{Kind: EvImportRecorded, ImportID: imp.ID, Message: fmt.Sprintf("import %q recorded", imp.Name)})
+		a.publish(ctx, store.Event{Kind: store.EvImportRecorded, ImportID: imp.ID, Message: fmt.Sprintf("import %q recorded", imp.Name)})
 	}
 	switch imp.State {
 	case store.ImportApplied, store.ImportAlreadyPresent, store.ImportSuperseded, store.ImportDismissed, store.ImportApplying:
@@ -122,7 +120,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 	}
 	w.entry, w.settings, w.source = e, set, path
 	if imp.State == store.ImportWithdrawn {
-		a.setImport(ctx, imp.ID, store.ImportPendingUnlock, "payload present again")
+		a.setImport(ctx, imp.ID, store.ImportPendingUnlock, "payload present again", "")
 	}
 	if imp.State == store.ImportFailed && !fresh && (!w.transient || a.cfg.Now().Before(w.nextTry)) {
 		return // a lasting failure waits for a UI or a new payload; a passing one for its retry time
@@ -143,8 +141,14 @@ func (a *Agent) keepUnrecorded(ctx context.Context, path string, set payload.Set
 	w.tries++
 	w.nextTry = a.cfg.Now().Add(a.cfg.Backoff(w.tries))
 	kick(a.retryKick)
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: e.ImportID,
-		Message: "import failed (not recorded, the store is unavailable): " + cause.Error() + "; retried",
+	a.publishUnrecorded(ctx, e.ImportID, cause.Error()+"; retried")
+}
+
+// publishUnrecorded tells live subscribers that import id failed while the
+// store could not record it: a restart records it (recovery).
+func (a *Agent) publishUnrecorded(ctx context.Context, id, reason string) {
+	a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id,
+		Message: "import failed (not recorded, the store is unavailable): " + reason,
 		Fields:  map[string]string{"state": string(store.ImportFailed), "recorded": "false"}})
 }
 
@@ -168,7 +172,7 @@ func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]
 		delete(a.waiting, imp.ID)
 		switch imp.State {
 		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
-			a.setImport(ctx, imp.ID, store.ImportWithdrawn, "its entry left the managed preferences before it was applied")
+			a.setImport(ctx, imp.ID, store.ImportWithdrawn, "its entry left the managed preferences before it was applied", "")
 		case store.ImportApplied:
 			a.release(ctx, imp)
 		}
@@ -195,20 +199,24 @@ func (a *Agent) release(ctx context.Context, imp store.Import) {
 		return
 	}
 	a.released[c.ID] = true
-	a.publish(ctx, store.Event{Kind: EvCredentialReleased, TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
+	a.publish(ctx, store.Event{Kind: store.EvCredentialReleased, TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
 		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
 }
 
-// setImport moves an import to state with a reason and publishes it.
-func (a *Agent) setImport(ctx context.Context, id string, state store.ImportState, reason string) {
+// setImport moves an import to state with a reason, records its tenant when
+// tenantID is not "" and publishes the change.
+func (a *Agent) setImport(ctx context.Context, id string, state store.ImportState, reason, tenantID string) {
 	_, err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
 		imp.State, imp.Reason = state, reason
+		if tenantID != "" {
+			imp.TenantID = tenantID
+		}
 		return nil
 	})
 	if err != nil {
 		a.log.Error("update import", "import", id, "err", err)
 		return
 	}
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, Message: fmt.Sprintf("import %s: %s", state, reason),
-		Fields: map[string]string{"state": string(state)}})
+	a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id, TenantID: tenantID,
+		Message: fmt.Sprintf("import %s: %s", state, reason), Fields: map[string]string{"state": string(state)}})
 }

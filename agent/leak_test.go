@@ -138,7 +138,7 @@ func TestNoSecretLeaksThroughAPILogsEventsOrStatusFile(t *testing.T) {
 	})
 	h.push(addE)
 	h.waitImport(addE.ImportID, store.ImportApplied)
-	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == agent.EvSyncFinished })
+	h.waitFor("first sync", func(e store.Event) bool { return e.Kind == store.EvSyncFinished })
 	b := h.key(a.ClientID) // Apple now knows the rotated key only
 	updE := h.entry("Acme 2", payload.IntentUpdate, "Acme", b, testPassphrase)
 	updE.ImportID = "leak-update"
@@ -162,7 +162,7 @@ func TestNoSecretLeaksThroughAPILogsEventsOrStatusFile(t *testing.T) {
 	secrets.check(t, "the unlock answer", answer)
 	h.waitImport(lockedE.ImportID, store.ImportApplied)
 	lastLine := streamed.until(t, func(e store.Event) bool {
-		return e.Kind == agent.EvImportState && e.ImportID == lockedE.ImportID && e.Fields["state"] == string(store.ImportApplied)
+		return e.Kind == store.EvImportState && e.ImportID == lockedE.ImportID && e.Fields["state"] == string(store.ImportApplied)
 	})
 	secrets.check(t, "the /v1/events stream", lastLine)
 
@@ -173,7 +173,7 @@ func TestNoSecretLeaksThroughAPILogsEventsOrStatusFile(t *testing.T) {
 	}
 	for _, e := range events {
 		line, _ := json.Marshal(e)
-		secrets.check(t, "audit event "+e.Kind, line)
+		secrets.check(t, "audit event "+string(e.Kind), line)
 	}
 
 	h.stop() // the status file is written once more on the way out; the log is complete

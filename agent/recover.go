@@ -21,17 +21,18 @@ func (a *Agent) recover(ctx context.Context) error {
 	for _, rot := range rots {
 		switch rot.Step {
 		case store.StepValidated:
-			a.publish(ctx, store.Event{Kind: EvRotationResumed, TenantID: rot.TenantID, RotationID: rot.ID, ImportID: rot.ImportID,
+			a.publish(ctx, store.Event{Kind: store.EvRotationResumed, TenantID: rot.TenantID, RotationID: rot.ID, ImportID: rot.ImportID,
 				Message: "resuming an interrupted rotation at cut-over (it was validated)"})
 			if err := a.cutover(ctx, rot); err != nil {
 				return err
 			}
 		default:
 			reason := "interrupted before validation by a restart; it is retried from the payload"
-			if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
+			failed, err := a.st.FailRotation(ctx, rot.ID, reason)
+			if err != nil {
 				return fmt.Errorf("fail interrupted rotation: %w", err)
 			}
-			a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
+			a.announce(failed)
 		}
 	}
 	imps, err := a.st.Imports(ctx)
@@ -40,7 +41,7 @@ func (a *Agent) recover(ctx context.Context) error {
 	}
 	for _, imp := range imps {
 		if imp.State == store.ImportApplying {
-			a.setImport(ctx, imp.ID, store.ImportFailed, "interrupted by a restart; it is retried from the payload")
+			a.setImport(ctx, imp.ID, store.ImportFailed, "interrupted by a restart; it is retried from the payload", "")
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
@@ -20,55 +21,60 @@ func crashPoint(point string) {
 	}
 }
 
+// verdict is what the auth check of a new credential decided.
+type verdict struct {
+	ok        bool   // go on with the import
+	confirmed bool   // the new credential got a token, which confirms it
+	reason    string // when not ok: why
+	transient bool   // when not ok: the failure may pass by itself
+}
+
 // gate runs the auth check for a new credential under the import's
-// AuthCheck policy. It returns whether to go on, whether the new credential
-// got a token (confirming it), and, when not going on, why and whether the
-// failure may pass by itself.
-func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) (ok, confirmed bool, reason string, transient bool) {
+// AuthCheck policy.
+func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) verdict {
 	policy := w.settings.AuthCheck
 	if policy == payload.AuthOff {
-		return true, false, "", false
+		return verdict{ok: true}
 	}
 	res := a.cfg.Checker.Check(ctx, authTarget(w.settings, cred))
-	a.publish(ctx, store.Event{Kind: EvAuthCheck, Message: "auth check: " + res.String(),
-		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": res.Outcome.String(), "policy": policy}})
-	switch res.Outcome {
-	case Accepted:
-		return true, true, "", false
-	case Rejected:
-		return false, false, "the token endpoint rejected the new credential: " + res.Reason, false
+	a.publish(ctx, store.Event{Kind: store.EvAuthCheck, Message: "auth check: " + checkText(res),
+		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": string(outcome(res)), "policy": policy}})
+	switch outcome(res) {
+	case apple.Accepted:
+		return verdict{ok: true, confirmed: true}
+	case apple.Rejected:
+		return verdict{reason: "the token endpoint rejected the new credential: " + res.Reason}
 	default: // Unreachable
 		if policy == payload.AuthRequired {
-			return false, false, "auth check required but the token endpoint is unreachable: " + res.Reason, true
+			return verdict{reason: "auth check required but the token endpoint is unreachable: " + res.Reason, transient: true}
 		}
-		return true, false, "", false
+		return verdict{ok: true}
 	}
 }
 
 // add creates a new tenant with the credential as its active one.
 func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential) error {
-	a.setImport(ctx, imp.ID, store.ImportApplying, "adding a new credential")
+	a.setImport(ctx, imp.ID, store.ImportApplying, "adding a new credential", "")
 	crashPoint("import.applying")
-	ok, confirmed, reason, transient := a.gate(ctx, w, cred)
-	if !ok {
-		a.failImport(ctx, imp.ID, reason, transient)
+	v := a.gate(ctx, w, cred)
+	if !v.ok {
+		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
 	}
 	nc := newCredential(imp, cred)
-	ten, c, err := a.st.AddCredential(ctx, nc, nc.Name)
+	ten, c, added, err := a.st.AddCredential(ctx, nc, nc.Name)
 	if err != nil {
 		a.failImport(ctx, imp.ID, "store the new credential: "+err.Error(), true)
 		return fmt.Errorf("add credential: %w", err)
 	}
 	crashPoint("add.committed")
 	delete(a.waiting, imp.ID)
-	if confirmed {
+	if v.confirmed {
 		a.markAuth(ctx, c.ID)
 	}
-	a.announce(store.Event{Kind: EvCredentialAdded, TenantID: ten.ID, CredentialID: c.ID, ImportID: imp.ID,
-		Message: fmt.Sprintf("credential %q added as the active credential of a new tenant", c.Name)})
+	a.announce(added)
 	a.importApplied(ctx, imp.ID, ten.ID, "a new tenant was created for it")
-	a.scheduleSync(ten.ID)
+	a.syncs.schedule(ten.ID)
 	return nil
 }
 
@@ -77,7 +83,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential, target store.Credential) error {
 	if newer, ok := a.newerApplied(ctx, imp, target.TenantID); ok {
 		delete(a.waiting, imp.ID)
-		a.finishImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
+		a.setImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
 		return nil
 	}
 	imp, err := a.st.UpdateImport(ctx, imp.ID, func(i *store.Import) error {
@@ -91,7 +97,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
 		return err
 	}
-	rot, pending, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred))
+	rot, pending, staged, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred))
 	if errors.Is(err, store.ErrInvariant) {
 		a.failImport(ctx, imp.ID, "stage the new credential: "+err.Error(), true)
 		return nil
@@ -99,33 +105,35 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	if err != nil {
 		return storeErr(err)
 	}
-	a.step(ctx, rot, store.StepStaged, fmt.Sprintf("new credential %q staged beside %q", pending.Name, target.Name))
-	crashPoint("rotation.staged")
+	a.announce(staged)
+	crashPoint(string(store.EvRotationStaged))
 
-	ok, confirmed, reason, transient := a.gate(ctx, w, cred)
-	if !ok {
-		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
+	v := a.gate(ctx, w, cred)
+	if !v.ok {
+		failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
+		if err != nil {
 			return storeErr(err)
 		}
-		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
-		a.failImport(ctx, imp.ID, reason, transient)
+		a.announce(failed)
+		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
 	}
-	if err := a.st.Validated(ctx, rot.ID); err != nil {
+	validated, err := a.st.Validated(ctx, rot.ID)
+	if err != nil {
 		return storeErr(err)
 	}
-	a.step(ctx, rot, store.StepValidated, "new credential validated")
-	crashPoint("rotation.validated")
+	a.announce(validated)
+	crashPoint(string(store.EvRotationValidated))
 	if err := a.cutover(ctx, rot); err != nil {
 		return err
 	}
 	delete(a.waiting, imp.ID)
-	if confirmed {
+	if v.confirmed {
 		a.markAuth(ctx, pending.ID)
 		a.confirm(ctx, target.TenantID)
 	}
 	a.supersedeOlder(ctx, imp, target.TenantID)
-	a.scheduleSync(target.TenantID)
+	a.syncs.schedule(target.TenantID)
 	return nil
 }
 
@@ -141,53 +149,46 @@ func (a *Agent) dropLeftover(ctx context.Context, id, reason string) error {
 		if rot.ImportID != id {
 			continue
 		}
-		if err := a.st.FailRotation(ctx, rot.ID, reason); err != nil {
+		failed, err := a.st.FailRotation(ctx, rot.ID, reason)
+		if err != nil {
 			return storeErr(err)
 		}
-		a.step(ctx, rot, store.StepFailed, reason+"; the active credential is unchanged")
+		a.announce(failed)
 	}
 	return nil
 }
 
-// cutover swaps the credentials in one transaction and publishes it.
+// cutover swaps the credentials in one transaction and announces it.
 func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
-	if err := a.st.Cutover(ctx, rot.ID); err != nil {
+	ev, err := a.st.Cutover(ctx, rot.ID)
+	if err != nil {
 		return storeErr(err)
 	}
-	a.step(ctx, rot, store.StepCutover, "cut over: the new credential is active, the old one kept as previous")
+	a.announce(ev)
 	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
-	crashPoint("rotation.cutover")
+	crashPoint(string(store.EvRotationCutover))
 	return nil
 }
 
 // confirm retires a tenant's previous credential once the active one has
 // obtained a token, wiping the previous key.
 func (a *Agent) confirm(ctx context.Context, tenantID string) {
-	if err := a.st.Confirm(ctx, tenantID); err != nil {
+	ev, err := a.st.Confirm(ctx, tenantID)
+	if err != nil {
 		if !errors.Is(err, store.ErrState) {
 			a.log.Error("confirm rotation", "tenant", tenantID, "err", err)
 		}
 		return
 	}
-	rot, err := a.st.CurrentRotation(ctx, tenantID)
-	if err != nil {
-		a.log.Error("read confirmed rotation", "tenant", tenantID, "err", err)
-		return
-	}
-	a.step(ctx, rot, store.StepConfirmed, "confirmed: the previous credential is retired and its key wiped")
-	crashPoint("rotation.confirmed")
+	a.announce(ev)
+	crashPoint(string(store.EvRotationConfirmed))
 }
 
 // importApplied publishes the import's move to applied, which the store
 // made in the same transaction as the credential change.
 func (a *Agent) importApplied(ctx context.Context, id, tenantID, reason string) {
-	a.publish(ctx, store.Event{Kind: EvImportState, ImportID: id, TenantID: tenantID,
+	a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id, TenantID: tenantID,
 		Message: "import applied: " + reason, Fields: map[string]string{"state": string(store.ImportApplied)}})
-}
-
-func (a *Agent) step(ctx context.Context, rot store.Rotation, step store.Step, msg string) {
-	a.publish(ctx, store.Event{Kind: EvRotationStep, TenantID: rot.TenantID, RotationID: rot.ID, ImportID: rot.ImportID,
-		CredentialID: rot.ToCredentialID, Message: msg, Fields: map[string]string{"step": string(step)}})
 }
 
 func (a *Agent) markAuth(ctx context.Context, credID string) {
@@ -223,7 +224,7 @@ func (a *Agent) supersedeOlder(ctx context.Context, imp store.Import, tenantID s
 		switch o.State {
 		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
 			delete(a.waiting, o.ID)
-			a.finishImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
+			a.setImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
 		}
 	}
 }

@@ -37,7 +37,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.watcher.Store(w)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a.bg = ctx
+	a.syncs.bg = ctx
 	errc := make(chan error, 2)
 	snaps := make(chan source.Snapshot)
 	go func() { errc <- w.Run(ctx, snaps) }()
@@ -50,7 +50,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { defer close(done); a.statusLoop(ctx) }()
 	defer func() { <-done }()
-	go a.syncLoop(ctx)
+	go a.syncs.loop(ctx)
 
 	a.log.Info("agent running", "prefs", a.cfg.PrefsDir, "domain", a.cfg.Domain, "state", a.cfg.StateDir, "socket", a.cfg.Socket)
 	retry := time.NewTimer(time.Hour)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
-	"github.com/rekeyd/rekey/agent/statusfile"
 )
 
 // shutdownGrace bounds how long open API requests get at shutdown.
@@ -41,29 +40,4 @@ func (a *Agent) serveAPI(ctx context.Context) (stop func(), err error) {
 		}
 		<-done
 	}, nil
-}
-
-// statusLoop rewrites the status plist after every change, coalescing
-// bursts, and once more on the way out.
-func (a *Agent) statusLoop(ctx context.Context) {
-	for {
-		a.writeStatus(context.WithoutCancel(ctx))
-		select {
-		case <-ctx.Done():
-			a.writeStatus(context.WithoutCancel(ctx))
-			return
-		case <-a.statusKick:
-		}
-	}
-}
-
-func (a *Agent) writeStatus(ctx context.Context) {
-	st, err := a.Status(ctx)
-	if err != nil {
-		a.log.Error("build status", "err", err)
-		return
-	}
-	if err := statusfile.Write(a.cfg.StatusFile, st, a.cfg.Now()); err != nil {
-		a.log.Error("write status file", "err", err)
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/agent"
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
@@ -21,17 +22,17 @@ type gateChecker struct {
 	once    sync.Once
 }
 
-func (g *gateChecker) check(_ context.Context, t agent.AuthTarget) agent.CheckResult {
+func (g *gateChecker) Check(_ context.Context, t agent.AuthTarget) apple.CheckResult {
 	if held, _ := g.keyID.Load().(string); t.KeyID == held {
 		g.once.Do(func() { close(g.entered) })
 		<-g.release
 	}
-	return agent.CheckResult{Outcome: agent.Accepted}
+	return apple.CheckResult{Outcome: apple.Accepted}
 }
 
 func TestStatusAnswersWhileARotationIsInProgress(t *testing.T) {
 	gate := &gateChecker{entered: make(chan struct{}), release: make(chan struct{})}
-	h := newHarness(t, func(c *agent.Config) { c.Checker = agent.CheckerFunc(gate.check) })
+	h := newHarness(t, func(c *agent.Config) { c.Checker = gate })
 	client := waitAPI(t, h.socket)
 	a := h.key("")
 	add := h.entry("Acme", payload.IntentAdd, "", a, testPassphrase)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
@@ -13,28 +15,90 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-// ErrSyncRunning: a sync of the tenant is already running.
-var ErrSyncRunning = api.ErrBusy
+// errSyncRunning: a sync of the tenant is already running.
+var errSyncRunning = api.ErrBusy
 
 // syncTick is how often the agent looks for tenants due a sync and for
 // rotations waiting to be confirmed.
 const syncTick = 10 * time.Minute
 
-// settings are the Settings of the most recent payload read (the defaults
-// before any).
-func (a *Agent) settings() payload.Settings {
-	a.setMu.Lock()
-	defer a.setMu.Unlock()
-	return a.set
+// syncer schedules and runs tenant syncs and the confirmations that wait for
+// a token. It owns the set of tenants syncing now and the settings of the
+// most recent machine-scope payload; the agent's lock is taken only to
+// confirm a rotation.
+type syncer struct {
+	st       *store.Store
+	log      *slog.Logger
+	now      func() time.Time
+	ticks    <-chan time.Time // nil: every syncTick
+	checker  Checker
+	apple    *appleBackend
+	publish  func(context.Context, store.Event) // recorded and fanned out
+	progress func(store.Event)                  // fanned out only
+	// confirmed records that credID got a token and confirms the rotation
+	// of tenantID waiting for that.
+	confirmed func(ctx context.Context, tenantID, credID string)
+
+	bg context.Context // lives as long as Run; background syncs use it
+
+	// perMinute is the ceiling on requests to Apple per tenant when the
+	// payload sets none (Config.AppleRequestsPerMinute); 0 adapts.
+	perMinute int
+
+	mu      sync.Mutex
+	running map[string]bool         // tenant id → sync running
+	set     payload.Settings        // of the most recent machine-scope payload read
+	budgets map[string]tenantBudget // tenant id → its requests to Apple
 }
 
-// syncLoop syncs tenants whose SyncInterval has passed and confirms
-// rotations whose new credential now gets a token, on every tick
-// (Config.SyncTicks, else every syncTick). The first look is at the first
-// tick, not at start: by then the payload has been read, so its
-// SyncInterval ("0" = never) applies rather than the default.
-func (a *Agent) syncLoop(ctx context.Context) {
-	ticks := a.cfg.SyncTicks
+// SyncTenant runs the tenant's sync pass now with its active credential:
+// it resumes the pass under way (stopped by an error, a restart, a kill or
+// a rotation) or begins a new one. A failure is recorded on the tenant
+// (SyncError) and cleared by the next success. The sync.finished,
+// sync.paused or sync.failed event is published once the sync is over, so a
+// new sync of the tenant may start as soon as it is seen.
+func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
+	return a.syncs.tenant(ctx, tenantID)
+}
+
+// confirmed records that credID got a token and confirms the rotation of
+// tenantID that waits for that, under mu.
+func (a *Agent) confirmed(ctx context.Context, tenantID, credID string) {
+	a.markAuth(ctx, credID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.confirm(ctx, tenantID)
+}
+
+// settings are the Settings of the most recent payload read (the defaults
+// before any).
+func (s *syncer) settings() payload.Settings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.set
+}
+
+// setSettings keeps the Settings of a machine-scope payload just read.
+func (s *syncer) setSettings(set payload.Settings) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.set = set
+}
+
+// busy reports whether a sync of tenantID is running.
+func (s *syncer) busy(tenantID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running[tenantID]
+}
+
+// loop syncs tenants whose SyncInterval has passed and confirms rotations
+// whose new credential now gets a token, on every tick (Config.SyncTicks,
+// else every syncTick). The first look is at the first tick, not at start:
+// by then the payload has been read, so its SyncInterval ("0" = never)
+// applies rather than the default.
+func (s *syncer) loop(ctx context.Context) {
+	ticks := s.ticks
 	if ticks == nil {
 		t := time.NewTicker(syncTick)
 		defer t.Stop()
@@ -45,21 +109,21 @@ func (a *Agent) syncLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ticks:
-			a.syncDue(ctx)
+			s.due(ctx)
 		}
 	}
 }
 
-func (a *Agent) syncDue(ctx context.Context) {
-	interval := a.settings().SyncInterval
-	tenants, err := a.st.Tenants(ctx)
+func (s *syncer) due(ctx context.Context) {
+	interval := s.settings().SyncInterval
+	tenants, err := s.st.Tenants(ctx)
 	if err != nil {
-		a.log.Error("list tenants", "err", err)
+		s.log.Error("list tenants", "err", err)
 		return
 	}
-	creds, err := a.st.Credentials(ctx)
+	creds, err := s.st.Credentials(ctx)
 	if err != nil {
-		a.log.Error("list credentials", "err", err)
+		s.log.Error("list credentials", "err", err)
 		return
 	}
 	waiting := map[string]bool{} // tenants that keep a previous credential
@@ -68,12 +132,12 @@ func (a *Agent) syncDue(ctx context.Context) {
 			waiting[c.TenantID] = true
 		}
 	}
-	now := a.cfg.Now()
+	now := s.now()
 	for _, ten := range tenants {
 		if syncDue(ten, interval, now) {
-			a.scheduleSync(ten.ID)
+			s.schedule(ten.ID)
 		} else if waiting[ten.ID] {
-			a.confirmPending(ctx, ten.ID)
+			s.confirmPending(ctx, ten.ID)
 		}
 	}
 }
@@ -88,56 +152,59 @@ func syncDue(t store.Tenant, interval time.Duration, now time.Time) bool {
 	return !t.SyncPassStartedAt.IsZero() || now.Sub(t.LastSyncAt) >= interval
 }
 
-// scheduleSync starts a background sync of tenantID unless one runs or
-// syncing is off ("0").
-func (a *Agent) scheduleSync(tenantID string) {
-	if a.settings().SyncInterval == 0 {
+// schedule starts a background sync of tenantID unless one runs or syncing
+// is off ("0").
+func (s *syncer) schedule(tenantID string) {
+	if s.settings().SyncInterval == 0 {
 		return
 	}
+	s.start(tenantID)
+}
+
+// start runs a sync of tenantID in the background.
+func (s *syncer) start(tenantID string) {
 	go func() {
-		if err := a.SyncTenant(a.bg, tenantID); err != nil && !errors.Is(err, ErrSyncRunning) {
-			a.log.Debug("sync", "tenant", tenantID, "err", err)
+		if err := s.tenant(s.bg, tenantID); err != nil && !errors.Is(err, errSyncRunning) {
+			s.log.Debug("sync", "tenant", tenantID, "err", err)
 		}
 	}()
 }
 
-// SyncTenant runs the tenant's sync pass now with its active credential:
-// it resumes the pass under way (stopped by an error, a restart, a kill or
-// a rotation) or begins a new one. A failure is recorded on the tenant
-// (SyncError) and cleared by the next success. The sync.finished,
-// sync.paused or sync.failed event is published once the sync is over, so a
-// new sync of the tenant may start as soon as it is seen.
-func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
-	a.syncMu.Lock()
-	if a.syncing[tenantID] {
-		a.syncMu.Unlock()
-		return ErrSyncRunning
+// tenant runs one sync of tenantID unless one is running (errSyncRunning)
+// and publishes the event that ends it once the sync is over, so a new
+// sync of the tenant may start as soon as it is seen.
+func (s *syncer) tenant(ctx context.Context, tenantID string) error {
+	s.mu.Lock()
+	if s.running[tenantID] {
+		s.mu.Unlock()
+		return errSyncRunning
 	}
-	a.syncing[tenantID] = true
-	a.syncMu.Unlock()
-	end, err := a.syncOnce(ctx, tenantID)
-	a.syncMu.Lock()
-	delete(a.syncing, tenantID)
-	a.syncMu.Unlock()
+	s.running[tenantID] = true
+	s.mu.Unlock()
+	end, err := s.once(ctx, tenantID)
+	s.mu.Lock()
+	delete(s.running, tenantID)
+	s.mu.Unlock()
 	if end.Kind != "" {
-		a.publish(ctx, end)
+		s.publish(ctx, end)
 	}
 	return err
 }
 
-// budget returns the tenant's request budget, new when the payload's
-// RequestsPerMinute changed.
-func (a *Agent) budget(tenantID string) *apple.Budget {
-	perMinute := a.settings().RequestsPerMinute
+// budget returns the tenant's request budget, new when the ceiling
+// (the payload's RequestsPerMinute, else Config.AppleRequestsPerMinute)
+// changed.
+func (s *syncer) budget(tenantID string) *apple.Budget {
+	perMinute := s.settings().RequestsPerMinute
 	if perMinute == 0 {
-		perMinute = a.cfg.AppleRequestsPerMinute
+		perMinute = s.perMinute
 	}
-	a.syncMu.Lock()
-	defer a.syncMu.Unlock()
-	tb, ok := a.budgets[tenantID]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tb, ok := s.budgets[tenantID]
 	if !ok || tb.perMinute != perMinute {
 		tb = tenantBudget{apple.NewBudget(float64(perMinute)), perMinute}
-		a.budgets[tenantID] = tb
+		s.budgets[tenantID] = tb
 	}
 	return tb.Budget
 }
@@ -148,63 +215,60 @@ type tenantBudget struct {
 	perMinute int
 }
 
-// syncOnce runs one sync and returns the event that ends it (none when the
+// once runs one sync and returns the event that ends it (none when the
 // sync could not start).
-func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, error) {
-	before, err := a.st.Tenant(ctx, tenantID)
+func (s *syncer) once(ctx context.Context, tenantID string) (store.Event, error) {
+	before, err := s.st.Tenant(ctx, tenantID)
 	if err != nil {
 		return store.Event{}, fmt.Errorf("read tenant: %w", err)
 	}
-	cred, target, err := a.activeTarget(ctx, tenantID)
+	cred, target, err := s.activeTarget(ctx, tenantID)
 	if err != nil {
 		return store.Event{}, err
 	}
 	defer func() { target.Key = nil }()
-	ten, err := a.st.BeginPass(ctx, tenantID)
+	ten, err := s.st.BeginPass(ctx, tenantID)
 	if err != nil {
 		return store.Event{}, fmt.Errorf("begin sync pass: %w", err)
 	}
-	a.publish(ctx, store.Event{Kind: EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
+	s.publish(ctx, store.Event{Kind: store.EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
 		Fields:  map[string]string{"resumed": strconv.FormatBool(!before.SyncPassStartedAt.IsZero())}})
-	sink := &storeSink{st: a.st, tenantID: tenantID, since: ten.SyncPassStartedAt}
-	b := a.budget(tenantID)
+	sink := &storeSink{st: s.st, tenantID: tenantID, since: ten.SyncPassStartedAt}
+	b := s.budget(tenantID)
 	progress := func(p apple.Progress) {
-		a.progress(store.Event{Kind: EvSyncProgress, TenantID: tenantID,
+		s.progress(store.Event{Kind: store.EvSyncProgress, TenantID: tenantID,
 			Message: fmt.Sprintf("listed %d devices, read the coverage of %d", p.Devices, p.Checked),
 			Fields: map[string]string{"pages": strconv.Itoa(p.Pages), "devices": strconv.Itoa(p.Devices),
 				"checked": strconv.Itoa(p.Checked), "coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total),
 				"rate_per_minute": strconv.FormatFloat(p.Rate, 'f', 1, 64)}})
 	}
 	state := apple.SyncState{Cursor: ten.SyncCursor, Listed: ten.SyncListed}
-	err = a.cfg.Syncer.Sync(ctx, target, b, state, sink, progress)
+	err = s.apple.Sync(ctx, target, b, state, sink, progress)
 	if errors.Is(err, apple.ErrCursorRefused) {
 		// Apple no longer takes the stored cursor: read the list again from
 		// the first page. Coverage read in this pass is not read again.
-		if rerr := a.st.RestartList(ctx, tenantID); rerr != nil {
-			return a.syncStopped(ctx, tenantID, cred.ID, fmt.Errorf("restart device list: %w", rerr))
+		if rerr := s.st.RestartList(ctx, tenantID); rerr != nil {
+			return s.stopped(ctx, tenantID, cred.ID, fmt.Errorf("restart device list: %w", rerr))
 		}
-		a.publish(ctx, store.Event{Kind: EvSyncRestarted, TenantID: tenantID, CredentialID: cred.ID,
+		s.publish(ctx, store.Event{Kind: store.EvSyncRestarted, TenantID: tenantID, CredentialID: cred.ID,
 			Message: "Apple refused the stored device list cursor; reading the device list again from the first page",
 			Fields:  errorFields(err)})
-		err = a.cfg.Syncer.Sync(ctx, target, b, apple.SyncState{}, sink, progress)
+		err = s.apple.Sync(ctx, target, b, apple.SyncState{}, sink, progress)
 	}
 	if err != nil {
-		return a.syncStopped(ctx, tenantID, cred.ID, err)
+		return s.stopped(ctx, tenantID, cred.ID, err)
 	}
-	if err := a.st.EndPass(ctx, tenantID, a.cfg.Now()); err != nil {
-		return store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
+	if err := s.st.EndPass(ctx, tenantID, s.now()); err != nil {
+		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
 			fmt.Errorf("record sync: %w", err)
 	}
-	a.markAuth(ctx, cred.ID)
 	// The active credential just got a token: a rotation waiting for that is
 	// confirmed before the sync is reported finished.
-	a.mu.Lock()
-	a.confirm(ctx, tenantID)
-	a.mu.Unlock()
-	after, _ := a.st.Tenant(ctx, tenantID)
+	s.confirmed(ctx, tenantID, cred.ID)
+	after, _ := s.st.Tenant(ctx, tenantID)
 	n := after.Counts
-	return store.Event{Kind: EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
+	return store.Event{Kind: store.EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync finished: %d devices (%d released), %d coverage records", n.Devices, n.Released, n.Coverage),
 		Fields: map[string]string{"devices": strconv.Itoa(n.Devices), "coverage": strconv.Itoa(n.Coverage),
 			"released": strconv.Itoa(n.Released), "newly_released": strconv.Itoa(sink.released),
@@ -212,22 +276,22 @@ func (a *Agent) syncOnce(ctx context.Context, tenantID string) (store.Event, err
 			"unknown": strconv.Itoa(n.Unknown)}}, nil
 }
 
-// syncStopped records a sync that stopped with err, its progress kept: a
-// pause Apple asked for (sync.paused, resumed after it) or a failure
-// (sync.failed, resumed on the next tick).
-func (a *Agent) syncStopped(ctx context.Context, tenantID, credID string, err error) (store.Event, error) {
+// stopped records a sync that stopped with err, its progress kept: a pause
+// Apple asked for (sync.paused, resumed after it) or a failure (sync.failed,
+// resumed on the next tick).
+func (s *syncer) stopped(ctx context.Context, tenantID, credID string, err error) (store.Event, error) {
 	var pe *apple.PausedError
 	var until time.Time
 	if errors.As(err, &pe) {
 		until = pe.Until
 	}
-	if serr := a.st.SyncStopped(context.WithoutCancel(ctx), tenantID, err.Error(), until); serr != nil {
-		a.log.Error("record sync stop", "tenant", tenantID, "err", serr)
+	if serr := s.st.SyncStopped(context.WithoutCancel(ctx), tenantID, err.Error(), until); serr != nil {
+		s.log.Error("record sync stop", "tenant", tenantID, "err", serr)
 	}
-	ev := store.Event{Kind: EvSyncFailed, TenantID: tenantID, CredentialID: credID, Message: "sync failed: " + err.Error(),
+	ev := store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: credID, Message: "sync failed: " + err.Error(),
 		Fields: errorFields(err)}
 	if !until.IsZero() {
-		ev.Kind, ev.Message = EvSyncPaused, "sync paused: "+err.Error()
+		ev.Kind, ev.Message = store.EvSyncPaused, "sync paused: "+err.Error()
 		if ev.Fields == nil {
 			ev.Fields = map[string]string{}
 		}
@@ -247,25 +311,22 @@ func errorFields(err error) map[string]string {
 
 // confirmPending checks the active credential of a tenant that still keeps
 // a previous one, and confirms the rotation when it gets a token.
-func (a *Agent) confirmPending(ctx context.Context, tenantID string) {
-	if a.settings().AuthCheck == payload.AuthOff {
+func (s *syncer) confirmPending(ctx context.Context, tenantID string) {
+	if s.settings().AuthCheck == payload.AuthOff {
 		return
 	}
-	cred, target, err := a.activeTarget(ctx, tenantID)
+	cred, target, err := s.activeTarget(ctx, tenantID)
 	if err != nil {
 		return
 	}
-	if res := a.cfg.Checker.Check(ctx, target); res.Outcome == Accepted {
-		a.markAuth(ctx, cred.ID)
-		a.mu.Lock()
-		a.confirm(ctx, tenantID)
-		a.mu.Unlock()
+	if res := s.checker.Check(ctx, target); res.Outcome == apple.Accepted {
+		s.confirmed(ctx, tenantID, cred.ID)
 	}
 }
 
 // activeTarget loads the tenant's active credential and its key.
-func (a *Agent) activeTarget(ctx context.Context, tenantID string) (store.Credential, AuthTarget, error) {
-	creds, err := a.st.Credentials(ctx)
+func (s *syncer) activeTarget(ctx context.Context, tenantID string) (store.Credential, AuthTarget, error) {
+	creds, err := s.st.Credentials(ctx)
 	if err != nil {
 		return store.Credential{}, AuthTarget{}, fmt.Errorf("list credentials: %w", err)
 	}
@@ -273,7 +334,7 @@ func (a *Agent) activeTarget(ctx context.Context, tenantID string) (store.Creden
 		if c.TenantID != tenantID || c.State != store.CredActive {
 			continue
 		}
-		pem, err := a.st.Key(ctx, c.ID)
+		pem, err := s.st.Key(ctx, c.ID)
 		if err != nil {
 			return c, AuthTarget{}, fmt.Errorf("read active key: %w", err)
 		}
@@ -282,9 +343,9 @@ func (a *Agent) activeTarget(ctx context.Context, tenantID string) (store.Creden
 		if err != nil {
 			return c, AuthTarget{}, fmt.Errorf("parse active key: %w", err)
 		}
-		s := a.settings()
-		return c, AuthTarget{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key,
-			TokenURL: s.TokenURL, APIBaseURL: s.APIBase(c.Scope)}, nil
+		set := s.settings()
+		return c, AuthTarget{Credential: apple.Credential{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key},
+			TokenURL: set.TokenURL, APIBaseURL: set.APIBase(c.Scope)}, nil
 	}
 	return store.Credential{}, AuthTarget{}, fmt.Errorf("tenant %s has no active credential: %w", tenantID, store.ErrNotFound)
 }

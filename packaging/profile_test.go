@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
 	"howett.net/plist"
@@ -48,7 +49,7 @@ func exampleCiphertext(t *testing.T) []byte {
 		payload.KeyKeyID:          exampleKeyID,
 		payload.KeyPrivateKey:     string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})),
 		payload.KeyCredentialName: exampleName,
-		payload.KeyScope:          payload.ScopeBusiness,
+		payload.KeyScope:          apple.ScopeBusiness,
 	}, plist.XMLFormat, "\t")
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +246,7 @@ func checkExampleCredential(t *testing.T, ciphertext []byte) {
 	if _, err := plist.Unmarshal(inner, &cred); err != nil {
 		t.Fatalf("decrypted credential is not a plist dict of strings: %v", err)
 	}
-	if cred[payload.KeyClientID] != exampleClientID || cred[payload.KeyKeyID] != exampleKeyID || cred[payload.KeyScope] != payload.ScopeBusiness {
+	if cred[payload.KeyClientID] != exampleClientID || cred[payload.KeyKeyID] != exampleKeyID || cred[payload.KeyScope] != apple.ScopeBusiness {
 		t.Errorf("credential ids: %s %s %s", cred[payload.KeyClientID], cred[payload.KeyKeyID], cred[payload.KeyScope])
 	}
 	block, _ := pem.Decode([]byte(cred[payload.KeyPrivateKey]))

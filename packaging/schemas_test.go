@@ -22,8 +22,8 @@ const (
 	manifestFile   = "profiles/manifest/" + platform.Domain + ".plist"
 	// manifestModified is pfm_last_modified: bump it (and manifestVersion)
 	// when payload.Schema changes, so that profile editors pick it up.
-	manifestModified = "2026-11-26T00:00:00Z"
-	manifestVersion  = 1
+	manifestModified = "2026-11-30T00:00:00Z"
+	manifestVersion  = 2
 )
 
 // object is a JSON object that keeps its keys in insertion order, so that
@@ -64,9 +64,13 @@ func jamfProperty(f payload.Field, order int) object {
 	case "dict":
 		p = append(p, jamfObject(f.Title, f.Children)[1:]...)
 	case "data":
-		// Jamf's form has no data type: the agent accepts the armored age text.
-		p[1].value = f.Description + " In Jamf Pro paste the ASCII-armored form (age -a -p, or rekey seal's armored output)."
-		p = append(p, member{"type", "string"}, member{"options", object{{"inputAttributes", object{{"placeholder", "-----BEGIN AGE ENCRYPTED FILE-----"}}}}})
+		// Jamf's form has no data type: the agent accepts the armored age
+		// text. "textarea" (a json-editor format, which Jamf's form builder
+		// honours) keeps its line breaks; armor that still loses them on the
+		// way is re-wrapped by the agent.
+		p[1].value = f.Description + " In Jamf Pro paste the ASCII-armored form (age -a -p, or rekey seal's armored output); line breaks lost in the form are restored by the agent."
+		p = append(p, member{"type", "string"}, member{"format", "textarea"},
+			member{"options", object{{"inputAttributes", object{{"placeholder", "-----BEGIN AGE ENCRYPTED FILE-----"}, {"rows", 8}}}}})
 	default:
 		p = append(p, member{"type", f.Type})
 	}

@@ -42,7 +42,7 @@ func TestPathsForKnownAndUnknownSystems(t *testing.T) {
 		t.Fatalf("darwin paths %+v, err %v", mac, err)
 	}
 	lin, err := PathsFor("linux")
-	if err != nil || lin.PrefsDir != "/etc/rekey/managed" || lin.UserPrefs || lin.Socket != "/run/rekey.sock" {
+	if err != nil || lin.PrefsDir != "/etc/rekey/managed" || lin.UserPrefs || lin.Socket != "/run/rekey/rekey.sock" {
 		t.Fatalf("linux paths %+v, err %v", lin, err)
 	}
 	if _, err := PathsFor("plan9"); err == nil {

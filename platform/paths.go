@@ -39,7 +39,7 @@ func PathsFor(goos string) (Paths, error) {
 		return Paths{
 			PrefsDir:       "/etc/rekey/managed",
 			StateDir:       "/var/lib/rekey",
-			Socket:         "/run/rekey.sock",
+			Socket:         "/run/rekey/rekey.sock", // folder made by systemd's RuntimeDirectory=rekey
 			PassphraseFile: "/etc/rekey/passphrase",
 			AdminGroup:     "sudo",
 		}, nil

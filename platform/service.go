@@ -18,11 +18,14 @@ const (
 	ServiceDescription = "rekey credential-rotation agent"
 )
 
-// Where the packages put the binary; the packaging/ copies of the service
-// files are rendered for these.
+// Where the packages put the binary: a folder that only root may write, so
+// that nobody but root can replace what the root service runs (on an Intel
+// Mac with Homebrew, /usr/local/bin belongs to a user). The packaged service
+// files start these paths; the packages link /usr/bin/rekey (Linux) and
+// /usr/local/bin/rekey (macOS) to them for people.
 const (
-	PackagedExecutableLinux  = "/usr/bin/rekey"
-	PackagedExecutableDarwin = "/usr/local/bin/rekey"
+	PackagedExecutableLinux  = "/opt/rekey/bin/rekey"
+	PackagedExecutableDarwin = "/usr/local/rekey/bin/rekey"
 )
 
 // ErrServiceSpec is returned when a ServiceSpec cannot be written into a

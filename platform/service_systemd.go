@@ -37,19 +37,30 @@ func systemdUnit(spec ServiceSpec) ([]byte, error) {
 	for i, p := range rw {
 		rw[i] = systemdPathQuote(p)
 	}
+	// Without extra folders the line goes: an empty ReadWritePaths= would
+	// read as a reset, which is harmless but misleading.
+	readWrite := ""
+	if len(rw) > 0 {
+		readWrite = "ReadWritePaths=" + strings.Join(rw, " ") + "\n"
+	}
 	unit := strings.NewReplacer(
 		"@EXECSTART@", strings.Join(quoted, " "),
-		"@READWRITE@", strings.Join(rw, " "),
+		"@READWRITE@\n", readWrite,
 	).Replace(systemdUnitTemplate)
 	return []byte(unit), nil
 }
 
-// readWritePaths returns /run (for the socket) and the folders that the
-// passed-through flags name, each prefixed with "-" so that a missing folder
-// gives the agent's own clear error rather than a namespace failure.
+// runtimeDir is the folder systemd creates for the unit (RuntimeDirectory=rekey):
+// the default socket lives there, so it needs no ReadWritePaths entry.
+const runtimeDir = "/run/" + ServiceName
+
+// readWritePaths returns the folders that the passed-through flags name,
+// outside the unit's own state and runtime folders, each prefixed with "-" so
+// that a missing folder gives the agent's own clear error rather than a
+// namespace failure. The packaged unit needs none.
 func readWritePaths(runArgs []string) ([]string, error) {
-	paths := []string{"/run"}
-	seen := map[string]bool{"/run": true}
+	var paths []string
+	seen := map[string]bool{}
 	for i := 0; i < len(runArgs); i++ {
 		name, value, hasValue := strings.Cut(strings.TrimLeft(runArgs[i], "-"), "=")
 		kind, ok := writableFlags[name]
@@ -70,7 +81,7 @@ func readWritePaths(runArgs []string) ([]string, error) {
 		if kind == "file" {
 			dir = filepath.Dir(dir)
 		}
-		if !seen[dir] && !within(dir, "/run") {
+		if !seen[dir] && !within(dir, runtimeDir) {
 			seen[dir] = true
 			paths = append(paths, "-"+dir)
 		}
@@ -81,7 +92,7 @@ func readWritePaths(runArgs []string) ([]string, error) {
 func checkNotHome(p string) error {
 	for _, h := range hiddenByUnit {
 		if within(p, h) {
-			return fmt.Errorf("%w: %s is under %s, which the unit hides from the service (ProtectHome=, PrivateTmp=); install rekey in /usr/local/bin and keep state under /var/lib", ErrServiceSpec, p, h)
+			return fmt.Errorf("%w: %s is under %s, which the unit hides from the service (ProtectHome=, PrivateTmp=); install rekey in a root-owned folder such as /opt/rekey/bin and keep state under /var/lib", ErrServiceSpec, p, h)
 		}
 	}
 	return nil

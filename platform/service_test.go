@@ -118,16 +118,19 @@ func TestSystemdUnitSections(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		"ExecStart":       PackagedExecutableLinux + " run",
-		"Restart":         "on-failure",
-		"RestartSec":      "5s",
-		"StateDirectory":  "rekey",
-		"ProtectSystem":   "strict",
-		"ReadWritePaths":  "/run",
-		"NoNewPrivileges": "yes",
-		"ProtectHome":     "yes",
-		"PrivateTmp":      "yes",
-		"UMask":           "0077",
+		"ExecStart":            PackagedExecutableLinux + " run",
+		"Restart":              "on-failure",
+		"RestartSec":           "5s",
+		"StateDirectory":       "rekey",
+		"ProtectSystem":        "strict",
+		"RuntimeDirectory":     "rekey",
+		"RuntimeDirectoryMode": "0755",
+		"ProcSubset":           "pid",
+		"PrivateMounts":        "yes",
+		"NoNewPrivileges":      "yes",
+		"ProtectHome":          "yes",
+		"PrivateTmp":           "yes",
+		"UMask":                "0077",
 	}
 	for k, v := range want {
 		if got := u.one(t, "Service", k); got != v {
@@ -137,8 +140,9 @@ func TestSystemdUnitSections(t *testing.T) {
 	if got := u.one(t, "Install", "WantedBy"); got != "multi-user.target" {
 		t.Errorf("WantedBy=%q", got)
 	}
-	// The agent reads /etc/rekey: nothing may hide or deny it.
-	for _, k := range []string{"InaccessiblePaths", "TemporaryFileSystem", "ReadOnlyPaths"} {
+	// The agent reads /etc/rekey: nothing may hide or deny it. The packaged
+	// unit opens nothing beyond its state and runtime folders.
+	for _, k := range []string{"InaccessiblePaths", "TemporaryFileSystem", "ReadOnlyPaths", "ReadWritePaths"} {
 		if v, ok := u["Service"][k]; ok {
 			t.Errorf("[Service] %s=%q would get in the way of /etc/rekey or /var/lib/rekey", k, v)
 		}
@@ -201,7 +205,7 @@ func TestServiceFilesPassArgumentsThrough(t *testing.T) {
 		t.Errorf("ExecStart words (-want +got):\n%s", diff)
 	}
 	rw := splitExecStart(t, u.one(t, "Service", "ReadWritePaths"))
-	if diff := cmp.Diff([]string{"/run", "-/srv/rekey"}, rw); diff != "" {
+	if diff := cmp.Diff([]string{"-/run", "-/srv/rekey"}, rw); diff != "" {
 		t.Errorf("ReadWritePaths (-want +got):\n%s", diff)
 	}
 
@@ -263,5 +267,44 @@ func TestServiceConfigPerSystem(t *testing.T) {
 		if err != nil || !filepath.IsAbs(path) {
 			t.Errorf("%s: service file path %q, %v", goos, path, err)
 		}
+	}
+}
+
+func TestUnitOpensOnlyFoldersOutsideItsOwn(t *testing.T) {
+	lin, err := PathsFor("linux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct {
+		args []string
+		want []string // ReadWritePaths words; nil: no such line
+	}{
+		"default socket":            {nil, nil},
+		"socket in runtime folder":  {[]string{"--socket", filepath.Join(runtimeDir, "other.sock")}, nil},
+		"default socket, spelt out": {[]string{"--socket=" + lin.Socket}, nil},
+		"socket elsewhere":          {[]string{"--socket", "/srv/sock/rekey.sock"}, []string{"-/srv/sock"}},
+		"status file and state":     {[]string{"--status-file", "/srv/st/s.plist", "--state-dir", "/srv/st"}, []string{"-/srv/st"}},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			data, err := ServiceFile("linux", ServiceSpec{Executable: PackagedExecutableLinux, RunArgs: c.args})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := parseUnit(t, data)
+			var got []string
+			if v, ok := u["Service"]["ReadWritePaths"]; ok {
+				got = splitExecStart(t, u.one(t, "Service", "ReadWritePaths"))
+				if len(v) != 1 {
+					t.Fatalf("ReadWritePaths given %d times", len(v))
+				}
+			}
+			if diff := cmp.Diff(c.want, got); diff != "" {
+				t.Errorf("ReadWritePaths (-want +got):\n%s", diff)
+			}
+			if got := u.one(t, "Service", "RuntimeDirectory"); "/run/"+got != filepath.Dir(lin.Socket) {
+				t.Errorf("RuntimeDirectory=%s, but the default socket is %s", got, lin.Socket)
+			}
+		})
 	}
 }

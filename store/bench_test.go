@@ -73,11 +73,11 @@ func BenchmarkCutover(b *testing.B) {
 				b.StopTimer()
 				rot, _ := stageValidated(b, s, tenantID, "next")
 				b.StartTimer()
-				if err := s.Cutover(ctx, rot.ID); err != nil {
+				if _, err := s.Cutover(ctx, rot.ID); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				if err := s.Confirm(ctx, tenantID); err != nil {
+				if _, err := s.Confirm(ctx, tenantID); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()

@@ -57,7 +57,7 @@ func crashChild(dir string) error {
 		return err
 	}
 	for len(tenants) < crashTenants {
-		t, _, err := s.AddCredential(ctx, newCred("crash"), "")
+		t, _, _, err := s.AddCredential(ctx, newCred("crash"), "")
 		if err != nil {
 			return err
 		}
@@ -70,7 +70,7 @@ func crashChild(dir string) error {
 	}
 	for _, r := range open {
 		if rand.IntN(2) == 0 {
-			if err := s.FailRotation(ctx, r.ID, "interrupted"); err != nil {
+			if _, err := s.FailRotation(ctx, r.ID, "interrupted"); err != nil {
 				return err
 			}
 			report("rot %s failed", r.ID)
@@ -83,7 +83,7 @@ func crashChild(dir string) error {
 	for {
 		t := tenants[rand.IntN(len(tenants))]
 		if rand.IntN(3) == 0 {
-			r, _, err := s.Stage(ctx, t.ID, newCred("next"))
+			r, _, _, err := s.Stage(ctx, t.ID, newCred("next"))
 			if err != nil {
 				return err
 			}
@@ -100,22 +100,22 @@ func crashChild(dir string) error {
 }
 
 func crashRotate(ctx context.Context, s *store.Store, r store.Rotation, report func(string, ...any)) error {
-	if err := s.Validated(ctx, r.ID); err != nil {
+	if _, err := s.Validated(ctx, r.ID); err != nil {
 		return err
 	}
 	report("rot %s validated", r.ID)
-	if err := s.Cutover(ctx, r.ID); err != nil {
+	if _, err := s.Cutover(ctx, r.ID); err != nil {
 		return err
 	}
 	report("rot %s cutover", r.ID)
 	switch rand.IntN(3) {
 	case 0:
-		if err := s.Confirm(ctx, r.TenantID); err != nil {
+		if _, err := s.Confirm(ctx, r.TenantID); err != nil {
 			return err
 		}
 		report("rot %s confirmed", r.ID)
 	case 1:
-		if err := s.Rollback(ctx, r.TenantID); err != nil {
+		if _, err := s.Rollback(ctx, r.TenantID); err != nil {
 			return err
 		}
 		report("rot %s rolled-back", r.ID)

@@ -21,9 +21,11 @@ func retire(ctx context.Context, tx *sql.Tx, now time.Time, credID string) error
 // FailRotation ends an unfinished rotation: the pending credential becomes
 // failed with its key wiped, the rotation failed with reason, and its import
 // (if any) failed with reason, so that it can be retried. The active
-// credential and the tenant's data are not touched. ErrState after cut-over.
-func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) error {
-	return s.write(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
+// credential and the tenant's data are not touched. It returns the
+// rotation.failed event it wrote. ErrState after cut-over.
+func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Event, error) {
+	var ev Event
+	err := s.write(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
 		if err != nil {
 			return err
@@ -41,22 +43,24 @@ func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) err
 				return fmt.Errorf("fail import %s: %w", r.ImportID, err)
 			}
 		}
-		e := rotEvent(r, "rotation.failed", "rotation failed before cut-over: "+reason)
+		e := rotEvent(r, EvRotationFailed, "rotation failed before cut-over: "+reason)
 		e.Fields["reason"] = reason
-		_, err = insertEvent(ctx, tx, now, e)
+		ev, err = insertEvent(ctx, tx, now, e)
 		return err
 	})
+	return ev, err
 }
 
 // Cutover makes a validated rotation's credential active in one transaction:
 // an older previous credential is retired and wiped first, the active one
 // becomes previous, the pending one active, the import applied, the rotation
-// cutover, and an event is written. It touches credential, rotation, import
+// cutover, and a rotation.cutover event is written and returned. It touches credential, rotation, import
 // and event rows only, so its cost does not depend on the tenant's data.
 // ErrState if the rotation is not validated, or if the credential it replaces
 // is no longer the active one (a rollback happened meanwhile).
-func (s *Store) Cutover(ctx context.Context, rotationID string) error {
-	return s.write(ctx, "cut over", func(tx *sql.Tx, now time.Time) error {
+func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
+	var ev Event
+	err := s.write(ctx, "cut over", func(tx *sql.Tx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepValidated)
 		if err != nil {
 			return err
@@ -69,14 +73,14 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) error {
 			return fmt.Errorf("rotation %s replaces %s but %s is active now; fail it and stage again: %w",
 				r.ID, r.FromCredentialID, active.ID, ErrState)
 		}
-		fields := map[string]string{"from": r.FromCredentialID, "to": r.ToCredentialID}
+		var retired string
 		prev, err := credIn(ctx, tx, r.TenantID, CredPrevious)
 		switch {
 		case err == nil:
 			if err := retire(ctx, tx, now, prev.ID); err != nil {
 				return err
 			}
-			fields["retired"] = prev.ID
+			retired = prev.ID
 		case !errors.Is(err, ErrState):
 			return err
 		}
@@ -100,18 +104,24 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) error {
 				return fmt.Errorf("apply import %s: %w", r.ImportID, err)
 			}
 		}
-		e := rotEvent(r, "rotation.cutover", "new credential is active; the old one is kept as previous")
-		e.Fields = fields
-		_, err = insertEvent(ctx, tx, now, e)
+		e := rotEvent(r, EvRotationCutover, "new credential is active; the old one is kept as previous")
+		if retired != "" {
+			e.Fields["retired"] = retired
+		}
+		ev, err = insertEvent(ctx, tx, now, e)
 		return err
 	})
+	return ev, err
 }
 
 // Confirm retires the tenant's previous credential and wipes its key, and
 // moves the rotation that replaced it (if still at cutover) to confirmed.
-// ErrState when the tenant has no previous credential.
-func (s *Store) Confirm(ctx context.Context, tenantID string) error {
-	return s.write(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
+// It returns the event it wrote: rotation.confirmed, or credential.retired
+// when no rotation was waiting for confirmation. ErrState when the tenant has
+// no previous credential.
+func (s *Store) Confirm(ctx context.Context, tenantID string) (Event, error) {
+	var ev Event
+	err := s.write(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
 		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err
@@ -119,7 +129,7 @@ func (s *Store) Confirm(ctx context.Context, tenantID string) error {
 		if err := retire(ctx, tx, now, prev.ID); err != nil {
 			return err
 		}
-		e := Event{Kind: "credential.retired", TenantID: tenantID, CredentialID: prev.ID,
+		e := Event{Kind: EvCredentialRetired, TenantID: tenantID, CredentialID: prev.ID,
 			Message: fmt.Sprintf("credential %q retired and its key wiped", prev.Name)}
 		r, err := getOne(ctx, tx, scanRot, "rotation of tenant", tenantID, `SELECT `+rotCols+` FROM rotations
 			WHERE tenant_id = ? AND from_credential_id = ? AND to_credential_id = ? AND step = 'cutover'
@@ -129,13 +139,14 @@ func (s *Store) Confirm(ctx context.Context, tenantID string) error {
 			if err := setStep(ctx, tx, now, &r, StepConfirmed, ""); err != nil {
 				return err
 			}
-			e = rotEvent(r, "rotation.confirmed", fmt.Sprintf("new credential confirmed; %q retired and its key wiped", prev.Name))
+			e = rotEvent(r, EvRotationConfirmed, fmt.Sprintf("new credential confirmed; %q retired and its key wiped", prev.Name))
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
-		_, err = insertEvent(ctx, tx, now, e)
+		ev, err = insertEvent(ctx, tx, now, e)
 		return err
 	})
+	return ev, err
 }
 
 // swapPair reads the tenant's previous and active credentials, the two that
@@ -150,9 +161,11 @@ func swapPair(ctx context.Context, tx *sql.Tx, tenantID string) (prev, active Cr
 
 // Rollback swaps the tenant's active and previous credentials. The rotation
 // that made the swap's credential active goes to rolled-back; rolling back a
-// rollback moves it to cutover again. ErrState without a previous credential.
-func (s *Store) Rollback(ctx context.Context, tenantID string) error {
-	return s.write(ctx, "roll back", func(tx *sql.Tx, now time.Time) error {
+// rollback moves it to cutover again. It returns the tenant.rollback event it
+// wrote. ErrState without a previous credential.
+func (s *Store) Rollback(ctx context.Context, tenantID string) (Event, error) {
+	var ev Event
+	err := s.write(ctx, "roll back", func(tx *sql.Tx, now time.Time) error {
 		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err
@@ -171,7 +184,7 @@ func (s *Store) Rollback(ctx context.Context, tenantID string) error {
 				return fmt.Errorf("swap credentials: %w", err)
 			}
 		}
-		e := Event{Kind: "tenant.rollback", TenantID: tenantID, CredentialID: prev.ID,
+		e := Event{Kind: EvTenantRollback, TenantID: tenantID, CredentialID: prev.ID,
 			Message: fmt.Sprintf("rolled back: %q is active again, %q is previous", prev.Name, active.Name),
 			Fields:  map[string]string{"active": prev.ID, "previous": active.ID}}
 		r, err := getOne(ctx, tx, scanRot, "rotation of tenant", tenantID, `SELECT `+rotCols+` FROM rotations
@@ -192,7 +205,8 @@ func (s *Store) Rollback(ctx context.Context, tenantID string) error {
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
-		_, err = insertEvent(ctx, tx, now, e)
+		ev, err = insertEvent(ctx, tx, now, e)
 		return err
 	})
+	return ev, err
 }

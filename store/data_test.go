@@ -185,10 +185,10 @@ func TestWipedKeyLeavesNoBytesInTheFiles(t *testing.T) {
 		t.Fatal("test is blind: sealed key not found in the files before the wipe")
 	}
 	rot, _ := stageValidated(t, s, ten.ID, "B")
-	if err := s.Cutover(ctx, rot.ID); err != nil {
+	if _, err := s.Cutover(ctx, rot.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Confirm(ctx, ten.ID); err != nil {
+	if _, err := s.Confirm(ctx, ten.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.ExecRaw(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {

@@ -38,7 +38,7 @@ func openStore(tb testing.TB) (*store.Store, string, *clock) {
 	tb.Helper()
 	dir := tb.TempDir() + "/state"
 	clk := newClock()
-	s, err := store.Open(dir, store.Options{Now: clk.Now})
+	s, err := store.Open(dir, store.Options{Clock: clk})
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}
@@ -67,7 +67,7 @@ func newCred(name string) store.NewCredential {
 // addTenant creates a tenant with one active credential.
 func addTenant(tb testing.TB, s *store.Store, name string) (store.Tenant, store.Credential) {
 	tb.Helper()
-	t, c, err := s.AddCredential(context.Background(), newCred(name), "")
+	t, c, _, err := s.AddCredential(context.Background(), newCred(name), "")
 	if err != nil {
 		tb.Fatalf("add credential: %v", err)
 	}
@@ -78,11 +78,11 @@ func addTenant(tb testing.TB, s *store.Store, name string) (store.Tenant, store.
 func stageValidated(tb testing.TB, s *store.Store, tenantID, name string) (store.Rotation, store.Credential) {
 	tb.Helper()
 	ctx := context.Background()
-	r, c, err := s.Stage(ctx, tenantID, newCred(name))
+	r, c, _, err := s.Stage(ctx, tenantID, newCred(name))
 	if err != nil {
 		tb.Fatalf("stage: %v", err)
 	}
-	if err := s.Validated(ctx, r.ID); err != nil {
+	if _, err := s.Validated(ctx, r.ID); err != nil {
 		tb.Fatalf("validated: %v", err)
 	}
 	return r, c

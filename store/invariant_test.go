@@ -19,11 +19,11 @@ func TestSchemaRefusesBrokenStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	ten2, _ := addTenant(t, s, "C")
-	failedRot, failed, err := s.Stage(ctx, ten2.ID, newCred("C2"))
+	failedRot, failed, _, err := s.Stage(ctx, ten2.ID, newCred("C2"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FailRotation(ctx, failedRot.ID, "test"); err != nil {
+	if _, err := s.FailRotation(ctx, failedRot.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	const insCred = `INSERT INTO credentials (id, tenant_id, name, client_id, key_id, scope, state, origin, sealed_key, created_at)

@@ -40,7 +40,7 @@ func TestAppleMigrationKeepsEveryRowAndRecomputesCoverage(t *testing.T) {
 		}
 	}
 	db.Close()
-	s, err := Open(dir, Options{Now: func() time.Time { return time.Unix(0, now) }})
+	s, err := Open(dir, Options{Clock: fixedClock(time.Unix(0, now))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,3 +94,8 @@ func TestAppleMigrationKeepsEveryRowAndRecomputesCoverage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// fixedClock is a clock that stands still.
+type fixedClock time.Time
+
+func (c fixedClock) Now() time.Time { return time.Time(c) }

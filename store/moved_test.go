@@ -29,7 +29,7 @@ func TestWritesStopWhenTheDatabaseFileIsGone(t *testing.T) {
 			s, dir, _ := openStore(t)
 			addTenant(t, s, "A")
 			breakIt(t, filepath.Join(dir, store.DBFile))
-			_, _, err := s.AddCredential(t.Context(), newCred("B"), "B")
+			_, _, _, err := s.AddCredential(t.Context(), newCred("B"), "B")
 			if !errors.Is(err, store.ErrDBMoved) || !strings.Contains(err.Error(), name) {
 				t.Fatalf("write after the file was %s: %v, want ErrDBMoved", name, err)
 			}

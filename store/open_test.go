@@ -211,7 +211,7 @@ func TestConcurrentOpensOfANewFolderAgree(t *testing.T) {
 		}
 		defer stores[i].Close()
 	}
-	_, c, err := stores[0].AddCredential(context.Background(), newCred("A"), "")
+	_, c, _, err := stores[0].AddCredential(context.Background(), newCred("A"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

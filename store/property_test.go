@@ -51,14 +51,14 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 			if len(m.tenants) >= 3 {
 				t.Skip("enough tenants")
 			}
-			ten, c, err := m.s.AddCredential(m.ctx, newCred("t"), "")
+			ten, c, _, err := m.s.AddCredential(m.ctx, newCred("t"), "")
 			expectErr(t, "add", err, nil)
 			m.tenants = append(m.tenants, &modelTenant{id: ten.ID, active: c.ID, coverage: map[string]int{}})
 			m.states[c.ID] = store.CredActive
 		},
 		"stage": func(t *rapid.T) {
 			mt := m.tenant(t)
-			r, c, err := m.s.Stage(m.ctx, mt.id, newCred("n"))
+			r, c, _, err := m.s.Stage(m.ctx, mt.id, newCred("n"))
 			if mt.rot != "" {
 				expectErr(t, "stage", err, store.ErrInvariant)
 				return
@@ -72,7 +72,7 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 			if mt.rot == "" {
 				t.Skip("no rotation")
 			}
-			expectErr(t, "validate", m.s.Validated(m.ctx, mt.rot), nil)
+			expectErr(t, "validate", errOf1(m.s.Validated(m.ctx, mt.rot)), nil)
 			mt.rotStep = store.StepValidated
 		},
 		"fail": func(t *rapid.T) {
@@ -80,7 +80,7 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 			if mt.rot == "" {
 				t.Skip("no rotation")
 			}
-			expectErr(t, "fail", m.s.FailRotation(m.ctx, mt.rot, "test failure"), nil)
+			expectErr(t, "fail", errOf1(m.s.FailRotation(m.ctx, mt.rot, "test failure")), nil)
 			m.states[mt.pending] = store.CredFailed
 			mt.rot, mt.pending = "", ""
 		},
@@ -89,7 +89,7 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 			if mt.rot == "" {
 				t.Skip("no rotation")
 			}
-			err := m.s.Cutover(m.ctx, mt.rot)
+			_, err := m.s.Cutover(m.ctx, mt.rot)
 			if mt.rotStep != store.StepValidated || mt.rotFrom != mt.active {
 				expectErr(t, "cutover", err, store.ErrState)
 				return
@@ -103,7 +103,7 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 		},
 		"confirm": func(t *rapid.T) {
 			mt := m.tenant(t)
-			err := m.s.Confirm(m.ctx, mt.id)
+			_, err := m.s.Confirm(m.ctx, mt.id)
 			if mt.previous == "" {
 				expectErr(t, "confirm", err, store.ErrState)
 				return
@@ -114,7 +114,7 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 		},
 		"rollback": func(t *rapid.T) {
 			mt := m.tenant(t)
-			err := m.s.Rollback(m.ctx, mt.id)
+			_, err := m.s.Rollback(m.ctx, mt.id)
 			if mt.previous == "" {
 				expectErr(t, "rollback", err, store.ErrState)
 				return
@@ -200,7 +200,7 @@ func TestRandomOperationSequencesKeepInvariants(t *testing.T) {
 		if err != nil {
 			rt.Fatal(err)
 		}
-		s, err := store.Open(dir, store.Options{Now: newClock().Now})
+		s, err := store.Open(dir, store.Options{Clock: newClock()})
 		if err != nil {
 			rt.Fatal(err)
 		}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/rekeyd/rekey/platform/clock"
 )
 
 // Sentinels of a read-only store.
@@ -26,8 +28,8 @@ var (
 // before SQLite reads it. It works beside a running agent (WAL readers do not
 // block the writer) and with the agent stopped.
 func OpenReadOnly(dir string, opts Options) (*Store, error) {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.System{}
 	}
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
@@ -47,7 +49,7 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	if err := probe(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{path: path, now: func() time.Time { return opts.Now().UTC() }}
+	s := &Store{path: path, now: func() time.Time { return opts.Clock.Now().UTC() }}
 	if s.r, err = sql.Open("sqlite", roDSN(path, opts.BusyTimeout, !sidecars(path))); err != nil {
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}

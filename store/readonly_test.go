@@ -46,7 +46,7 @@ func TestOpenReadOnlyReadsAStoppedAgentsDatabaseWithoutWriting(t *testing.T) {
 	if _, err := ro.Key(context.Background(), cred.ID); !errors.Is(err, store.ErrReadOnly) {
 		t.Errorf("key from a read-only store: %v, want ErrReadOnly", err)
 	}
-	if _, _, err := ro.AddCredential(context.Background(), newCred("B"), "B"); !errors.Is(err, store.ErrReadOnly) {
+	if _, _, _, err := ro.AddCredential(context.Background(), newCred("B"), "B"); !errors.Is(err, store.ErrReadOnly) {
 		t.Errorf("write to a read-only store: %v, want ErrReadOnly", err)
 	}
 	ro.Close()

@@ -8,16 +8,16 @@ import (
 	"time"
 )
 
-// validScope reports whether scope is one Apple issues.
-func validScope(scope string) bool { return scope == "business.api" || scope == "school.api" }
-
 // checkNew refuses a NewCredential that lacks what every credential needs.
 func checkNew(nc NewCredential) error {
 	switch {
 	case nc.ClientID == "" || nc.KeyID == "":
 		return errors.New("new credential: empty Client ID or Key ID; both come from the decrypted payload")
-	case !validScope(nc.Scope):
-		return fmt.Errorf("new credential: scope %q is neither business.api nor school.api", nc.Scope)
+	case nc.Scope == "":
+		// Which scopes exist is Apple's to say (package agent/apple); the
+		// caller resolves it from the Client ID, and the schema's CHECK
+		// refuses any other value.
+		return errors.New("new credential: empty scope; pass the scope its Client ID implies")
 	case len(nc.KeyPEM) == 0:
 		return errors.New("new credential: no private key; pass the PEM to seal")
 	case nc.Origin != OriginManaged && nc.Origin != OriginLocal:
@@ -75,16 +75,17 @@ func settleImport(ctx context.Context, tx *sql.Tx, now time.Time, importID strin
 
 // AddCredential creates a new tenant (named tenantName, or the credential's
 // name when empty) with nc as its active credential, marks nc.ImportID (if
-// any) applied and writes a credential.added event.
-func (s *Store) AddCredential(ctx context.Context, nc NewCredential, tenantName string) (Tenant, Credential, error) {
+// any) applied and writes a credential.added event, which it returns.
+func (s *Store) AddCredential(ctx context.Context, nc NewCredential, tenantName string) (Tenant, Credential, Event, error) {
 	if err := checkNew(nc); err != nil {
-		return Tenant{}, Credential{}, fmt.Errorf("add credential: %w", err)
+		return Tenant{}, Credential{}, Event{}, fmt.Errorf("add credential: %w", err)
 	}
 	if tenantName == "" {
 		tenantName = nc.Name
 	}
 	var t Tenant
 	var c Credential
+	var ev Event
 	err := s.write(ctx, "add credential", func(tx *sql.Tx, now time.Time) error {
 		t = Tenant{ID: newID("ten_"), Name: tenantName, Scope: nc.Scope, CreatedAt: now}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, scope, created_at) VALUES (?, ?, ?, ?)`,
@@ -98,26 +99,28 @@ func (s *Store) AddCredential(ctx context.Context, nc NewCredential, tenantName 
 		if err := settleImport(ctx, tx, now, nc.ImportID, ImportApplied, "", c); err != nil {
 			return err
 		}
-		_, err = insertEvent(ctx, tx, now, Event{Kind: "credential.added", TenantID: t.ID, ImportID: nc.ImportID,
+		ev, err = insertEvent(ctx, tx, now, Event{Kind: EvCredentialAdded, TenantID: t.ID, ImportID: nc.ImportID,
 			CredentialID: c.ID, Message: fmt.Sprintf("credential %q added as the active credential of new tenant %q", c.Name, t.Name),
 			Fields: map[string]string{"client_id": c.ClientID, "key_id": c.KeyID}})
 		return err
 	})
 	if err != nil {
-		return Tenant{}, Credential{}, err
+		return Tenant{}, Credential{}, Event{}, err
 	}
-	return t, c, nil
+	return t, c, ev, nil
 }
 
 // Stage stores nc as the tenant's pending credential and opens a rotation at
 // step staged from the current active credential. The import (if any) moves
-// to applying. ErrInvariant if the tenant already has an unfinished rotation.
-func (s *Store) Stage(ctx context.Context, tenantID string, nc NewCredential) (Rotation, Credential, error) {
+// to applying. It returns the rotation.staged event it wrote. ErrInvariant if
+// the tenant already has an unfinished rotation.
+func (s *Store) Stage(ctx context.Context, tenantID string, nc NewCredential) (Rotation, Credential, Event, error) {
 	if err := checkNew(nc); err != nil {
-		return Rotation{}, Credential{}, fmt.Errorf("stage rotation: %w", err)
+		return Rotation{}, Credential{}, Event{}, fmt.Errorf("stage rotation: %w", err)
 	}
 	var r Rotation
 	var c Credential
+	var ev Event
 	err := s.write(ctx, "stage rotation", func(tx *sql.Tx, now time.Time) error {
 		t, err := getOne(ctx, tx, scanTenant, "tenant", tenantID, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, tenantID)
 		if err != nil {
@@ -153,14 +156,14 @@ func (s *Store) Stage(ctx context.Context, tenantID string, nc NewCredential) (R
 		if err := settleImport(ctx, tx, now, nc.ImportID, ImportApplying, "", c); err != nil {
 			return err
 		}
-		_, err = insertEvent(ctx, tx, now, rotEvent(r, "rotation.staged",
+		ev, err = insertEvent(ctx, tx, now, rotEvent(r, EvRotationStaged,
 			fmt.Sprintf("credential %q staged to replace %q", c.Name, active.Name)))
 		return err
 	})
 	if err != nil {
-		return Rotation{}, Credential{}, err
+		return Rotation{}, Credential{}, Event{}, err
 	}
-	return r, c, nil
+	return r, c, ev, nil
 }
 
 // credIn returns the tenant's credential in state st, or ErrState if none.
@@ -197,15 +200,20 @@ func setStep(ctx context.Context, tx *sql.Tx, now time.Time, r *Rotation, st Ste
 	return nil
 }
 
-func rotEvent(r Rotation, kind, msg string) Event {
+// rotEvent is the event of rotation r reaching its current step.
+func rotEvent(r Rotation, kind EventKind, msg string) Event {
 	return Event{Kind: kind, TenantID: r.TenantID, ImportID: r.ImportID, CredentialID: r.ToCredentialID,
-		RotationID: r.ID, Message: msg, Fields: map[string]string{"from": r.FromCredentialID, "to": r.ToCredentialID}}
+		RotationID: r.ID, Message: msg,
+		Fields: map[string]string{"step": string(r.Step), "from": r.FromCredentialID, "to": r.ToCredentialID}}
 }
 
-// Validated records that the staged credential passed validation. Calling it
-// again on a validated rotation is a no-op; any other step is ErrState.
-func (s *Store) Validated(ctx context.Context, rotationID string) error {
-	return s.write(ctx, "record validation", func(tx *sql.Tx, now time.Time) error {
+// Validated records that the staged credential passed validation and
+// returns the rotation.validated event it wrote. Calling it again on a
+// validated rotation is a no-op that writes nothing (a zero Event); any other
+// step is ErrState.
+func (s *Store) Validated(ctx context.Context, rotationID string) (Event, error) {
+	var ev Event
+	err := s.write(ctx, "record validation", func(tx *sql.Tx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
 		if err != nil || r.Step == StepValidated {
 			return err
@@ -213,7 +221,8 @@ func (s *Store) Validated(ctx context.Context, rotationID string) error {
 		if err := setStep(ctx, tx, now, &r, StepValidated, ""); err != nil {
 			return err
 		}
-		_, err = insertEvent(ctx, tx, now, rotEvent(r, "rotation.validated", "staged credential validated"))
+		ev, err = insertEvent(ctx, tx, now, rotEvent(r, EvRotationValidated, "staged credential validated"))
 		return err
 	})
+	return ev, err
 }

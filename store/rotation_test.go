@@ -19,7 +19,7 @@ func TestAddCredentialCreatesTenantActiveCredentialAndAppliesImport(t *testing.T
 	}
 	nc := newCred("Main")
 	nc.ImportID = "imp-1"
-	ten, cred, err := s.AddCredential(ctx, nc, "Acme")
+	ten, cred, _, err := s.AddCredential(ctx, nc, "Acme")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestAddCredentialCreatesTenantActiveCredentialAndAppliesImport(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != 1 || evs[0].Kind != "credential.added" || evs[0].CredentialID != cred.ID {
+	if len(evs) != 1 || evs[0].Kind != store.EvCredentialAdded || evs[0].CredentialID != cred.ID {
 		t.Fatalf("events = %+v", evs)
 	}
 	mustHealthy(t, s)
@@ -52,7 +52,7 @@ func TestRotationHappyPathKeepsOldKeyUntilConfirm(t *testing.T) {
 	}
 	nc := newCred("Main 2026")
 	nc.ImportID = "imp-2"
-	rot, pending, err := s.Stage(ctx, ten.ID, nc)
+	rot, pending, _, err := s.Stage(ctx, ten.ID, nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,13 +62,13 @@ func TestRotationHappyPathKeepsOldKeyUntilConfirm(t *testing.T) {
 	if im, _ := s.Import(ctx, "imp-2"); im.State != store.ImportApplying {
 		t.Fatalf("import state after stage = %s, want applying", im.State)
 	}
-	if err := s.Validated(ctx, rot.ID); err != nil {
+	if _, err := s.Validated(ctx, rot.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Validated(ctx, rot.ID); err != nil {
+	if _, err := s.Validated(ctx, rot.ID); err != nil {
 		t.Fatalf("validated twice should be a no-op: %v", err)
 	}
-	if err := s.Cutover(ctx, rot.ID); err != nil {
+	if _, err := s.Cutover(ctx, rot.ID); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]store.CredState{old.ID: store.CredPrevious, pending.ID: store.CredActive}
@@ -81,7 +81,7 @@ func TestRotationHappyPathKeepsOldKeyUntilConfirm(t *testing.T) {
 	if _, err := s.Key(ctx, old.ID); err != nil {
 		t.Fatalf("previous key must stay readable until confirm: %v", err)
 	}
-	if err := s.Confirm(ctx, ten.ID); err != nil {
+	if _, err := s.Confirm(ctx, ten.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Key(ctx, old.ID); !errors.Is(err, store.ErrNotFound) {
@@ -94,12 +94,12 @@ func TestRotationHappyPathKeepsOldKeyUntilConfirm(t *testing.T) {
 	if r, _ := s.CurrentRotation(ctx, ten.ID); r.Step != store.StepConfirmed {
 		t.Fatalf("rotation step = %s, want confirmed", r.Step)
 	}
-	var kinds []string
+	var kinds []store.EventKind
 	evs, _ := s.Events(ctx, 0, 0)
 	for _, e := range evs {
 		kinds = append(kinds, e.Kind)
 	}
-	wantKinds := []string{"credential.added", "rotation.staged", "rotation.validated", "rotation.cutover", "rotation.confirmed"}
+	wantKinds := []store.EventKind{store.EvCredentialAdded, store.EvRotationStaged, store.EvRotationValidated, store.EvRotationCutover, store.EvRotationConfirmed}
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
 		t.Fatalf("event kinds (-want +got):\n%s", diff)
 	}
@@ -111,11 +111,11 @@ func TestCutoverRetiresAndWipesAnOlderPreviousFirst(t *testing.T) {
 	ctx := context.Background()
 	ten, first := addTenant(t, s, "A")
 	r1, second := stageValidated(t, s, ten.ID, "B")
-	if err := s.Cutover(ctx, r1.ID); err != nil {
+	if _, err := s.Cutover(ctx, r1.ID); err != nil {
 		t.Fatal(err)
 	}
 	r2, third := stageValidated(t, s, ten.ID, "C")
-	if err := s.Cutover(ctx, r2.ID); err != nil {
+	if _, err := s.Cutover(ctx, r2.ID); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]store.CredState{first.ID: store.CredRetired, second.ID: store.CredPrevious, third.ID: store.CredActive}
@@ -141,11 +141,11 @@ func TestFailRotationWipesPendingAndLeavesActiveAndDataAlone(t *testing.T) {
 	before, _, _ := s.Devices(ctx, ten.ID, "", 10)
 	nc := newCred("B")
 	nc.ImportID = "imp-f"
-	rot, pending, err := s.Stage(ctx, ten.ID, nc)
+	rot, pending, _, err := s.Stage(ctx, ten.ID, nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FailRotation(ctx, rot.ID, "auth check rejected: invalid_client"); err != nil {
+	if _, err := s.FailRotation(ctx, rot.ID, "auth check rejected: invalid_client"); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]store.CredState{active.ID: store.CredActive, pending.ID: store.CredFailed}
@@ -166,7 +166,7 @@ func TestFailRotationWipesPendingAndLeavesActiveAndDataAlone(t *testing.T) {
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Fatalf("devices changed (-before +after):\n%s", diff)
 	}
-	if err := s.FailRotation(ctx, rot.ID, "again"); !errors.Is(err, store.ErrState) {
+	if _, err := s.FailRotation(ctx, rot.ID, "again"); !errors.Is(err, store.ErrState) {
 		t.Fatalf("failing a failed rotation: err = %v, want ErrState", err)
 	}
 	// The tenant can rotate again after a failure.
@@ -178,7 +178,7 @@ func TestRotationStepErrors(t *testing.T) {
 	s, _, _ := openStore(t)
 	ctx := context.Background()
 	ten, _ := addTenant(t, s, "A")
-	rot, _, err := s.Stage(ctx, ten.ID, newCred("B"))
+	rot, _, _, err := s.Stage(ctx, ten.ID, newCred("B"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,10 +187,10 @@ func TestRotationStepErrors(t *testing.T) {
 		want error
 	}{
 		"second unfinished rotation is an invariant": {errOf(s.Stage(ctx, ten.ID, newCred("C"))), store.ErrInvariant},
-		"cutover before validation is a state error": {s.Cutover(ctx, rot.ID), store.ErrState},
-		"confirm without previous is a state error":  {s.Confirm(ctx, ten.ID), store.ErrState},
-		"rollback without previous is a state error": {s.Rollback(ctx, ten.ID), store.ErrState},
-		"unknown rotation is not found":              {s.Validated(ctx, "rot_000000000000"), store.ErrNotFound},
+		"cutover before validation is a state error": {errOf1(s.Cutover(ctx, rot.ID)), store.ErrState},
+		"confirm without previous is a state error":  {errOf1(s.Confirm(ctx, ten.ID)), store.ErrState},
+		"rollback without previous is a state error": {errOf1(s.Rollback(ctx, ten.ID)), store.ErrState},
+		"unknown rotation is not found":              {errOf1(s.Validated(ctx, "rot_000000000000")), store.ErrNotFound},
 		"unknown tenant is not found":                {errOf(s.Stage(ctx, "ten_000000000000", newCred("D"))), store.ErrNotFound},
 		"scope mismatch is an invariant":             {errOf(s.Stage(ctx, ten.ID, schoolCred())), store.ErrInvariant},
 		"unrecorded import is not found":             {errOf(s.AddCredential(ctx, withImport(newCred("E"), "never-recorded"), "")), store.ErrNotFound},
@@ -202,7 +202,9 @@ func TestRotationStepErrors(t *testing.T) {
 	mustHealthy(t, s)
 }
 
-func errOf[A, B any](_ A, _ B, err error) error { return err }
+func errOf[A, B, C any](_ A, _ B, _ C, err error) error { return err }
+
+func errOf1[A any](_ A, err error) error { return err }
 
 func schoolCred() store.NewCredential {
 	nc := newCred("School")
@@ -215,10 +217,10 @@ func TestRollbackSwapsActiveAndPreviousAndBack(t *testing.T) {
 	ctx := context.Background()
 	ten, old := addTenant(t, s, "A")
 	rot, nw := stageValidated(t, s, ten.ID, "B")
-	if err := s.Cutover(ctx, rot.ID); err != nil {
+	if _, err := s.Cutover(ctx, rot.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Rollback(ctx, ten.ID); err != nil {
+	if _, err := s.Rollback(ctx, ten.ID); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]store.CredState{old.ID: store.CredActive, nw.ID: store.CredPrevious}
@@ -229,7 +231,7 @@ func TestRollbackSwapsActiveAndPreviousAndBack(t *testing.T) {
 		t.Fatalf("rotation step = %s, want rolled-back", r.Step)
 	}
 	mustHealthy(t, s)
-	if err := s.Rollback(ctx, ten.ID); err != nil {
+	if _, err := s.Rollback(ctx, ten.ID); err != nil {
 		t.Fatal(err)
 	}
 	want = map[string]store.CredState{old.ID: store.CredPrevious, nw.ID: store.CredActive}
@@ -247,17 +249,17 @@ func TestCutoverRefusedWhenActiveChangedSinceStaging(t *testing.T) {
 	ctx := context.Background()
 	ten, _ := addTenant(t, s, "A")
 	r1, _ := stageValidated(t, s, ten.ID, "B")
-	if err := s.Cutover(ctx, r1.ID); err != nil {
+	if _, err := s.Cutover(ctx, r1.ID); err != nil {
 		t.Fatal(err)
 	}
 	r2, _ := stageValidated(t, s, ten.ID, "C")
-	if err := s.Rollback(ctx, ten.ID); err != nil {
+	if _, err := s.Rollback(ctx, ten.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Cutover(ctx, r2.ID); !errors.Is(err, store.ErrState) {
+	if _, err := s.Cutover(ctx, r2.ID); !errors.Is(err, store.ErrState) {
 		t.Fatalf("cutover after rollback: err = %v, want ErrState", err)
 	}
-	if err := s.FailRotation(ctx, r2.ID, "active changed"); err != nil {
+	if _, err := s.FailRotation(ctx, r2.ID, "active changed"); err != nil {
 		t.Fatal(err)
 	}
 	mustHealthy(t, s)
@@ -277,10 +279,10 @@ func TestCutoverTouchesNoTenantData(t *testing.T) {
 	before, _, _ := s.Devices(ctx, ten.ID, "", 10)
 	rot, _ := stageValidated(t, s, ten.ID, "B")
 	clk.Advance(1e9)
-	if err := s.Cutover(ctx, rot.ID); err != nil {
+	if _, err := s.Cutover(ctx, rot.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Confirm(ctx, ten.ID); err != nil {
+	if _, err := s.Confirm(ctx, ten.ID); err != nil {
 		t.Fatal(err)
 	}
 	after, _, _ := s.Devices(ctx, ten.ID, "", 10)
@@ -297,7 +299,7 @@ func TestKeyIsNeverInErrorsOrRecords(t *testing.T) {
 	ctx := context.Background()
 	nc := newCred("A")
 	pem := bytes.Clone(nc.KeyPEM)
-	ten, c, err := s.AddCredential(ctx, nc, "")
+	ten, c, _, err := s.AddCredential(ctx, nc, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +308,7 @@ func TestKeyIsNeverInErrorsOrRecords(t *testing.T) {
 		t.Fatalf("key round trip: %v", err)
 	}
 	// Copying a sealed key onto another credential does not open it (AAD = credential id).
-	rot, other, err := s.Stage(ctx, ten.ID, newCred("B"))
+	rot, other, _, err := s.Stage(ctx, ten.ID, newCred("B"))
 	if err != nil {
 		t.Fatal(err)
 	}

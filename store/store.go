@@ -14,6 +14,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+
+	"github.com/rekeyd/rekey/platform/clock"
 )
 
 // File names inside the state folder.
@@ -24,8 +26,9 @@ const (
 
 // Options tune Open. The zero value is ready to use.
 type Options struct {
-	// Now is the clock for every timestamp the store writes (default time.Now).
-	Now func() time.Time
+	// Clock is the clock for every timestamp the store writes (default: the
+	// real clock).
+	Clock clock.Clock
 	// BusyTimeout is how long a statement waits for a lock held by another
 	// connection or process before failing (default 5s).
 	BusyTimeout time.Duration
@@ -50,8 +53,8 @@ type Store struct {
 // migrations. A file that is not a rekey database fails with ErrNotDatabase
 // and one written by a newer rekey with ErrNewerSchema; neither is modified.
 func Open(dir string, opts Options) (*Store, error) {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clock.System{}
 	}
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 5 * time.Second
@@ -72,7 +75,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := probe(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{path: path, now: func() time.Time { return opts.Now().UTC() }}
+	s := &Store{path: path, now: func() time.Time { return opts.Clock.Now().UTC() }}
 	var err error
 	if s.w, err = sql.Open("sqlite", dsn(path, opts.BusyTimeout, false)); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

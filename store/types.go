@@ -48,7 +48,8 @@ const (
 	OriginLocal   Origin = "local"   // created locally (or its payload was removed)
 )
 
-// ImportState is the state of one import (one entry of a payload), as in the brief.
+// ImportState is the state of one import (one entry of a payload); docs/agent.md
+// ("Import states") says when each is reached and what may follow it.
 type ImportState string
 
 const (
@@ -249,7 +250,7 @@ type DeviceCoverage struct {
 type Event struct {
 	Seq          int64             `json:"seq"`
 	Time         time.Time         `json:"time"`
-	Kind         string            `json:"kind"` // e.g. import.recorded, rotation.cutover
+	Kind         EventKind         `json:"kind"` // one of the kinds in events.go
 	TenantID     string            `json:"tenant_id,omitempty"`
 	ImportID     string            `json:"import_id,omitempty"`
 	CredentialID string            `json:"credential_id,omitempty"`

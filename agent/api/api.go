@@ -39,7 +39,7 @@ type Backend interface {
 	Rollback(ctx context.Context, tenantID string) error
 	// Sync starts importing a tenant's devices and coverage in the background
 	// and returns once started; ErrBusy when one is already running. Progress
-	// and the outcome are published as events (EventSync*).
+	// and the outcome are published as events (store.EvSync*).
 	Sync(ctx context.Context, tenantID string) error
 	// Subscribe returns a channel of events as they happen and a cancel
 	// function. The channel holds at most buffer events; a subscriber that
@@ -70,16 +70,6 @@ var (
 	ErrDropped = errors.New("event stream dropped: the client read too slowly")
 	// ErrAgentNotRunning: the client found no agent on the socket.
 	ErrAgentNotRunning = errors.New("the rekey agent is not running")
-)
-
-// Event kinds the API layer relies on (the CLI follows a sync with them).
-// Sync events carry Fields "devices" and "coverage" (counts so far) and, on
-// failure, the reason in Message.
-const (
-	EventSyncStarted  = "sync.started"
-	EventSyncProgress = "sync.progress"
-	EventSyncFinished = "sync.finished"
-	EventSyncFailed   = "sync.failed"
 )
 
 // Status is the answer of GET /v1/status and the content of the status plist.

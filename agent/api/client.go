@@ -36,9 +36,6 @@ func NewClient(socket string) *Client {
 	return &Client{socket: socket, http: &http.Client{Transport: tr}}
 }
 
-// Socket is the path the client dials.
-func (c *Client) Socket() string { return c.socket }
-
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 

@@ -84,8 +84,8 @@ func TestEventsStreamEndsWithAClearErrorWhenTheServerStops(t *testing.T) {
 	}
 	defer s.Close()
 	f.WaitSubscribers(t, 1)
-	f.Publish(store.Event{Seq: 1, Kind: "import.recorded", Message: "hello"})
-	if e, err := s.Next(); err != nil || e.Kind != "import.recorded" || string(s.Line()) == "" {
+	f.Publish(store.Event{Seq: 1, Kind: store.EvImportRecorded, Message: "hello"})
+	if e, err := s.Next(); err != nil || e.Kind != store.EvImportRecorded || string(s.Line()) == "" {
 		t.Fatalf("event %+v, %v", e, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

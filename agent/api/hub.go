@@ -8,7 +8,8 @@ import (
 
 // Hub fans events out to subscribers without ever blocking the publisher: a
 // subscriber whose buffer is full is dropped (its channel closed). The agent
-// embeds one to implement Backend.Subscribe. The zero value is ready to use.
+// and apitest.Fake implement Backend.Subscribe with one. The zero value is
+// ready to use.
 type Hub struct {
 	mu      sync.Mutex
 	subs    map[*subscriber]struct{}

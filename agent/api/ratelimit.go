@@ -3,17 +3,19 @@ package api
 import (
 	"sync"
 	"time"
+
+	"github.com/rekeyd/rekey/platform/clock"
 )
 
 // Limiter counts wrong passwords per import and locks an import out for a
 // doubling period once Free failures have been spent: with Free 5 and Base
 // 30s, the 5th failure locks for 30s, the 6th for 60s, and so on up to Max.
-// A success forgets the import. Now is injectable for tests.
+// A success forgets the import. Clock is injectable for tests.
 type Limiter struct {
-	Free int
-	Base time.Duration
-	Max  time.Duration
-	Now  func() time.Time
+	Free  int
+	Base  time.Duration
+	Max   time.Duration
+	Clock clock.Clock
 
 	mu    sync.Mutex
 	state map[string]*attempts
@@ -27,7 +29,7 @@ type attempts struct {
 // NewLimiter returns a limiter with 5 free failures, a 30s first lockout and
 // a 1h ceiling, on the real clock.
 func NewLimiter() *Limiter {
-	return &Limiter{Free: 5, Base: 30 * time.Second, Max: time.Hour, Now: time.Now}
+	return &Limiter{Free: 5, Base: 30 * time.Second, Max: time.Hour, Clock: clock.System{}}
 }
 
 // Allow reports whether an attempt on id may go ahead, and if not how long
@@ -39,7 +41,7 @@ func (l *Limiter) Allow(id string) (bool, time.Duration) {
 	if a == nil {
 		return true, 0
 	}
-	if wait := a.until.Sub(l.Now()); wait > 0 {
+	if wait := a.until.Sub(l.Clock.Now()); wait > 0 {
 		return false, wait
 	}
 	return true, 0
@@ -66,7 +68,7 @@ func (l *Limiter) Fail(id string) {
 		lock *= 2
 	}
 	lock = min(lock, l.Max)
-	a.until = l.Now().Add(lock)
+	a.until = l.Clock.Now().Add(lock)
 }
 
 // Succeed forgets id's failures.

@@ -18,7 +18,7 @@ func (c *clock) Advance(d time.Duration) { c.now = c.now.Add(d) }
 
 func TestWrongPasswordsLockTheImportOutWithDoublingWaits(t *testing.T) {
 	clk := &clock{now: t0}
-	lim := &api.Limiter{Free: 3, Base: time.Minute, Max: 10 * time.Minute, Now: clk.Now}
+	lim := &api.Limiter{Free: 3, Base: time.Minute, Max: 10 * time.Minute, Clock: clk}
 	calls := 0
 	f := sampleFake()
 	f.UnlockFunc = func(_ context.Context, id string, req api.UnlockRequest) (store.Import, error) {
@@ -74,7 +74,7 @@ func TestWrongPasswordsLockTheImportOutWithDoublingWaits(t *testing.T) {
 
 func TestLimiterCapsTheLockout(t *testing.T) {
 	clk := &clock{now: t0}
-	lim := &api.Limiter{Free: 1, Base: time.Minute, Max: 5 * time.Minute, Now: clk.Now}
+	lim := &api.Limiter{Free: 1, Base: time.Minute, Max: 5 * time.Minute, Clock: clk}
 	for range 20 {
 		lim.Fail("x")
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -80,7 +81,7 @@ func New(cfg Config) *Server {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		// No WriteTimeout: /v1/events streams for as long as the client
-		// stays; other handlers set their own deadline (see withDeadline).
+		// stays; routes sets every other answer's deadline (requestTimeout).
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			p, err := platform.PeerOf(c)
 			return context.WithValue(ctx, peerKey{}, peerResult{p, err})
@@ -101,8 +102,13 @@ var ErrNotSocket = errors.New("socket path is taken by something that is not a s
 // Listen creates the Unix socket at path with mode 0666 (every local user may
 // connect; each request is authorised by its peer's credentials). An existing
 // socket that nobody answers on is removed first; a live one or any other kind
-// of file is refused and left alone.
+// of file is refused and left alone. A missing socket folder (such as
+// /run/rekey outside systemd, which otherwise makes it) is created 0755; its
+// parent must exist.
 func Listen(path string) (net.Listener, error) {
+	if err := socketDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
 	if err := clearStale(path); err != nil {
 		return nil, err
 	}
@@ -115,6 +121,22 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("set mode of socket %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// socketDir creates dir when it is missing, mode 0755 whatever the umask, so
+// that every local user reaches the socket in it.
+func socketDir(dir string) error {
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create socket folder %s: %w; create its parent or choose another --socket", dir, err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("set mode of socket folder %s: %w", dir, err)
+	}
+	return nil
 }
 
 func clearStale(path string) error {

@@ -195,3 +195,20 @@ func TestListenRefusesALiveSocket(t *testing.T) {
 		t.Fatalf("the live agent was disturbed: %v", err)
 	}
 }
+
+func TestListenCreatesTheSocketFolder(t *testing.T) {
+	dir := filepath.Join(apitest.ShortTempDir(t), "rekey")
+	l, err := api.Listen(filepath.Join(dir, "rekey.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("socket folder %v, err %v; want a folder with mode 0755", fi, err)
+	}
+	_, err = api.Listen(filepath.Join(dir, "missing", "deeper", "rekey.sock"))
+	if err == nil || !strings.Contains(err.Error(), "create its parent") {
+		t.Fatalf("err %v, want a refusal to create more than the socket's own folder", err)
+	}
+}

@@ -19,7 +19,9 @@ import (
 	"time"
 )
 
-// Endpoints and constants of Apple's OAuth flow.
+// Endpoints and constants of Apple's OAuth flow. They are the one place
+// rekey writes Client ID prefix → scope → API host; every other package
+// (payload, the fake in appletest, the agent) asks this one.
 const (
 	// DefaultTokenURL is where the client assertion is exchanged for a token.
 	DefaultTokenURL = "https://account.apple.com/auth/oauth2/token"
@@ -31,6 +33,10 @@ const (
 	// ScopeBusiness and ScopeSchool are the OAuth scopes.
 	ScopeBusiness = "business.api"
 	ScopeSchool   = "school.api"
+	// ClientIDPrefixBusiness and ClientIDPrefixSchool begin a Client ID of
+	// each scope: BUSINESSAPI.<uuid>, SCHOOLAPI.<uuid>.
+	ClientIDPrefixBusiness = "BUSINESSAPI."
+	ClientIDPrefixSchool   = "SCHOOLAPI."
 	// AssertionType is the client_assertion_type form value.
 	AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )
@@ -69,6 +75,10 @@ var (
 	ErrInvalidCredential = errors.New("invalid credential")
 )
 
+// Clock tells the time. Every injected clock in rekey has this one shape
+// (docs/ARCHITECTURE.md); nil means the real clock.
+type Clock interface{ Now() time.Time }
+
 // Credential is what the client needs to authenticate. Scope may be empty:
 // it is derived from the Client ID prefix (BUSINESSAPI. or SCHOOLAPI.).
 type Credential struct {
@@ -88,14 +98,14 @@ func (c Credential) GoString() string { return c.String() }
 
 // Client is an Apple Business/School Manager API client. The zero value is
 // ready to use with Apple's real endpoints; tests point TokenURL and
-// APIBaseURL at a local server and inject Now, Sleep and Jitter.
+// APIBaseURL at a local server and inject Clock, Sleep and Jitter.
 // A Client is safe for concurrent use. Its token cache lives in memory only.
 type Client struct {
 	TokenURL   string       // default DefaultTokenURL
 	APIBaseURL string       // default by scope: BusinessBaseURL or SchoolBaseURL
 	HTTP       *http.Client // default: a client with a 60 s timeout and keep-alives for the most workers a budget allows
 
-	Now    func() time.Time                                 // default time.Now
+	Clock  Clock                                            // default: the real clock
 	Sleep  func(ctx context.Context, d time.Duration) error // default: a timer that honours ctx
 	Jitter func(max time.Duration) time.Duration            // default: uniform in [0, max]
 
@@ -130,8 +140,8 @@ type token struct {
 type cacheKey struct{ tokenURL, clientID, keyID, scope, pub string }
 
 func (c *Client) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
+	if c.Clock != nil {
+		return c.Clock.Now()
 	}
 	return time.Now()
 }
@@ -193,6 +203,12 @@ func (c *Client) apiBase(scope string) string {
 	if c.APIBaseURL != "" {
 		return strings.TrimRight(c.APIBaseURL, "/")
 	}
+	return BaseURLFor(scope)
+}
+
+// BaseURLFor returns Apple's API host for scope: SchoolBaseURL for
+// school.api, BusinessBaseURL otherwise.
+func BaseURLFor(scope string) string {
 	if scope == ScopeSchool {
 		return SchoolBaseURL
 	}
@@ -203,12 +219,21 @@ func (c *Client) apiBase(scope string) string {
 // BUSINESSAPI.<uuid>, school.api for SCHOOLAPI.<uuid>, "" otherwise.
 func ScopeFor(clientID string) string {
 	switch {
-	case strings.HasPrefix(clientID, "BUSINESSAPI."):
+	case strings.HasPrefix(clientID, ClientIDPrefixBusiness):
 		return ScopeBusiness
-	case strings.HasPrefix(clientID, "SCHOOLAPI."):
+	case strings.HasPrefix(clientID, ClientIDPrefixSchool):
 		return ScopeSchool
 	}
 	return ""
+}
+
+// ClientIDPrefix returns the Client ID prefix of scope: SCHOOLAPI. for
+// school.api, BUSINESSAPI. otherwise.
+func ClientIDPrefix(scope string) string {
+	if scope == ScopeSchool {
+		return ClientIDPrefixSchool
+	}
+	return ClientIDPrefixBusiness
 }
 
 // resolve checks the credential and fills in its scope.

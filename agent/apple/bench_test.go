@@ -42,7 +42,7 @@ func (s *countSink) Coverage(_ context.Context, c []apple.DeviceCoverage) error 
 func BenchmarkSync(b *testing.B) {
 	for _, n := range []int{1_000, 100_000} {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-			srv := appletest.New(b)
+			srv := newServer(b)
 			srv.SetDevices(n)
 			key, err := srv.NewCredential(apple.ScopeBusiness)
 			if err != nil {

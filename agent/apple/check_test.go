@@ -67,7 +67,7 @@ func TestCheckRejected(t *testing.T) {
 			fakeSaw: "not registered"},
 		{name: "wrong key and a clock within five minutes", edit: func(f *fixture, c *apple.Credential) {
 			c.Key = other
-			f.client.Now = func() time.Time { return f.clock.Now().Add(-4 * time.Minute) }
+			f.client.Clock = laterClock{f.clock, -4 * time.Minute}
 		}, fakeSaw: "signature"},
 		{name: "fake says invalid_client", edit: func(f *fixture, _ *apple.Credential) {
 			f.srv.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.InvalidClient})
@@ -222,7 +222,7 @@ func TestAssertionClaims(t *testing.T) {
 
 func TestCheckBlamesAWrongClockNotTheKey(t *testing.T) {
 	f := newFixture(t, 0)
-	f.client.Now = func() time.Time { return f.clock.Now().Add(-2 * time.Hour) }
+	f.client.Clock = laterClock{f.clock, -2 * time.Hour}
 	res := f.client.Check(t.Context(), f.cred)
 	if res.Outcome != apple.Unreachable || errors.Is(res.Err, apple.ErrRejected) || !errors.Is(res.Err, apple.ErrUnreachable) {
 		t.Fatalf("Check with a clock two hours behind = %+v, want unreachable", res)
@@ -239,7 +239,7 @@ func TestCheckBackdatedIssuedAtSurvivesASlowServerClock(t *testing.T) {
 	f := newFixture(t, 0)
 	// The token endpoint's clock is 100 s behind ours: an iat of "now" would
 	// be 100 s in its future, beyond its minute of leeway.
-	f.client.Now = func() time.Time { return f.clock.Now().Add(100 * time.Second) }
+	f.client.Clock = laterClock{f.clock, 100 * time.Second}
 	if res := f.client.Check(t.Context(), f.cred); res.Outcome != apple.Accepted {
 		t.Fatalf("Check = %+v, want accepted", res)
 	}

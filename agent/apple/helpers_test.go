@@ -16,6 +16,14 @@ import (
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 )
 
+// laterClock is c moved by d.
+type laterClock struct {
+	c apple.Clock
+	d time.Duration
+}
+
+func (l laterClock) Now() time.Time { return l.c.Now().Add(l.d) }
+
 // clock is a settable clock shared by the client and the fake.
 type clock struct {
 	mu sync.Mutex
@@ -50,9 +58,10 @@ type fixture struct {
 
 func newFixture(t testing.TB, devices int) *fixture {
 	t.Helper()
-	f := &fixture{srv: appletest.New(t), clock: &clock{t: time.Now().UTC().Truncate(time.Second)},
+	f := &fixture{srv: appletest.New(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)},
 		budget: apple.NewBudget(1e12)}
-	f.srv.SetClock(f.clock.Now)
+	t.Cleanup(f.srv.Close)
+	f.srv.SetClock(f.clock)
 	f.srv.SetDevices(devices)
 	key, err := f.srv.NewCredential(apple.ScopeBusiness)
 	if err != nil {
@@ -63,11 +72,18 @@ func newFixture(t testing.TB, devices int) *fixture {
 	f.client = &apple.Client{
 		TokenURL:   f.srv.TokenURL(),
 		APIBaseURL: f.srv.APIBaseURL(),
-		Now:        f.clock.Now,
+		Clock:      f.clock,
 		Sleep:      f.sleep,
 		Jitter:     func(time.Duration) time.Duration { return 0 },
 	}
 	return f
+}
+
+// newServer starts a fake closed when the test ends.
+func newServer(tb testing.TB) *appletest.Server {
+	srv := appletest.New()
+	tb.Cleanup(srv.Close)
+	return srv
 }
 
 // sleep records the wait and advances the shared clock instead of sleeping.

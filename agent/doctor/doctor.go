@@ -1,6 +1,7 @@
-// Package doctor checks what can be wrong on a rekey endpoint — the store, the
-// sealing key, the passphrase file, the managed preferences, the socket and
-// the service — without changing anything, and says how to fix each problem.
+// Package doctor checks what can be wrong on a rekey endpoint — the binary's
+// folders, the store, the sealing key, the passphrase file, the managed
+// preferences, the socket and the service — without changing anything, and
+// says how to fix each problem.
 package doctor
 
 import (
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/platform/clock"
 )
 
 // Level is how bad a finding is.
@@ -50,6 +52,11 @@ type Config struct {
 	Domain         string
 	PassphraseFile string
 	Socket         string
+	// Executable is the running rekey binary (os.Executable); empty skips
+	// its check. ExecutableTop is where the walk up its folders stops
+	// (default "/").
+	Executable    string
+	ExecutableTop string
 	// Owners are the uids allowed to own trusted files and folders
 	// (platform.DefaultTrust's when nil).
 	Owners []int
@@ -61,7 +68,9 @@ type Config struct {
 	Service func() (ServiceState, error)
 	// Timeout bounds the socket check (default 3 s).
 	Timeout time.Duration
-	Now     func() time.Time
+	// Clock tells the time an unfinished rotation's age is measured to
+	// (default: the real clock).
+	Clock clock.Clock
 }
 
 func (c *Config) setDefaults() {
@@ -71,14 +80,17 @@ func (c *Config) setDefaults() {
 	if c.Domain == "" {
 		c.Domain = platform.Domain
 	}
+	if c.ExecutableTop == "" {
+		c.ExecutableTop = "/"
+	}
 	if c.StaleAfter <= 0 {
 		c.StaleAfter = time.Hour
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 3 * time.Second
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.System{}
 	}
 }
 
@@ -93,8 +105,11 @@ type Report struct {
 func Run(ctx context.Context, cfg Config) Report {
 	cfg.setDefaults()
 	var fs []Finding
+	if cfg.Executable != "" {
+		fs = append(fs, Executable(cfg.Executable, cfg.ExecutableTop, cfg.Owners))
+	}
 	fs = append(fs, StateDir(cfg.StateDir, cfg.Owners)...)
-	fs = append(fs, Database(ctx, cfg.StateDir, cfg.StaleAfter, cfg.Now)...)
+	fs = append(fs, Database(ctx, cfg.StateDir, cfg.StaleAfter, cfg.Clock)...)
 	fs = append(fs, SealKey(ctx, cfg.StateDir, cfg.Owners)...)
 	fs = append(fs, PassphraseFile(cfg.PassphraseFile, cfg.Owners))
 	fs = append(fs, Prefs(cfg.PrefsDir, cfg.Domain, cfg.Owners)...)

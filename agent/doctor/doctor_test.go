@@ -218,22 +218,22 @@ func TestEachBreakageIsAFailureWithItsFix(t *testing.T) {
 func TestStaleRotationFails(t *testing.T) {
 	e := newEndpoint(t)
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
-	s, err := store.Open(e.state, store.Options{Now: func() time.Time { return now }})
+	s, err := store.Open(e.state, store.Options{Clock: fixedClock(now)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ten := addCredential(t, s)
 	nc := newCred("rotated")
-	if _, _, err := s.Stage(context.Background(), ten.ID, nc); err != nil {
+	if _, _, _, err := s.Stage(context.Background(), ten.ID, nc); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	cfg := e.config()
-	cfg.Now = func() time.Time { return now.Add(30 * time.Minute) }
+	cfg.Clock = fixedClock(now.Add(30 * time.Minute))
 	if r := doctor.Run(context.Background(), cfg); r.Failed {
 		t.Fatalf("a rotation in its retry window failed:\n%s", text(r))
 	}
-	cfg.Now = func() time.Time { return now.Add(2 * time.Hour) }
+	cfg.Clock = fixedClock(now.Add(2 * time.Hour))
 	r := doctor.Run(context.Background(), cfg)
 	mustFind(t, r, "database", doctor.Fail, "stale-rotation", "restart the agent")
 }
@@ -304,3 +304,8 @@ func noSecrets(t *testing.T, r doctor.Report, e endpoint) {
 		}
 	}
 }
+
+// fixedClock always says the same time.
+type fixedClock time.Time
+
+func (c fixedClock) Now() time.Time { return time.Time(c) }

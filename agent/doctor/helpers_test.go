@@ -22,7 +22,7 @@ func newCred(name string) store.NewCredential {
 
 func addCredential(t *testing.T, s *store.Store) store.Tenant {
 	t.Helper()
-	ten, _, err := s.AddCredential(context.Background(), newCred("first"), "Tenant")
+	ten, _, _, err := s.AddCredential(context.Background(), newCred("first"), "Tenant")
 	if err != nil {
 		t.Fatal(err)
 	}

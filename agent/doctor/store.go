@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/platform/clock"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -54,10 +55,10 @@ func StateDir(dir string, owners []int) []Finding {
 
 // Database opens the database read-only and runs the store's integrity
 // check and invariants. Unfinished rotations older than staleAfter fail.
-func Database(ctx context.Context, dir string, staleAfter time.Duration, now func() time.Time) []Finding {
+func Database(ctx context.Context, dir string, staleAfter time.Duration, clk clock.Clock) []Finding {
 	const c = "database"
 	path := filepath.Join(dir, store.DBFile)
-	st, err := store.OpenReadOnly(dir, store.Options{Now: now})
+	st, err := store.OpenReadOnly(dir, store.Options{Clock: clk})
 	if err != nil {
 		return []Finding{openFailure(dir, path, err)}
 	}

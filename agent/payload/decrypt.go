@@ -121,6 +121,8 @@ func ageProblem(err error) string {
 
 // dearmor returns the binary age file, removing ASCII armor if present.
 // Armor pasted into a plist may carry indentation and CRLF; both are removed.
+// Armor flattened onto one line by a web form is re-wrapped first
+// (rewrapFlattened); any other damage is refused.
 func dearmor(in []byte) ([]byte, error) {
 	if bytes.HasPrefix(in, []byte(ageMagic)) {
 		return in, nil // binary: every byte counts, trailing ones included
@@ -128,6 +130,9 @@ func dearmor(in []byte) ([]byte, error) {
 	t := bytes.TrimSpace(in)
 	if !bytes.HasPrefix(t, []byte(armorHeader)) {
 		return nil, fmt.Errorf("%w: EncryptedCredential starts with neither %q nor %q; fix: seal the credential with 'rekey seal' or 'age -p'", ErrNotAge, ageV1, armorHeader)
+	}
+	if flat, ok := rewrapFlattened(t); ok {
+		t = flat
 	}
 	var clean bytes.Buffer
 	for line := range bytes.Lines(t) {

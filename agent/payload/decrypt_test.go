@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"filippo.io/age"
+
+	"github.com/rekeyd/rekey/agent/apple"
 )
 
 func TestDecryptSealedCredential(t *testing.T) {
@@ -31,7 +33,7 @@ func TestDecryptSealedCredential(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, _ := ParsePrivateKey(key)
-			if c.ClientID != testClientID || c.KeyID != testKeyID || c.Scope != ScopeBusiness || c.Name != "Acme" || !c.Key.Equal(want) {
+			if c.ClientID != testClientID || c.KeyID != testKeyID || c.Scope != apple.ScopeBusiness || c.Name != "Acme" || !c.Key.Equal(want) {
 				t.Fatalf("credential %+v", c)
 			}
 			if !bytes.HasPrefix(c.PEM, []byte("-----BEGIN PRIVATE KEY-----")) {
@@ -88,7 +90,7 @@ func TestDecryptRefusals(t *testing.T) {
 		{"truncated", good[:len(good)/2], []string{testPass}, ErrNotAge, nil, "damaged"},
 		{"x25519 recipient", encryptTo(t, []byte("x"), x.Recipient()), []string{testPass}, ErrNotPassphrase, nil, "encrypted to X25519"},
 		{"plaintext not a plist", encryptRaw(t, []byte("just text"), testWF), []string{testPass}, ErrBadCredential, nil, "not a plist"},
-		{"scope disagrees", cred(KeyScope, ScopeSchool), []string{testPass}, ErrBadCredential, nil, "disagrees"},
+		{"scope disagrees", cred(KeyScope, apple.ScopeSchool), []string{testPass}, ErrBadCredential, nil, "disagrees"},
 		{"school client id", cred(KeyClientID, "SCHOOLAPI.nope"), []string{testPass}, ErrBadCredential, nil, "not a UUID"},
 		{"bad client id", cred(KeyClientID, "CLIENT.9703f56c-10ce-4876-8f59-e78e5e23a152"), []string{testPass}, ErrBadCredential, nil, "does not start with"},
 		{"missing key id", cred(KeyKeyID, ""), []string{testPass}, ErrBadCredential, nil, "key ID is not a UUID"},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/payload/ptytest"
 	"howett.net/plist"
 )
@@ -70,7 +71,7 @@ func TestInteropAgePassphraseFileDecrypts(t *testing.T) {
 		if err != nil {
 			t.Fatalf("armor %v: %v", armor, err)
 		}
-		if c.Scope != ScopeSchool || c.Name != "District" || c.KeyID != testKeyID {
+		if c.Scope != apple.ScopeSchool || c.Name != "District" || c.KeyID != testKeyID {
 			t.Fatalf("credential %+v", c)
 		}
 		// The same file inside a payload, as data or as a string.

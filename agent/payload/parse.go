@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"howett.net/plist"
+
+	"github.com/rekeyd/rekey/agent/apple"
 )
 
 // Document is a parsed managed-preferences payload.
@@ -43,20 +45,16 @@ type Settings struct {
 
 // APIBase returns the API base URL for a credential of scope.
 func (s Settings) APIBase(scope string) string {
-	switch {
-	case s.APIBaseURL != "":
+	if s.APIBaseURL != "" {
 		return s.APIBaseURL
-	case scope == ScopeSchool:
-		return DefaultSchoolAPIBase
-	default:
-		return DefaultBusinessAPIBase
 	}
+	return apple.BaseURLFor(scope)
 }
 
 // DefaultSettings are the settings of a payload without a Settings dict.
 func DefaultSettings() Settings {
 	d, _ := time.ParseDuration(DefaultSyncInterval)
-	return Settings{AuthCheck: AuthBestEffort, TokenURL: DefaultTokenURL, SyncInterval: d}
+	return Settings{AuthCheck: AuthBestEffort, TokenURL: apple.DefaultTokenURL, SyncInterval: d}
 }
 
 // Parse reads an XML or binary plist payload. A problem with the file as a

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"howett.net/plist"
+
+	"github.com/rekeyd/rekey/agent/apple"
 )
 
 func entry(name string, ct any, kv ...string) map[string]any {
@@ -149,10 +151,10 @@ func TestParseSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Settings{AuthCheck: AuthRequired, TokenURL: "http://127.0.0.1:8080/token", APIBaseURL: "https://api.example.test"}
-	if d.Settings != want || d.Settings.APIBase(ScopeSchool) != "https://api.example.test" {
+	if d.Settings != want || d.Settings.APIBase(apple.ScopeSchool) != "https://api.example.test" {
 		t.Fatalf("settings %+v", d.Settings)
 	}
-	if DefaultSettings().APIBase(ScopeSchool) != DefaultSchoolAPIBase || DefaultSettings().APIBase(ScopeBusiness) != DefaultBusinessAPIBase {
+	if DefaultSettings().APIBase(apple.ScopeSchool) != apple.SchoolBaseURL || DefaultSettings().APIBase(apple.ScopeBusiness) != apple.BusinessBaseURL {
 		t.Fatal("APIBase defaults by scope")
 	}
 }

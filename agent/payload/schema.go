@@ -2,10 +2,13 @@
 // the age-encrypted credential inside it and the private key in that.
 package payload
 
+import "github.com/rekeyd/rekey/agent/apple"
+
 // Key names of the managed-preferences payload. These constants and Schema
 // are the single source of truth: the parser, `rekey seal`, the example
 // profiles and the MDM schemas under packaging/ all come from (or are tested
-// against) them.
+// against) them. Apple's scopes, Client ID prefixes and endpoints are
+// package apple's.
 const (
 	KeyCredentials         = "Credentials"
 	KeyImportID            = "ImportID"
@@ -41,19 +44,12 @@ const (
 	AuthOff        = "off"
 )
 
-// Defaults from the brief.
+// Defaults and limits of the payload (docs/admin-guide.md).
 const (
-	DefaultTokenURL        = "https://account.apple.com/auth/oauth2/token"
-	DefaultBusinessAPIBase = "https://api-business.apple.com"
-	DefaultSchoolAPIBase   = "https://api-school.apple.com"
-	DefaultSyncInterval    = "24h"
-	DefaultWorkFactor      = 18
-	MaxWorkFactorLimit     = 20
-	MaxFileSize            = 1 << 20
-	ScopeBusiness          = "business.api"
-	ScopeSchool            = "school.api"
-	ClientIDPrefixBusiness = "BUSINESSAPI."
-	ClientIDPrefixSchool   = "SCHOOLAPI."
+	DefaultSyncInterval = "24h"   // between device syncs
+	DefaultWorkFactor   = 18      // scrypt log2(N) that rekey seal writes
+	MaxWorkFactorLimit  = 20      // highest scrypt log2(N) the agent accepts
+	MaxFileSize         = 1 << 20 // a larger payload file is refused
 )
 
 // Field describes one key of the payload for schemas and documentation.
@@ -79,7 +75,7 @@ var Schema = []Field{
 			{Key: KeyIntent, Type: "string", Default: IntentAuto, Values: []string{IntentAdd, IntentUpdate, IntentAuto}, Title: "Intent",
 				Description: "add a new credential, update (replace) an existing one, or decide automatically."},
 			{Key: KeyTargetCredential, Type: "string", Title: "Target credential",
-				Description: "update only: the credential to replace, by id, name, Key ID or Client ID. Must match exactly one."},
+				Description: "update or auto (not add): the credential to replace, by id, name, Key ID or Client ID. Must match exactly one; with auto it is used instead of the Client ID match."},
 			{Key: KeyCredentialName, Type: "string", Required: true, Title: "Credential name",
 				Description: "Name shown for this credential in every UI."},
 			{Key: KeyEncryptedCredential, Type: "data", Required: true, Title: "Encrypted credential",
@@ -92,10 +88,10 @@ var Schema = []Field{
 		Children: []Field{
 			{Key: KeyAuthCheck, Type: "string", Default: AuthBestEffort, Values: []string{AuthRequired, AuthBestEffort, AuthOff}, Title: "Auth check",
 				Description: "Whether a new credential must obtain a token before cut-over."},
-			{Key: KeyTokenURL, Type: "string", Default: DefaultTokenURL, Title: "Token URL",
+			{Key: KeyTokenURL, Type: "string", Default: apple.DefaultTokenURL, Title: "Token URL",
 				Description: "OAuth 2 token endpoint."},
 			{Key: KeyAPIBaseURL, Type: "string", Title: "API base URL",
-				Description: "Default by scope: " + DefaultBusinessAPIBase + " or " + DefaultSchoolAPIBase + "."},
+				Description: "Default by scope: " + apple.BusinessBaseURL + " or " + apple.SchoolBaseURL + "."},
 			{Key: KeySyncInterval, Type: "string", Default: DefaultSyncInterval, Title: "Sync interval",
 				Description: "Go duration between device syncs; \"0\" never syncs."},
 			{Key: KeyRequestsPerMinute, Type: "integer", Title: "Requests per minute",

@@ -61,25 +61,36 @@ func Seal(in SealInput, passphrase string, logN int) ([]byte, error) {
 		return nil, fmt.Errorf("seal credential: encode plist: %w", err)
 	}
 	defer clear(plain)
+	out, err := Encrypt(plain, passphrase, logN)
+	if err != nil {
+		return nil, fmt.Errorf("seal credential: %w", err)
+	}
+	return out, nil
+}
+
+// Encrypt encrypts plain to passphrase with age (scrypt, work factor logN)
+// and returns ASCII-armored age text, what 'age -p -a' writes. It checks
+// nothing inside plain; Seal is the way to encrypt a credential.
+func Encrypt(plain []byte, passphrase string, logN int) ([]byte, error) {
 	rcpt, err := age.NewScryptRecipient(passphrase)
 	if err != nil {
-		return nil, fmt.Errorf("seal credential: passphrase is empty")
+		return nil, fmt.Errorf("encrypt: passphrase is empty")
 	}
 	rcpt.SetWorkFactor(logN)
 	var out bytes.Buffer
 	aw := armor.NewWriter(&out)
 	w, err := age.Encrypt(aw, rcpt)
 	if err != nil {
-		return nil, fmt.Errorf("seal credential: encrypt: %w", err)
+		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	if _, err := w.Write(plain); err != nil {
-		return nil, fmt.Errorf("seal credential: encrypt: %w", err)
+		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("seal credential: encrypt: %w", err)
+		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	if err := aw.Close(); err != nil {
-		return nil, fmt.Errorf("seal credential: armor: %w", err)
+		return nil, fmt.Errorf("armor: %w", err)
 	}
 	return out.Bytes(), nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/rekeyd/rekey/agent/apple"
 )
 
 var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
@@ -16,15 +18,11 @@ const maxTextLen = 256
 // ScopeOf validates a Client ID (BUSINESSAPI.<uuid> or SCHOOLAPI.<uuid>) and
 // returns its scope. The problem text never holds more than the prefix.
 func ScopeOf(clientID string) (string, error) {
-	var scope, rest string
-	switch {
-	case strings.HasPrefix(clientID, ClientIDPrefixBusiness):
-		scope, rest = ScopeBusiness, clientID[len(ClientIDPrefixBusiness):]
-	case strings.HasPrefix(clientID, ClientIDPrefixSchool):
-		scope, rest = ScopeSchool, clientID[len(ClientIDPrefixSchool):]
-	default:
-		return "", fmt.Errorf("client ID does not start with %s or %s", ClientIDPrefixBusiness, ClientIDPrefixSchool)
+	scope := apple.ScopeFor(clientID)
+	if scope == "" {
+		return "", fmt.Errorf("client ID does not start with %s or %s", apple.ClientIDPrefixBusiness, apple.ClientIDPrefixSchool)
 	}
+	rest := clientID[len(apple.ClientIDPrefix(scope)):]
 	if !uuidRe.MatchString(rest) {
 		return "", fmt.Errorf("client ID after %q is not a UUID", clientID[:len(clientID)-len(rest)])
 	}

@@ -85,16 +85,16 @@ func (f *follower) waitUntil(what string, match func(store.Event) bool, recheck 
 }
 
 // waitFor waits for an event of kind about importID.
-func (f *follower) waitFor(kind, importID string) {
+func (f *follower) waitFor(kind store.EventKind, importID string) {
 	f.t.Helper()
-	f.waitUntil(kind+" of import "+importID, func(e store.Event) bool { return e.Kind == kind && e.ImportID == importID }, nil)
+	f.waitUntil(string(kind)+" of import "+importID, func(e store.Event) bool { return e.Kind == kind && e.ImportID == importID }, nil)
 }
 
 // waitState waits until importID reaches state.
 func (f *follower) waitState(importID, state string) {
 	f.t.Helper()
 	f.waitUntil("import "+importID+" "+state, func(e store.Event) bool {
-		return e.Kind == "import.state" && e.ImportID == importID && e.Fields["state"] == state
+		return e.Kind == store.EvImportState && e.ImportID == importID && e.Fields["state"] == state
 	}, func(cl *api.Client) bool {
 		imp, err := cl.Import(context.Background(), importID)
 		return err == nil && string(imp.State) == state

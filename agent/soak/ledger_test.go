@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/agent/doctor"
+	"github.com/rekeyd/rekey/platform/clock"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -38,7 +39,7 @@ func (lg *ledger) verify(t testing.TB, dir string) {
 	ctx := context.Background()
 	owners := []int{0, os.Geteuid()}
 	findings := doctor.StateDir(dir, owners)
-	findings = append(findings, doctor.Database(ctx, dir, time.Hour, time.Now)...)
+	findings = append(findings, doctor.Database(ctx, dir, time.Hour, clock.System{})...)
 	findings = append(findings, doctor.SealKey(ctx, dir, owners)...)
 	for _, f := range findings {
 		if f.Level == doctor.Fail {
@@ -167,7 +168,7 @@ func (lg *ledger) verifyAudit(t testing.TB, ctx context.Context, st *store.Store
 		for _, e := range evs {
 			lg.events++
 			lg.lastSeq = e.Seq
-			if e.Kind == "import.state" && e.Fields["state"] == string(store.ImportApplied) {
+			if e.Kind == store.EvImportState && e.Fields["state"] == string(store.ImportApplied) {
 				lg.applied[e.ImportID]++
 				if lg.applied[e.ImportID] > 1 {
 					t.Errorf("import %s announced as applied %d times", e.ImportID, lg.applied[e.ImportID])

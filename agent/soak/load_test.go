@@ -335,7 +335,7 @@ func (r *loadRun) burst() {
 	}
 	invalid, done := 0, false
 	markerDone := func(e store.Event) bool {
-		done = done || e.Kind == "import.recorded" && e.ImportID == marker.ImportID
+		done = done || e.Kind == store.EvImportRecorded && e.ImportID == marker.ImportID
 		return done
 	}
 	markerSeen := func(cl *api.Client) bool { // after a drop of the test's own stream
@@ -347,7 +347,7 @@ func (r *loadRun) burst() {
 	// (past 425 events), not at the end of the burst: from the moment its
 	// socket filled, a stalled subscriber's write times out in 10 s.
 	r.obs.waitUntil("600 events of the burst", func(e store.Event) bool {
-		if e.Kind == "import.invalid" {
+		if e.Kind == store.EvImportInvalid {
 			invalid++
 		}
 		return markerDone(e) || invalid >= 600

@@ -16,9 +16,11 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/armor"
 	"github.com/google/uuid"
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
+	"github.com/rekeyd/rekey/store"
 	"howett.net/plist"
 )
 
@@ -68,7 +70,8 @@ type world struct {
 
 func newWorld(t testing.TB, l layout, seed uint64) *world {
 	t.Helper()
-	ap := appletest.New(t)
+	ap := appletest.New()
+	t.Cleanup(ap.Close)
 	ap.SetDevices(10)
 	return &world{t: t, rng: mrand.New(mrand.NewPCG(seed, seed^0x5eed)), l: l, apple: ap,
 		settings: map[string]string{payload.KeyTokenURL: ap.TokenURL(), payload.KeyAPIBaseURL: ap.APIBaseURL()},
@@ -100,7 +103,7 @@ func (w *world) seal(name string, k appletest.Key, pass string) []byte {
 // seal's key checks, the way an admin with the age tool could.
 func (w *world) sealRaw(keyPEM []byte) []byte {
 	w.t.Helper()
-	plain, err := plist.Marshal(map[string]any{payload.KeyClientID: payload.ClientIDPrefixBusiness + uuid.NewString(),
+	plain, err := plist.Marshal(map[string]any{payload.KeyClientID: apple.ClientIDPrefixBusiness + uuid.NewString(),
 		payload.KeyKeyID: uuid.NewString(), payload.KeyPrivateKey: string(keyPEM)}, plist.XMLFormat)
 	if err != nil {
 		w.t.Fatal(err)
@@ -168,7 +171,7 @@ func (w *world) pick() change {
 // step makes one random change to the payload and writes it. It returns the
 // change and, when the change carries a new ImportID the agent must record,
 // that ImportID and the event kind that records it.
-func (w *world) step() (c change, importID, kind string) {
+func (w *world) step() (c change, importID string, kind store.EventKind) {
 	w.t.Helper()
 	c = w.pick()
 	if (c == chUpdate && len(w.clients) == 0) || (c == chConflict && len(w.entries) == 0) || (c == chReturn && len(w.gone) == 0) {
@@ -182,7 +185,7 @@ func (w *world) step() (c change, importID, kind string) {
 		k := w.key("")
 		w.clients = append(w.clients, k.ClientID)
 		w.append(payload.PayloadEntry{ImportID: id, Intent: payload.IntentAdd, Name: name, Ciphertext: w.seal(name, k, testPassphrase)})
-		importID, kind = id, "import.recorded"
+		importID, kind = id, store.EvImportRecorded
 	case chUpdate:
 		client := w.clients[w.rng.IntN(len(w.clients))]
 		e := payload.PayloadEntry{ImportID: id, Name: name, Ciphertext: w.seal(name, w.key(client), testPassphrase)}
@@ -195,20 +198,20 @@ func (w *world) step() (c change, importID, kind string) {
 			e.Intent = payload.IntentAuto
 		}
 		w.append(e)
-		importID, kind = id, "import.recorded"
+		importID, kind = id, store.EvImportRecorded
 	case chWrongPass:
 		w.append(payload.PayloadEntry{ImportID: id, Intent: payload.IntentAdd, Name: name, Ciphertext: w.seal(name, w.key(""), otherPassphrase)})
 		w.locked[id] = true
-		importID, kind = id, "import.recorded"
+		importID, kind = id, store.EvImportRecorded
 	case chBadKey:
 		w.append(payload.PayloadEntry{ImportID: id, Intent: payload.IntentAdd, Name: name, Ciphertext: w.sealRaw(w.badKeyPEM())})
-		importID, kind = id, "import.recorded"
+		importID, kind = id, store.EvImportRecorded
 	case chConflict:
 		i := w.rng.IntN(len(w.entries))
 		old := w.entries[i]
 		delete(w.locked, old.ImportID)
 		w.entries[i] = payload.PayloadEntry{ImportID: old.ImportID, Intent: payload.IntentAdd, Name: name, Ciphertext: w.seal(name, w.key(""), testPassphrase)}
-		importID, kind = old.ImportID, "import.conflict"
+		importID, kind = old.ImportID, store.EvImportConflict
 	case chReturn:
 		i := w.rng.IntN(len(w.gone))
 		e := w.gone[i]

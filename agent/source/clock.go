@@ -1,11 +1,16 @@
 package source
 
-import "time"
+import (
+	"time"
 
-// Clock gives the watcher its timers, so that tests drive time by hand
-// instead of sleeping. The zero Config uses the real clock.
+	"github.com/rekeyd/rekey/platform/clock"
+)
+
+// Clock is rekey's clock (platform/clock) plus the timers the watcher
+// waits on, so that tests drive time by hand instead of sleeping. The zero
+// Config uses the real clock.
 type Clock interface {
-	Now() time.Time
+	clock.Clock
 	NewTimer(d time.Duration) Timer
 	NewTicker(d time.Duration) Ticker
 }
@@ -22,11 +27,10 @@ type Ticker interface {
 	Stop()
 }
 
-type realClock struct{}
+type realClock struct{ clock.System }
 
 var _ Clock = realClock{}
 
-func (realClock) Now() time.Time                   { return time.Now() }
 func (realClock) NewTimer(d time.Duration) Timer   { return realTimer{time.NewTimer(d)} }
 func (realClock) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker(d)} }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
-	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
@@ -43,7 +42,7 @@ func TestCLIScriptAgainstTheRealAgent(t *testing.T) {
 	addE := l.entry("cli-add", "Acme", payload.IntentAdd, a, livePassphrase)
 	l.push(addE)
 	l.waitImport(addE.ImportID, store.ImportApplied)
-	if e := l.waitSync(); e.Kind != agent.EvSyncFinished {
+	if e := l.waitSync(); e.Kind != store.EvSyncFinished {
 		t.Fatalf("first sync: %+v", e)
 	}
 
@@ -83,7 +82,7 @@ func TestCLIScriptAgainstTheRealAgent(t *testing.T) {
 	}
 	// The cut-over starts a sync under key b, which Apple does not know;
 	// let it end before the rollback so that the sync below is the CLI's.
-	if e := l.waitSync(); e.Kind != agent.EvSyncFailed {
+	if e := l.waitSync(); e.Kind != store.EvSyncFailed {
 		t.Fatalf("sync under the unknown key b: %+v", e)
 	}
 	st = statusJSON(t, l.socket)
@@ -156,9 +155,9 @@ func TestEventsFollowsTheRealAgent(t *testing.T) {
 	}()
 	l.untilFollowed(t, out)
 	l.push(l.entry("ev-add", "Initech", payload.IntentAdd, a, livePassphrase))
-	out.waitFor(t, "import.state")
+	out.waitFor(t, string(store.EvImportState))
 	out.waitFor(t, "import=ev-add")
-	out.waitFor(t, "sync.finished")
+	out.waitFor(t, string(store.EvSyncFinished))
 	cancel()
 	if c := <-code; c != exitOK {
 		t.Fatalf("events after Ctrl-C: exit %d, err %q", c, errOut.String())
@@ -174,7 +173,7 @@ func TestEventsFollowsTheRealAgent(t *testing.T) {
 func (l *liveAgent) untilFollowed(t *testing.T, out *syncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for i := 0; !strings.Contains(out.String(), agent.EvSourceRead); i++ {
+	for i := 0; !strings.Contains(out.String(), string(store.EvSourceRead)); i++ {
 		if time.Now().After(deadline) {
 			t.Fatalf("the events command never showed a payload read; out:\n%s", out.String())
 		}

@@ -6,10 +6,6 @@ import (
 	"text/tabwriter"
 )
 
-func init() {
-	register(command{name: "credentials", summary: "list credentials (never their keys)", run: runCredentials})
-}
-
 func runCredentials(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("credentials", env.Stderr)
 	sock := socketFlag(fs)

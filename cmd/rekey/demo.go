@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -15,22 +14,17 @@ import (
 	"path/filepath"
 	"time"
 
-	"filippo.io/age"
-	"filippo.io/age/armor"
 	"howett.net/plist"
 
 	"github.com/google/uuid"
 	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
 )
-
-func init() {
-	register(command{name: "demo", summary: "tell the whole story in a temporary folder (no root, no network)", run: runDemo})
-}
 
 // demoWorkFactor keeps the demo quick; real payloads use 18 (age's default).
 const (
@@ -71,7 +65,7 @@ func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.w, format+"\n", a
 
 func (d *demo) run(ctx context.Context) error {
 	d.start = time.Now()
-	d.apple = appletest.New(nil)
+	d.apple = appletest.New()
 	defer d.apple.Close()
 	d.apple.SetDevices(demoDevices)
 	ctx, stop, err := d.startAgent(ctx)
@@ -92,7 +86,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.push(ctx, d.entry("Acme ABM", payload.IntentAdd, "", keyA, demoPassphrase)); err != nil {
 		return err
 	}
-	if err := d.until(ctx, isKind(agent.EvSyncFinished)); err != nil {
+	if err := d.until(ctx, isKind(store.EvSyncFinished)); err != nil {
 		return err
 	}
 
@@ -107,7 +101,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	_ = d.agent.SyncTenant(ctx, tenantID)
-	if err := d.until(ctx, isKind(agent.EvSyncFailed)); err != nil {
+	if err := d.until(ctx, isKind(store.EvSyncFailed)); err != nil {
 		return err
 	}
 
@@ -115,7 +109,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.push(ctx, d.entry("Acme ABM (2026 key)", payload.IntentUpdate, "Acme ABM", keyB, demoPassphrase)); err != nil {
 		return err
 	}
-	if err := d.until(ctx, isKind(agent.EvSyncFinished)); err != nil {
+	if err := d.until(ctx, isKind(store.EvSyncFinished)); err != nil {
 		return err
 	}
 	d.say("   The tenant kept every record: same tenant, no duplicates, now under the new key.")
@@ -134,7 +128,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	if err := d.until(ctx, func(e store.Event) bool {
-		return e.Kind == agent.EvImportState && e.Fields["state"] == string(store.ImportFailed)
+		return e.Kind == store.EvImportState && e.Fields["state"] == string(store.ImportFailed)
 	}); err != nil {
 		return err
 	}
@@ -206,7 +200,7 @@ func (d *demo) push(ctx context.Context, entries ...payload.PayloadEntry) error 
 	return nil
 }
 
-func isKind(kind string) func(store.Event) bool {
+func isKind(kind store.EventKind) func(store.Event) bool {
 	return func(e store.Event) bool { return e.Kind == kind }
 }
 
@@ -237,9 +231,9 @@ func (d *demo) until(ctx context.Context, done func(store.Event) bool) error {
 // demoLine is the readable form of an event; progress and routine reads are left out.
 func demoLine(e store.Event) string {
 	switch e.Kind {
-	case agent.EvSyncProgress, agent.EvSourceRead, agent.EvImportRecorded:
+	case store.EvSyncProgress, store.EvSourceRead, store.EvImportRecorded:
 		return ""
-	case agent.EvRotationStep:
+	case store.EvRotationStaged, store.EvRotationValidated, store.EvRotationCutover, store.EvRotationConfirmed, store.EvRotationFailed:
 		return fmt.Sprintf("%-10s %s", e.Fields["step"], e.Message)
 	}
 	return e.Message
@@ -299,31 +293,15 @@ func (d *demo) rsaEntry() (payload.PayloadEntry, error) {
 		return payload.PayloadEntry{}, fmt.Errorf("encode RSA key: %w", err)
 	}
 	inner, err := plist.Marshal(map[string]string{
-		payload.KeyClientID: payload.ClientIDPrefixBusiness + uuid.NewString(), payload.KeyKeyID: uuid.NewString(),
+		payload.KeyClientID: apple.ClientIDPrefixBusiness + uuid.NewString(), payload.KeyKeyID: uuid.NewString(),
 		payload.KeyPrivateKey: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
 	}, plist.XMLFormat)
 	if err != nil {
 		return payload.PayloadEntry{}, fmt.Errorf("encode credential: %w", err)
 	}
-	r, err := age.NewScryptRecipient(demoPassphrase)
+	ct, err := payload.Encrypt(inner, demoPassphrase, demoWorkFactor)
 	if err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age recipient: %w", err)
+		return payload.PayloadEntry{}, fmt.Errorf("seal RSA key: %w", err)
 	}
-	r.SetWorkFactor(demoWorkFactor)
-	var buf bytes.Buffer
-	aw := armor.NewWriter(&buf)
-	w, err := age.Encrypt(aw, r)
-	if err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age encrypt: %w", err)
-	}
-	if _, err := w.Write(inner); err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age encrypt: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age encrypt: %w", err)
-	}
-	if err := aw.Close(); err != nil {
-		return payload.PayloadEntry{}, fmt.Errorf("age armor: %w", err)
-	}
-	return payload.PayloadEntry{Intent: payload.IntentAdd, Name: "An RSA key sealed with plain age", Ciphertext: buf.Bytes()}, nil
+	return payload.PayloadEntry{Intent: payload.IntentAdd, Name: "An RSA key sealed with plain age", Ciphertext: ct}, nil
 }

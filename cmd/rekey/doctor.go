@@ -11,10 +11,6 @@ import (
 	"github.com/rekeyd/rekey/platform"
 )
 
-func init() {
-	register(command{name: "doctor", summary: "check the endpoint (store, key files, managed preferences, socket, service) and say how to fix each problem", run: runDoctor})
-}
-
 // errDoctorFailed makes doctor exit 1 after printing its report.
 var errDoctorFailed = errors.New("at least one check failed; see the fixes above")
 
@@ -29,6 +25,10 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 		sock = s
 	}
 	cfg := doctor.Config{Owners: platform.DefaultTrust().Owners, Service: serviceState}
+	// The running binary, symlinks resolved: the one the service starts.
+	if exe, err := hooks.executable(); err == nil {
+		cfg.Executable = exe
+	}
 	fs.StringVar(&cfg.StateDir, "state-dir", p.StateDir, "state folder (database, sealing key)")
 	fs.StringVar(&cfg.PrefsDir, "prefs-dir", p.PrefsDir, "managed-preferences folder")
 	fs.StringVar(&cfg.Domain, "domain", platform.Domain, "managed-preferences domain")

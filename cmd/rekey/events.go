@@ -12,10 +12,6 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-func init() {
-	register(command{name: "events", summary: "follow the agent's events as they happen (Ctrl-C to stop)", run: runEvents})
-}
-
 func runEvents(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("events", env.Stderr)
 	sock := socketFlag(fs)

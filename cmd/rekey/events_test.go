@@ -32,8 +32,8 @@ func follow(t *testing.T, f *apitest.Fake, sock string, events []store.Event, wa
 
 func sampleEvents() []store.Event {
 	return []store.Event{
-		{Seq: 1, Time: t0, Kind: "import.recorded", ImportID: "i9", Message: "new import Acme 2027"},
-		{Seq: 2, Time: t0.Add(time.Second), Kind: "rotation.cutover", TenantID: "t1", RotationID: "r1", Message: "Acme 2026 is active", Fields: map[string]string{"from": "c1", "to": "c2"}},
+		{Seq: 1, Time: t0, Kind: store.EvImportRecorded, ImportID: "i9", Message: "new import Acme 2027"},
+		{Seq: 2, Time: t0.Add(time.Second), Kind: store.EvRotationCutover, TenantID: "t1", RotationID: "r1", Message: "Acme 2026 is active", Fields: map[string]string{"from": "c1", "to": "c2"}},
 	}
 }
 

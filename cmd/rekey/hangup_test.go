@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/api/apitest"
 	"github.com/rekeyd/rekey/agent/payload"
@@ -65,7 +64,7 @@ func TestHangupRescansThePayload(t *testing.T) {
 	}
 	defer stream.Close()
 	if st, err := c.Status(ctx); err != nil || st.Source.LastError == "" {
-		nextEvent(t, stream, agent.EvSourceRefused) // not refused yet: it will be
+		nextEvent(t, stream, store.EvSourceRefused) // not refused yet: it will be
 	}
 
 	if err := os.Chmod(file, 0o644); err != nil {
@@ -74,7 +73,7 @@ func TestHangupRescansThePayload(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	nextEvent(t, stream, agent.EvSourceRead)
+	nextEvent(t, stream, store.EvSourceRead)
 	logs.waitFor(t, "SIGHUP: rescanning")
 	if st, err := c.Status(ctx); err != nil || st.Source.LastError != "" {
 		t.Fatalf("after SIGHUP the payload should be read without a problem: %+v, %v", st.Source, err)
@@ -82,7 +81,7 @@ func TestHangupRescansThePayload(t *testing.T) {
 }
 
 // nextEvent reads the stream until an event of kind arrives, failing after a deadline.
-func nextEvent(t *testing.T, s *api.EventStream, kind string) store.Event {
+func nextEvent(t *testing.T, s *api.EventStream, kind store.EventKind) store.Event {
 	t.Helper()
 	got := make(chan store.Event, 1)
 	go func() {

@@ -9,10 +9,6 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-func init() {
-	register(command{name: "imports", summary: "list imports, or show one: imports [ID]", run: runImports})
-}
-
 func runImports(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("imports", env.Stderr)
 	sock := socketFlag(fs)

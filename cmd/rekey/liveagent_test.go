@@ -48,7 +48,8 @@ func startLiveAgent(t testing.TB, settings map[string]string) *liveAgent {
 	if err := os.WriteFile(pass, []byte(livePassphrase+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l.apple = appletest.New(t)
+	l.apple = appletest.New()
+	t.Cleanup(l.apple.Close)
 	l.apple.SetDevices(25)
 	l.settings = map[string]string{payload.KeyTokenURL: l.apple.TokenURL(), payload.KeyAPIBaseURL: l.apple.APIBaseURL()}
 	for k, v := range settings {
@@ -159,7 +160,7 @@ func (l *liveAgent) waitFor(what string, match func(store.Event) bool) store.Eve
 func (l *liveAgent) waitImport(id string, state store.ImportState) {
 	l.t.Helper()
 	l.waitFor("import "+id+" "+string(state), func(e store.Event) bool {
-		return e.Kind == agent.EvImportState && e.ImportID == id && e.Fields["state"] == string(state)
+		return e.Kind == store.EvImportState && e.ImportID == id && e.Fields["state"] == string(state)
 	})
 }
 
@@ -167,6 +168,6 @@ func (l *liveAgent) waitImport(id string, state store.ImportState) {
 func (l *liveAgent) waitSync() store.Event {
 	l.t.Helper()
 	return l.waitFor("a sync to end", func(e store.Event) bool {
-		return e.Kind == agent.EvSyncFinished || e.Kind == agent.EvSyncFailed
+		return e.Kind == store.EvSyncFinished || e.Kind == store.EvSyncFailed
 	})
 }

@@ -8,11 +8,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
 )
 
-// Exit codes, as the brief fixes them.
+// Exit codes: 0 success, 1 failure, 2 a usage error (bad command, flag or argument).
 const (
 	exitOK      = 0
 	exitFailure = 1
@@ -36,17 +35,61 @@ type Env struct {
 	Getenv func(string) string
 }
 
-// command is one subcommand: a name, a one-line summary, and its run function.
+// command is one row of the command table: everything a help listing, a
+// usage line, a completion script or a man page needs besides the flags.
+// Those come from the FlagSet that run builds before it does anything else,
+// so "rekey NAME -h" prints them, exits 0 and touches nothing.
 type command struct {
-	name    string
-	summary string
+	name string // what follows "rekey" on the command line
+	// args is what follows the name in a usage line: the positional
+	// arguments ("TENANT", "[ID]"), and flags only where their combination
+	// needs saying. Empty when the command takes no positional arguments.
+	args    string
+	summary string // one line, lowercase, no final period
 	run     func(ctx context.Context, env *Env, args []string) error
 }
 
-// commands is filled by each subcommand's file in its init function.
-var commands = map[string]command{}
+// commands is the command table, in the order help lists them: running and
+// trying the agent, reading its state, acting on imports and tenants, the
+// admin tools, the system service, and the version.
+var commands = []command{
+	{name: "run", summary: "run the agent in the foreground", run: runAgent},
+	{name: "demo", summary: "tell the whole story in a temporary folder (no root, no network)", run: runDemo},
+	{name: "status", summary: "show the agent, its source, tenants and pending imports", run: runStatus},
+	{name: "imports", args: "[ID]", summary: "list imports, or show one", run: runImports},
+	{name: "credentials", summary: "list credentials (never their keys)", run: runCredentials},
+	{name: "events", summary: "follow the agent's events as they happen (Ctrl-C to stop)", run: runEvents},
+	{name: "unlock", args: "ID [--add | --update CREDENTIAL] [--password-stdin]", summary: "unlock a waiting import", run: runUnlock},
+	{name: "rollback", args: "TENANT", summary: "swap a tenant back to its previous credential", run: runRollback},
+	{name: "sync", args: "TENANT", summary: "import a tenant's devices and coverage now", run: runSync},
+	{name: "seal", summary: "encrypt a credential into a payload plist (and a configuration profile)", run: runSeal},
+	{name: "doctor", summary: "check the endpoint (store, key files, managed preferences, socket, service) and say how to fix each problem", run: runDoctor},
+	{name: "install", summary: "install the agent as a system service (launchd or systemd); flags go to 'rekey run'", run: runInstall},
+	{name: "uninstall", summary: "stop and remove the system service; the state folder stays", run: serviceAction("uninstall")},
+	{name: "start", summary: "start the installed system service", run: serviceAction("start")},
+	{name: "stop", summary: "stop the system service", run: serviceAction("stop")},
+	{name: "service-status", summary: "show whether the system service is installed and running", run: runServiceStatus},
+	{name: "version", summary: "print the version", run: runVersion},
+}
 
-func register(c command) { commands[c.name] = c }
+// lookup finds the command called name.
+func lookup(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// helpLine is the command's text in the help listing: the summary, and the
+// usage line when the command takes arguments.
+func (c command) helpLine() string {
+	if c.args == "" {
+		return c.summary
+	}
+	return c.summary + ": " + c.name + " " + c.args
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,7 +108,7 @@ func Run(ctx context.Context, env *Env, args []string) int {
 		}
 		return exitOK
 	}
-	c, ok := commands[args[0]]
+	c, ok := lookup(args[0])
 	if !ok {
 		fmt.Fprintf(env.Stderr, "rekey: unknown command %q; run 'rekey help' for the list\n", args[0])
 		return exitUsage
@@ -88,13 +131,8 @@ func Run(ctx context.Context, env *Env, args []string) int {
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "rekey: credential rotation for MDM-managed endpoints")
 	fmt.Fprintln(w, "\nusage: rekey <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-15s %s\n", n, commands[n].summary)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.helpLine())
 	}
 	fmt.Fprintln(w, "\nRun 'rekey <command> -h' for a command's flags.")
 }

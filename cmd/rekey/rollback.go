@@ -8,10 +8,6 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-func init() {
-	register(command{name: "rollback", summary: "swap a tenant back to its previous credential: rollback TENANT", run: runRollback})
-}
-
 func runRollback(ctx context.Context, env *Env, args []string) error {
 	tc, err := openTenantCall(ctx, env, "rollback", "print the API's JSON", args)
 	if err != nil {

@@ -16,10 +16,6 @@ import (
 	"github.com/rekeyd/rekey/platform"
 )
 
-func init() {
-	register(command{name: "run", summary: "run the agent in the foreground", run: runAgent})
-}
-
 // agentFlags are the flags of `rekey run` (and of `rekey install`, which
 // passes them on to the service).
 type agentFlags struct {

@@ -14,10 +14,6 @@ import (
 	"github.com/rekeyd/rekey/platform"
 )
 
-func init() {
-	register(command{name: "seal", summary: "encrypt a credential into a payload plist (and a configuration profile)", run: runSeal})
-}
-
 // maxKeyFile bounds the key file seal reads.
 const maxKeyFile = 64 << 10
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/agent/payload/ptytest"
 	"howett.net/plist"
@@ -89,7 +90,7 @@ func TestSealWithPasswordFileWritesPayloadAndProfile(t *testing.T) {
 		t.Fatalf("stdout %q", out)
 	}
 	e, c := readPayload(t, f.out)
-	if e.ImportID != "acme-2026" || e.Intent != "update" || e.Target != "Acme old" || c.ClientID != sealClientID || c.Scope != payload.ScopeBusiness {
+	if e.ImportID != "acme-2026" || e.Intent != "update" || e.Target != "Acme old" || c.ClientID != sealClientID || c.Scope != apple.ScopeBusiness {
 		t.Fatalf("entry %+v credential %+v", e, c)
 	}
 	if mode(t, f.out) != 0o644 || mode(t, f.profile) != 0o644 {

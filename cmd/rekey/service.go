@@ -50,14 +50,6 @@ var hooks = serviceHooks{
 // written for.
 var supportedServicePlatforms = map[string]string{"linux": "linux-systemd", "darwin": "darwin-launchd"}
 
-func init() {
-	register(command{name: "install", summary: "install the agent as a system service (launchd or systemd); flags go to 'rekey run'", run: runInstall})
-	register(command{name: "uninstall", summary: "stop and remove the system service; the state folder stays", run: serviceAction("uninstall")})
-	register(command{name: "start", summary: "start the installed system service", run: serviceAction("start")})
-	register(command{name: "stop", summary: "stop the system service", run: serviceAction("stop")})
-	register(command{name: "service-status", summary: "show whether the system service is installed and running", run: runServiceStatus})
-}
-
 // noProgram satisfies service.Interface for control commands, which never run
 // the agent themselves.
 type noProgram struct{}
@@ -69,6 +61,13 @@ func newKardianos(c *service.Config) (serviceManager, error) {
 	s, err := service.New(noProgram{}, c)
 	if err != nil {
 		return nil, fmt.Errorf("find service manager: %w", err)
+	}
+	if c.Name == platform.LaunchdLabel { // macOS: see launchdManager
+		plist, err := platform.ServiceFilePath("darwin")
+		if err != nil {
+			return nil, err
+		}
+		return launchdManager{serviceManager: s, ctl: platform.NewLaunchctl(c.Name, plist)}, nil
 	}
 	return s, nil
 }

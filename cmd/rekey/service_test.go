@@ -120,7 +120,7 @@ func TestInstallPrintNeedsNoRoot(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("code %d, stderr %q", code, errOut)
 	}
-	if !strings.Contains(out, "ExecStart=/usr/local/bin/rekey run --state-dir /srv/rekey\n") || !strings.Contains(out, "ReadWritePaths=/run -/srv/rekey\n") {
+	if !strings.Contains(out, "ExecStart=/usr/local/bin/rekey run --state-dir /srv/rekey\n") || !strings.Contains(out, "ReadWritePaths=-/srv/rekey\n") {
 		t.Errorf("printed unit:\n%s", out)
 	}
 	if len(fake.calls) != 0 {

@@ -8,10 +8,6 @@ import (
 	"github.com/rekeyd/rekey/agent/api"
 )
 
-func init() {
-	register(command{name: "status", summary: "show the agent, its source, tenants and pending imports", run: runStatus})
-}
-
 func runStatus(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("status", env.Stderr)
 	sock := socketFlag(fs)

@@ -6,13 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
 )
-
-func init() {
-	register(command{name: "sync", summary: "import a tenant's devices and coverage now: sync TENANT", run: runSync})
-}
 
 func runSync(ctx context.Context, env *Env, args []string) error {
 	tc, err := openTenantCall(ctx, env, "sync", "print the sync's events as JSON lines", args)
@@ -50,24 +45,24 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "%s\n", stream.Line())
 		}
 		switch e.Kind {
-		case api.EventSyncProgress:
+		case store.EvSyncProgress:
 			p.show(e)
-		case api.EventSyncFinished:
+		case store.EvSyncFinished:
 			p.clear()
 			if !asJSON {
 				fmt.Fprintf(env.Stdout, "Synced %s: %s devices, %s coverage records.\n", arg, field(e, "devices"), field(e, "coverage"))
 			}
 			return nil
-		case api.EventSyncFailed:
+		case store.EvSyncFailed:
 			p.clear()
 			return fmt.Errorf("sync of %s failed: %s", arg, e.Message)
 		}
 	}
 }
 
-func isSyncEvent(kind string) bool {
+func isSyncEvent(kind store.EventKind) bool {
 	switch kind {
-	case api.EventSyncStarted, api.EventSyncProgress, api.EventSyncFinished, api.EventSyncFailed:
+	case store.EvSyncStarted, store.EvSyncProgress, store.EvSyncFinished, store.EvSyncFailed:
 		return true
 	}
 	return false

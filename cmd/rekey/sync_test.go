@@ -21,14 +21,14 @@ func syncingAgent(fail bool) *apitest.Fake {
 			return fmt.Errorf("tenant %s: %w", id, store.ErrNotFound)
 		}
 		go func() {
-			f.Publish(store.Event{Seq: 1, Kind: api.EventSyncStarted, TenantID: "t1", Message: "sync started"})
-			f.Publish(store.Event{Seq: 2, Kind: "import.recorded", TenantID: "t2", Message: "unrelated"})
-			f.Publish(store.Event{Seq: 3, Kind: api.EventSyncProgress, TenantID: "t1", Fields: map[string]string{"devices": "1000", "coverage": "400"}})
+			f.Publish(store.Event{Seq: 1, Kind: store.EvSyncStarted, TenantID: "t1", Message: "sync started"})
+			f.Publish(store.Event{Seq: 2, Kind: store.EvImportRecorded, TenantID: "t2", Message: "unrelated"})
+			f.Publish(store.Event{Seq: 3, Kind: store.EvSyncProgress, TenantID: "t1", Fields: map[string]string{"devices": "1000", "coverage": "400"}})
 			if fail {
-				f.Publish(store.Event{Seq: 4, Kind: api.EventSyncFailed, TenantID: "t1", Message: "Apple answered 401: invalid_client"})
+				f.Publish(store.Event{Seq: 4, Kind: store.EvSyncFailed, TenantID: "t1", Message: "Apple answered 401: invalid_client"})
 				return
 			}
-			f.Publish(store.Event{Seq: 4, Kind: api.EventSyncFinished, TenantID: "t1", Fields: map[string]string{"devices": "1200", "coverage": "950"}})
+			f.Publish(store.Event{Seq: 4, Kind: store.EvSyncFinished, TenantID: "t1", Fields: map[string]string{"devices": "1200", "coverage": "950"}})
 		}()
 		return nil
 	}
@@ -47,7 +47,7 @@ func TestSyncFollowsToTheEnd(t *testing.T) {
 		t.Fatalf("--json: code %d, lines %q", code, lines)
 	}
 	var last store.Event
-	if json.Unmarshal([]byte(lines[2]), &last) != nil || last.Kind != api.EventSyncFinished {
+	if json.Unmarshal([]byte(lines[2]), &last) != nil || last.Kind != store.EvSyncFinished {
 		t.Fatalf("last line %q", lines[2])
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -12,10 +11,6 @@ import (
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
 )
-
-func init() {
-	register(command{name: "unlock", summary: "unlock a waiting import: unlock ID [--add | --update CREDENTIAL] [--password-stdin]", run: runUnlock})
-}
 
 // maxPasswordTries is how often a terminal user may retype a wrong password.
 const maxPasswordTries = 3
@@ -179,11 +174,11 @@ func (u *unlockCmd) choose(ctx context.Context) error {
 	}
 	for {
 		fmt.Fprint(w, "Choice: ")
-		line, err := readLine(u.tty)
+		raw, err := readLine(u.tty)
 		if err != nil {
 			return fmt.Errorf("read choice: %w", err)
 		}
-		line = strings.TrimSpace(strings.ToLower(line))
+		line := strings.TrimSpace(strings.ToLower(string(raw)))
 		if line == "a" || line == "add" {
 			u.req.Intent, u.req.Target, u.chosen = "add", "", true
 			return nil
@@ -194,41 +189,4 @@ func (u *unlockCmd) choose(ctx context.Context) error {
 		}
 		fmt.Fprintf(w, "Type a, or a number from 1 to %d.\n", len(active))
 	}
-}
-
-// readSecretLine reads the first line of r as a password, one byte at a
-// time so that no buffer other than the returned one holds it.
-func readSecretLine(r io.Reader) (api.Secret, error) {
-	pw := make(api.Secret, 0, 256)
-	one := make([]byte, 1)
-	for len(pw) < 64<<10 {
-		n, err := r.Read(one)
-		if n == 1 {
-			if one[0] == '\n' {
-				break
-			}
-			if len(pw) == cap(pw) {
-				grown := append(make(api.Secret, 0, 2*cap(pw)), pw...)
-				pw.Wipe()
-				pw = grown
-			}
-			pw = append(pw, one[0])
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			pw.Wipe()
-			return nil, fmt.Errorf("read password from stdin: %w", err)
-		}
-	}
-	one[0] = 0
-	if n := len(pw); n > 0 && pw[n-1] == '\r' {
-		pw[n-1] = 0
-		pw = pw[:n-1]
-	}
-	if len(pw) == 0 {
-		return nil, usageError("--password-stdin: stdin held no password")
-	}
-	return pw, nil
 }

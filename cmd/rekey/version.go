@@ -10,10 +10,6 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
-func init() {
-	register(command{name: "version", summary: "print the version", run: runVersion})
-}
-
 func runVersion(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("version", env.Stderr)
 	asJSON := fs.Bool("json", false, "print JSON")

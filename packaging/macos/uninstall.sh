@@ -1,21 +1,34 @@
 #!/bin/sh
 # uninstall.sh: remove rekey from a Mac. Stops the launchd daemon and removes
-# the binary and the plist; the state folder (credentials, tenant data) stays
-# unless --purge is given.
+# the binary, its link, the plist and the log rotation entry; the state
+# folder (credentials, tenant data) stays unless --purge is given.
 #   sudo /usr/local/share/rekey/uninstall.sh [--purge]
+# As a Jamf policy script, Jamf passes the target volume, the computer name
+# and the user as $1 $2 $3 and the policy's parameters from $4 on: put
+# --purge in parameter 4. Empty parameters are ignored.
 set -eu
 
 label=com.github.rekeyd.rekey
 state="/Library/Application Support/rekey"
+exe=/usr/local/rekey/bin/rekey
+link=/usr/local/bin/rekey
+usage="usage: uninstall.sh [--purge] (from Jamf: --purge as parameter 4)"
+
+# Jamf's $1 is the target volume, always "/"; options start at $4.
+if [ "${1:-}" = / ]; then
+	shift $(($# < 3 ? $# : 3))
+fi
 purge=no
-case "${1:-}" in
-"") ;;
---purge) purge=yes ;;
-*)
-	echo "usage: uninstall.sh [--purge]" >&2
-	exit 2
-	;;
-esac
+for arg in "$@"; do
+	case "$arg" in
+	"") ;;
+	--purge) purge=yes ;;
+	*)
+		echo "$usage" >&2
+		exit 2
+		;;
+	esac
+done
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "uninstall.sh needs root: run it with sudo" >&2
@@ -25,7 +38,12 @@ fi
 if launchctl print "system/$label" >/dev/null 2>&1; then
 	launchctl bootout "system/$label"
 fi
-rm -f "/Library/LaunchDaemons/$label.plist" /usr/local/bin/rekey /var/run/rekey.sock
+rm -f "/Library/LaunchDaemons/$label.plist" /var/run/rekey.sock "/etc/newsyslog.d/$label.conf"
+rm -rf /usr/local/rekey
+# The link is ours only if it still leads to our binary.
+if [ -L "$link" ] && [ "$(readlink "$link")" = "$exe" ]; then
+	rm -f "$link"
+fi
 pkgutil --forget "$label.pkg" >/dev/null 2>&1 || true
 
 if [ "$purge" = yes ]; then

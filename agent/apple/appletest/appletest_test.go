@@ -113,7 +113,8 @@ func TestTokenEndpointChecksEveryField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := appletest.New(t)
+			srv := appletest.New()
+			t.Cleanup(srv.Close)
 			k, err := srv.NewCredential("business.api")
 			if err != nil {
 				t.Fatal(err)
@@ -135,7 +136,8 @@ func TestTokenEndpointChecksEveryField(t *testing.T) {
 }
 
 func TestTokenEndpointRefusesReusedJTI(t *testing.T) {
-	srv := appletest.New(t)
+	srv := appletest.New()
+	t.Cleanup(srv.Close)
 	k, err := srv.NewCredential("school.api")
 	if err != nil {
 		t.Fatal(err)
@@ -171,9 +173,10 @@ func get(t *testing.T, rawURL, bearer string) (int, []byte) {
 }
 
 func TestAPIRequiresAValidBearerToken(t *testing.T) {
-	srv := appletest.New(t)
+	srv := appletest.New()
+	t.Cleanup(srv.Close)
 	now := time.Now()
-	srv.SetClock(func() time.Time { return now })
+	srv.SetClock(varClock{&now})
 	srv.SetDevices(3)
 	srv.SetTokenLifetime(time.Minute)
 	k, err := srv.NewCredential("business.api")
@@ -199,7 +202,8 @@ func TestAPIRequiresAValidBearerToken(t *testing.T) {
 }
 
 func TestDevicePagesChainAndCoverageShapes(t *testing.T) {
-	srv := appletest.New(t)
+	srv := appletest.New()
+	t.Cleanup(srv.Close)
 	srv.SetDevices(5)
 	k, err := srv.NewCredential("business.api")
 	if err != nil {
@@ -265,7 +269,7 @@ func TestDevicePagesChainAndCoverageShapes(t *testing.T) {
 }
 
 func TestFaultsApplyTheGivenNumberOfTimes(t *testing.T) {
-	srv := appletest.New(nil)
+	srv := appletest.New()
 	defer srv.Close()
 	srv.Fail(appletest.Fault{Endpoint: appletest.CoverageEndpoint, Mode: appletest.RateLimited, Times: 2,
 		RetryAfter: "3", DeviceID: appletest.DeviceID(1)})
@@ -285,3 +289,8 @@ func TestFaultsApplyTheGivenNumberOfTimes(t *testing.T) {
 		t.Errorf("statuses = %v, want %v", got, want)
 	}
 }
+
+// varClock says the time a variable of the test holds.
+type varClock struct{ t *time.Time }
+
+func (c varClock) Now() time.Time { return *c.t }

@@ -16,10 +16,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/rekeyd/rekey/agent/apple"
 )
 
 // Endpoint names what a Fault applies to.
@@ -90,7 +91,7 @@ type Server struct {
 	srv *httptest.Server
 
 	mu         sync.Mutex
-	now        func() time.Time
+	clock      apple.Clock // nil: the real clock
 	lifetime   time.Duration
 	creds      map[string]registered
 	jtis       map[string]bool
@@ -107,11 +108,10 @@ type Server struct {
 	closeOnce  sync.Once
 }
 
-// New starts a fake on a loopback port. With tb non-nil it is closed when
-// the test ends; otherwise call Close.
-func New(tb testing.TB) *Server {
+// New starts a fake on a loopback port; call Close when done (in a test:
+// t.Cleanup(srv.Close)).
+func New() *Server {
 	s := &Server{
-		now:      time.Now,
 		lifetime: time.Hour,
 		creds:    map[string]registered{},
 		jtis:     map[string]bool{},
@@ -124,9 +124,6 @@ func New(tb testing.TB) *Server {
 	mux.HandleFunc("GET /v1/orgDevices", s.listDevices)
 	mux.HandleFunc("GET /v1/orgDevices/{id}/appleCareCoverage", s.coverage)
 	s.srv = httptest.NewServer(s.dated(mux))
-	if tb != nil {
-		tb.Cleanup(s.Close)
-	}
 	return s
 }
 
@@ -161,7 +158,7 @@ func (s *Server) APIBaseURL() string { return s.srv.URL }
 
 // RegisterCredential makes the server accept assertions from clientID
 // signed by the private half of pub under keyID. The scope a client may ask
-// for follows its prefix: BUSINESSAPI. → business.api, SCHOOLAPI. → school.api.
+// for follows its prefix, as apple.ScopeFor says.
 func (s *Server) RegisterCredential(clientID, keyID string, pub *ecdsa.PublicKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -169,13 +166,9 @@ func (s *Server) RegisterCredential(clientID, keyID string, pub *ecdsa.PublicKey
 }
 
 // NewCredential generates a P-256 key with fresh ids for scope
-// ("business.api" or "school.api") and registers it.
+// (apple.ScopeBusiness or apple.ScopeSchool) and registers it.
 func (s *Server) NewCredential(scope string) (Key, error) {
-	prefix := "BUSINESSAPI."
-	if scope == "school.api" {
-		prefix = "SCHOOLAPI."
-	}
-	k, err := GenerateKey(prefix + uuid.NewString())
+	k, err := GenerateKey(apple.ClientIDPrefix(scope) + uuid.NewString())
 	if err != nil {
 		return Key{}, err
 	}
@@ -197,11 +190,11 @@ func GenerateKey(clientID string) (Key, error) {
 		return Key{}, fmt.Errorf("encode key: %w", err)
 	}
 	if clientID == "" {
-		clientID = "BUSINESSAPI." + uuid.NewString()
+		clientID = apple.ClientIDPrefixBusiness + uuid.NewString()
 	}
-	scope := "business.api"
-	if strings.HasPrefix(clientID, "SCHOOLAPI.") {
-		scope = "school.api"
+	scope := apple.ScopeFor(clientID)
+	if scope == "" {
+		scope = apple.ScopeBusiness
 	}
 	return Key{
 		ClientID: clientID,
@@ -220,10 +213,18 @@ func (s *Server) SetDevices(n int) {
 }
 
 // SetClock sets the server's clock, used for iat/exp checks and token expiry.
-func (s *Server) SetClock(now func() time.Time) {
+func (s *Server) SetClock(c apple.Clock) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.now = now
+	s.clock = c
+}
+
+// now reads the clock; the caller holds s.mu.
+func (s *Server) now() time.Time {
+	if s.clock == nil {
+		return time.Now()
+	}
+	return s.clock.Now()
 }
 
 // SetTokenLifetime sets expires_in of issued tokens (default one hour).

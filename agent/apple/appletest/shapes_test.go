@@ -49,8 +49,9 @@ type errorAnswer struct {
 
 func TestRateLimitAnswers429WithRetryAfterOnTheServersClock(t *testing.T) {
 	clk := &manualClock{t: time.Now()}
-	srv := appletest.New(t)
-	srv.SetClock(clk.Now)
+	srv := appletest.New()
+	t.Cleanup(srv.Close)
+	srv.SetClock(clk)
 	srv.SetDevices(3)
 	srv.SetRateLimit(2, 2) // two a minute, bursts of two
 	tok := tokenFor(t, srv, clk.Now())
@@ -88,7 +89,8 @@ func TestRateLimitAnswers429WithRetryAfterOnTheServersClock(t *testing.T) {
 }
 
 func TestDeviceListLikeApple(t *testing.T) {
-	srv := appletest.New(t)
+	srv := appletest.New()
+	t.Cleanup(srv.Close)
 	srv.SetDevices(250)
 	tok := tokenFor(t, srv, time.Now())
 	var p struct {
@@ -123,7 +125,8 @@ func TestDeviceListLikeApple(t *testing.T) {
 }
 
 func TestCoverageShapesLikeApple(t *testing.T) {
-	srv := appletest.New(t)
+	srv := appletest.New()
+	t.Cleanup(srv.Close)
 	srv.SetDevices(16)
 	tok := tokenFor(t, srv, time.Now())
 	type rec struct {

@@ -11,14 +11,14 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/rekeyd/rekey/agent/apple"
 )
 
 // What Apple's token endpoint requires.
 const (
-	audience      = "https://account.apple.com/auth/oauth2/v2/token"
-	assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-	maxAssertion  = 180 * 24 * time.Hour
-	clockSkew     = time.Minute
+	maxAssertion = 180 * 24 * time.Hour
+	clockSkew    = time.Minute
 )
 
 // token is the fake token endpoint.
@@ -43,7 +43,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type %q", g)
 		return
 	}
-	if t := f.Get("client_assertion_type"); t != assertionType {
+	if t := f.Get("client_assertion_type"); t != apple.AssertionType {
 		s.refuse(w, http.StatusBadRequest, "invalid_request", "client_assertion_type %q", t)
 		return
 	}
@@ -55,7 +55,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusBadRequest, "invalid_client", "client_id %q is not registered", clientID)
 		return
 	}
-	if want := scopeFor(clientID); f.Get("scope") != want {
+	if want := apple.ScopeFor(clientID); f.Get("scope") != want {
 		s.refuse(w, http.StatusBadRequest, "invalid_scope", "scope %q, want %q", f.Get("scope"), want)
 		return
 	}
@@ -64,16 +64,6 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.issue(w, clientID)
-}
-
-func scopeFor(clientID string) string {
-	switch {
-	case strings.HasPrefix(clientID, "BUSINESSAPI."):
-		return "business.api"
-	case strings.HasPrefix(clientID, "SCHOOLAPI."):
-		return "school.api"
-	}
-	return ""
 }
 
 // verify checks the assertion's ES256 signature with the registered key and
@@ -97,14 +87,14 @@ func (s *Server) verify(assertion, clientID string, reg registered) error {
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(assertion, claims, keyfunc,
 		jwt.WithValidMethods([]string{"ES256"}),
-		jwt.WithAudience(audience), jwt.WithIssuer(clientID), jwt.WithSubject(clientID),
+		jwt.WithAudience(apple.Audience), jwt.WithIssuer(clientID), jwt.WithSubject(clientID),
 		jwt.WithIssuedAt(), jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(func() time.Time { return now }), jwt.WithLeeway(clockSkew))
 	if err != nil {
 		return err
 	}
 	if aud, _ := claims.GetAudience(); len(aud) != 1 {
-		return fmt.Errorf("aud has %d values, want exactly %q", len(aud), audience)
+		return fmt.Errorf("aud has %d values, want exactly %q", len(aud), apple.Audience)
 	}
 	iat, _ := claims.GetIssuedAt()
 	exp, _ := claims.GetExpirationTime()
@@ -148,7 +138,7 @@ func (s *Server) issue(w http.ResponseWriter, clientID string) {
 		"access_token": tok,
 		"token_type":   "Bearer",
 		"expires_in":   int64(life / time.Second),
-		"scope":        scopeFor(clientID),
+		"scope":        apple.ScopeFor(clientID),
 	})
 }
 

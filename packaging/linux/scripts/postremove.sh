@@ -8,7 +8,10 @@ set -e
 case "$1" in
 purge)
 	rm -rf /var/lib/rekey
-	rm -f /run/rekey.sock
+	# systemd removes /run/rekey when the unit stops; an agent started by
+	# hand leaves it behind.
+	rm -f /run/rekey/rekey.sock
+	rmdir /run/rekey 2>/dev/null || true
 	rmdir /etc/rekey/managed /etc/rekey 2>/dev/null || true
 	;;
 esac
