@@ -62,6 +62,7 @@ var commands = []command{
 	{name: "unlock", args: "ID [--add | --update CREDENTIAL] [--password-stdin]", summary: "unlock a waiting import", run: runUnlock},
 	{name: "rollback", args: "TENANT", summary: "swap a tenant back to its previous credential", run: runRollback},
 	{name: "sync", args: "TENANT", summary: "import a tenant's devices and coverage now", run: runSync},
+	{name: "devices", args: "TENANT [--coverage STATE] [--expiring 90d] [--json | --csv]", summary: "list a tenant's devices with their coverage state, end date and release time", run: runDevices},
 	{name: "seal", summary: "encrypt a credential into a payload plist (and a configuration profile)", run: runSeal},
 	{name: "doctor", summary: "check the endpoint (store, key files, managed preferences, socket, service) and say how to fix each problem", run: runDoctor},
 	{name: "install", summary: "install the agent as a system service (launchd or systemd); flags go to 'rekey run'", run: runInstall},
