@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if point := os.Getenv(envCrashPoint); point != "" {
 		os.Exit(crashChild(point))
 	}
+	if tenant := os.Getenv(envSyncKillTenant); tenant != "" {
+		os.Exit(syncKillChild(tenant))
+	}
 	os.Exit(m.Run())
 }
 

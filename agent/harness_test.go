@@ -34,6 +34,7 @@ type harness struct {
 	done   chan error
 	// Settings written into every payload; the fake Apple's URLs by default.
 	settings map[string]string
+	last     payload.PayloadEntry // the entry addTenant pushed
 }
 
 // harnessOption adjusts the agent's config before it starts.

@@ -63,7 +63,11 @@ func (s *storeSink) Coverage(ctx context.Context, batch []apple.DeviceCoverage) 
 		}
 		dcs = append(dcs, store.DeviceCoverage{Serial: dc.Serial, Records: recs, Failed: dc.Failed})
 	}
-	return s.st.UpsertCoverage(ctx, s.tenantID, dcs)
+	if err := s.st.UpsertCoverage(ctx, s.tenantID, dcs); err != nil {
+		return err
+	}
+	crashPoint("sync.coverage")
+	return nil
 }
 
 func dateOf(t time.Time) string {

@@ -317,14 +317,15 @@ func (e *StatusError) Error() string {
 }
 
 // SkewMessage says how far off the local clock is: skew is the remote
-// clock minus the local one.
+// clock minus the local one, reported to the minute (an HTTP Date has
+// whole seconds).
 func SkewMessage(skew time.Duration) string {
 	dir := "behind"
 	if skew < 0 {
-		dir, skew = "ahead", -skew
+		dir, skew = "ahead of", -skew
 	}
-	return fmt.Sprintf("system clock is off by %s (%s of the token endpoint's): set the time (NTP) and retry",
-		skew.Round(time.Second), dir)
+	return fmt.Sprintf("system clock is off by %s (%s the token endpoint's): set the time (NTP) and retry",
+		skew.Round(time.Minute), dir)
 }
 
 // ErrorID returns Apple's error id (errors[0].id) carried by err, or "".

@@ -281,6 +281,10 @@ func tokenStatusError(status int, body []byte) *StatusError {
 	if parsed {
 		e.Code, e.Detail = clean(eb.Error), clean(eb.Description)
 	}
+	var ae apiErrors // a gateway in front of the endpoint may answer in the API's dialect
+	if !parsed && jsonObject(body, &ae) && len(ae.Errors) > 0 {
+		e.ID, e.Code, e.Detail = clean(ae.Errors[0].ID), clean(ae.Errors[0].Code), clean(ae.Errors[0].Detail)
+	}
 	switch {
 	case (status == 400 || status == 401) && parsed && oauthRejections[eb.Error]:
 		e.kind = ErrRejected

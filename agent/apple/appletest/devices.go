@@ -269,6 +269,7 @@ func (s *Server) coverage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.mu.Lock()
 	s.stats.CoverageRequests++
+	s.coverageLog = append(s.coverageLog, id)
 	s.inFlight++
 	s.stats.MaxInFlight = max(s.stats.MaxInFlight, s.inFlight)
 	total := s.devices

@@ -52,6 +52,7 @@ type Fault struct {
 	Times      int    // how many requests fail; 0 means 1, negative means all
 	RetryAfter string // Retry-After header for RateLimited: seconds or an HTTP date
 	DeviceID   string // coverage only: fail just this device ("" = any)
+	Skip       int    // let this many matching requests through first
 }
 
 // Stats counts what the server saw.
@@ -90,22 +91,23 @@ type issued struct {
 type Server struct {
 	srv *httptest.Server
 
-	mu         sync.Mutex
-	clock      apple.Clock // nil: the real clock
-	lifetime   time.Duration
-	creds      map[string]registered
-	jtis       map[string]bool
-	tokens     map[string]issued
-	devices    int
-	faults     []*Fault
-	stats      Stats
-	rejections []string
-	inFlight   int
-	limit      *bucket
-	cursorGen  int          // cursors of older generations are expired
-	released   map[int]bool // devices that left the organisation
-	closing    chan struct{}
-	closeOnce  sync.Once
+	mu          sync.Mutex
+	clock       apple.Clock // nil: the real clock
+	lifetime    time.Duration
+	creds       map[string]registered
+	jtis        map[string]bool
+	tokens      map[string]issued
+	devices     int
+	faults      []*Fault
+	stats       Stats
+	rejections  []string
+	inFlight    int
+	limit       *bucket
+	coverageLog []string
+	cursorGen   int          // cursors of older generations are expired
+	released    map[int]bool // devices that left the organisation
+	closing     chan struct{}
+	closeOnce   sync.Once
 }
 
 // New starts a fake on a loopback port; call Close when done (in a test:
@@ -258,6 +260,14 @@ func (s *Server) ClearFaults() {
 	s.faults = nil
 }
 
+// CoverageLog returns the device ids of the coverage requests so far, in
+// the order they arrived.
+func (s *Server) CoverageLog() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.coverageLog...)
+}
+
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -290,6 +300,10 @@ func (s *Server) fault(e Endpoint, deviceID string) *Fault {
 	for i, f := range s.faults {
 		if f.Endpoint != e || (f.DeviceID != "" && f.DeviceID != deviceID) {
 			continue
+		}
+		if f.Skip > 0 {
+			f.Skip--
+			return nil
 		}
 		if f.Times > 0 {
 			f.Times--
