@@ -62,7 +62,9 @@ func (c *sleepClock) Waits() []time.Duration {
 func appleLike(clk *sleepClock, ticks chan time.Time) func(*agent.Config) {
 	return func(c *agent.Config) {
 		c.AppleRequestsPerMinute = 0
-		c.Clock, c.AppleSleep = clk, clk.Sleep
+		if clk != nil {
+			c.Clock, c.AppleSleep = clk, clk.Sleep
+		}
 		if ticks != nil {
 			c.SyncTicks = ticks
 		}
@@ -71,7 +73,7 @@ func appleLike(clk *sleepClock, ticks chan time.Time) func(*agent.Config) {
 
 // addTenant pushes an add with syncing left to the test and returns the
 // tenant id; h.last is the entry pushed.
-func addTenant(t *testing.T, h *harness, devices int) string {
+func addTenant(t testing.TB, h *harness, devices int) string {
 	t.Helper()
 	h.apple.SetDevices(devices)
 	h.settings[payload.KeySyncInterval] = "0"
@@ -84,7 +86,7 @@ func addTenant(t *testing.T, h *harness, devices int) string {
 // wantAppleShapes checks every device of the tenant against the fake: its
 // coverage state, its records (a shared agreement id on both devices), its
 // open-ended subscription.
-func wantAppleShapes(t *testing.T, st *store.Store, tenantID string, n int) {
+func wantAppleShapes(t testing.TB, st *store.Store, tenantID string, n int) {
 	t.Helper()
 	var devs []store.Device
 	for q := (store.DeviceQuery{Limit: 1000}); ; {
@@ -261,7 +263,7 @@ func TestCoverageRefreshOrder(t *testing.T) {
 	clk := newSleepClock()
 	h := newHarness(t, appleLike(clk, nil))
 	h.apple.SetClock(clk)
-	h.settings[payload.KeyRequestsPerMinute] = "20" // one worker: the order shows in the requests
+	h.settings[payload.KeyRequestsPerMinute] = "6" // one worker: the order shows in the requests
 	tenant := addTenant(t, h, 12)
 	h.apple.Fail(appletest.Fault{Endpoint: appletest.CoverageEndpoint, Mode: appletest.NotFound, DeviceID: appletest.DeviceID(5)})
 	if err := h.agent.SyncTenant(context.Background(), tenant); err != nil {

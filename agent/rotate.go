@@ -11,7 +11,7 @@ import (
 )
 
 // crashHook, when set, is called at every recorded step of an import and a
-// rotation, and after every coverage batch of a sync. Only tests set it (to kill the process at that instant); the
+// rotation, and for every device whose coverage a sync stored. Only tests set it (to kill the process at that instant); the
 // production binary has no way to arm it.
 var crashHook func(point string)
 

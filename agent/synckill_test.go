@@ -16,32 +16,46 @@ import (
 
 	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/apple"
+	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/store"
 )
 
 // The SIGKILL resume test runs a sync in a child process (this test binary,
-// re-executed) that kills itself right after its Nth coverage batch is
-// committed, as a power loss in the middle of a sync would.
+// re-executed) that kills itself right after the batch that stores its Nth
+// coverage read is committed, as a power loss in the middle of a sync would.
+// With envScale* set, the child runs on the parent's scaled clock at
+// Apple's pace (the benchmarks).
 const (
 	envSyncKillTenant = "REKEY_TEST_SYNC_KILL_TENANT"
 	envSyncKillAfter  = "REKEY_TEST_SYNC_KILL_AFTER"
+	envScale          = "REKEY_TEST_SCALE"       // how much faster than real time
+	envScaleStart     = "REKEY_TEST_SCALE_START" // the scaled clock's start, Unix ns
+	envScaleReal0     = "REKEY_TEST_SCALE_REAL0" // the real time it started, Unix ns
 )
 
-// syncKillChild syncs tenant on the parent's folders and dies at batch N.
-// Reaching the end means it never got there: exit status 3.
+// syncKillChild syncs tenant on the parent's folders and dies once N
+// coverage reads are stored. Reaching the end means it never got there:
+// exit status 3.
 func syncKillChild(tenant string) int {
 	after, _ := strconv.Atoi(os.Getenv(envSyncKillAfter))
-	var batches atomic.Int64
+	var stored atomic.Int64
 	agent.SetCrashHook(func(p string) {
-		if p == "sync.coverage" && batches.Add(1) == int64(after) {
+		if p == "sync.coverage" && stored.Add(1) == int64(after) {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 	})
-	a, err := agent.New(agent.Config{AppleRequestsPerMinute: 1e9,
+	cfg := agent.Config{AppleRequestsPerMinute: 1e9,
 		PrefsDir: os.Getenv(envCrashPrefs), StateDir: os.Getenv(envCrashState), PassphraseFile: os.Getenv(envCrashPass),
 		Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, Version: "sync-kill-child",
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
-	})
+	}
+	if scale, _ := strconv.ParseFloat(os.Getenv(envScale), 64); scale > 0 {
+		start, _ := strconv.ParseInt(os.Getenv(envScaleStart), 10, 64)
+		real0, _ := strconv.ParseInt(os.Getenv(envScaleReal0), 10, 64)
+		clk := appletest.ScaledClockFrom(time.Unix(0, start), time.Unix(0, real0), scale)
+		cfg.AppleRequestsPerMinute, cfg.Clock, cfg.AppleSleep = 0, clk, clk.Sleep
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sync child:", err)
 		return 2
@@ -60,14 +74,16 @@ func syncKillChild(tenant string) int {
 	return 3
 }
 
-// killSyncAt runs the child until it kills itself after batch n.
-func (h *harness) killSyncAt(tenant string, n int) {
+// killSyncAt runs the child until it kills itself after n stored reads;
+// env adds to its environment (the scaled clock).
+func (h *harness) killSyncAt(tenant string, n int, env ...string) {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), envSyncKillTenant+"="+tenant, envSyncKillAfter+"="+strconv.Itoa(n),
 		envCrashPrefs+"="+h.prefs, envCrashState+"="+h.state, envCrashPass+"="+h.pass)
+	cmd.Env = append(cmd.Env, env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -85,7 +101,7 @@ func TestSyncKilledHalfwayResumesWithoutAskingAppleAgain(t *testing.T) {
 	h := newHarness(t)
 	tenant := addTenant(t, h, n)
 	h.stop()
-	half := n / apple.DefaultBatchSize / 2
+	half := n / 2
 	h.killSyncAt(tenant, half)
 
 	st, err := store.Open(h.state, store.Options{})
@@ -99,7 +115,7 @@ func TestSyncKilledHalfwayResumesWithoutAskingAppleAgain(t *testing.T) {
 	}
 	st.Close()
 	read := n - fresh.Never
-	if !ten.SyncListed || ten.Counts.Devices != n || read < half*apple.DefaultBatchSize || read > n-100 {
+	if !ten.SyncListed || ten.Counts.Devices != n || read < half || read > half+apple.DefaultBatchSize {
 		t.Fatalf("after SIGKILL: listed %v, %d devices, %d read; want the list and about half the coverage", ten.SyncListed, ten.Counts.Devices, read)
 	}
 	killed := h.apple.Stats()

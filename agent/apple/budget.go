@@ -76,12 +76,12 @@ func (b *Budget) Throttled() int {
 }
 
 // workers is how many requests may be in flight: enough to keep the rate
-// with two seconds of latency each, at least one (at Apple's 20 a minute,
-// one: a request every three seconds).
+// with ten seconds of latency each, at least one (at Apple's 20 a minute,
+// four waiting their turn; at 6 a minute or less, one).
 func (b *Budget) workers() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return min(maxWorkers, max(1, int(math.Ceil(b.perMinute/60*2))))
+	return min(maxWorkers, max(1, int(math.Ceil(b.perMinute/60*10))))
 }
 
 // reserve takes a request slot at now. It returns how long to wait before

@@ -20,13 +20,22 @@ type ScaledClock struct {
 
 // NewScaledClock starts a clock at start running scale times real time.
 func NewScaledClock(start time.Time, scale float64) *ScaledClock {
-	return &ScaledClock{start: start, real0: time.Now(), scale: scale}
+	return ScaledClockFrom(start, time.Now(), scale)
+}
+
+// ScaledClockFrom is the clock that read start at the real time real0: a
+// child process given both shares its parent's scaled clock.
+func ScaledClockFrom(start, real0 time.Time, scale float64) *ScaledClock {
+	return &ScaledClock{start: start, real0: real0, scale: scale}
 }
 
 // Now is the scaled time.
 func (c *ScaledClock) Now() time.Time {
 	return c.start.Add(time.Duration(float64(time.Since(c.real0)) * c.scale))
 }
+
+// Real0 is the real time at which the clock read its start.
+func (c *ScaledClock) Real0() time.Time { return c.real0 }
 
 // Sleep waits d of scaled time (d/Scale of real time) or until ctx ends.
 func (c *ScaledClock) Sleep(ctx context.Context, d time.Duration) error {
