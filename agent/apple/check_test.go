@@ -244,3 +244,12 @@ func TestCheckBackdatedIssuedAtSurvivesASlowServerClock(t *testing.T) {
 		t.Fatalf("Check = %+v, want accepted", res)
 	}
 }
+
+func TestCheckKeepsApplesErrorID(t *testing.T) {
+	f := newFixture(t, 0)
+	f.srv.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.ServerError, Times: -1})
+	res := f.client.Check(t.Context(), f.cred)
+	if res.Outcome != apple.Unreachable || res.ErrorID == "" || !strings.Contains(res.Reason, "Apple error id "+res.ErrorID) {
+		t.Fatalf("Check = %+v, want unreachable with Apple's error id", res)
+	}
+}

@@ -39,6 +39,9 @@ type CheckResult struct {
 	// outcome is then Unreachable, never Rejected, for a good key must not be
 	// refused because of a wrong clock. Positive: the local clock is behind.
 	ClockSkew time.Duration
+	// ErrorID is errors[0].id of Apple's answer, when it had one: Apple asks
+	// for it in support requests.
+	ErrorID string
 }
 
 // maxTokenBody caps what is read from the token endpoint.
@@ -67,12 +70,12 @@ func (c *Client) Check(ctx context.Context, cred Credential) CheckResult {
 	case err == nil:
 		return CheckResult{Outcome: Accepted, Reason: "the token endpoint issued a token"}
 	case errors.Is(err, ErrRejected):
-		return CheckResult{Outcome: Rejected, Reason: err.Error(), Err: err}
+		return CheckResult{Outcome: Rejected, Reason: err.Error(), Err: err, ErrorID: ErrorID(err)}
 	default:
 		if !errors.Is(err, ErrUnreachable) {
 			err = fmt.Errorf("%w: %w", ErrUnreachable, err)
 		}
-		return CheckResult{Outcome: Unreachable, Reason: err.Error(), Err: err, ClockSkew: skew}
+		return CheckResult{Outcome: Unreachable, Reason: err.Error(), Err: err, ClockSkew: skew, ErrorID: ErrorID(err)}
 	}
 }
 
