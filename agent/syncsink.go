@@ -17,6 +17,7 @@ type storeSink struct {
 	tenantID string
 	since    time.Time // when the pass began: coverage read since is not due
 	released int       // devices the pass marked released
+	rank     int64     // refresh rank of the last device handed out by Due
 }
 
 var _ apple.Sink = (*storeSink)(nil)
@@ -36,9 +37,12 @@ func (s *storeSink) Page(ctx context.Context, ds []apple.Device, next string) er
 }
 
 func (s *storeSink) Due(ctx context.Context, n int) ([]apple.Device, error) {
-	devs, err := s.st.CoverageDue(ctx, s.tenantID, s.since, n)
+	devs, err := s.st.CoverageDue(ctx, s.tenantID, s.since, s.rank, n)
 	if err != nil {
 		return nil, err
+	}
+	if len(devs) > 0 {
+		s.rank = devs[len(devs)-1].RefreshRank
 	}
 	out := make([]apple.Device, len(devs))
 	for i, d := range devs {

@@ -224,17 +224,29 @@ func TestCoverageDueOrder(t *testing.T) {
 	write(store.DeviceCoverage{Serial: "UNK", Failed: true})
 	write(store.DeviceCoverage{Serial: "SOON", Records: []store.Coverage{{ID: "a", Status: "ACTIVE", EndDate: soon}}})
 	write(store.DeviceCoverage{Serial: "NEWER", Records: []store.Coverage{}})
-	due, err := s.CoverageDue(ctx, ten.ID, clk.Now(), 10)
+	// A pass reads the whole list; its last page ranks the devices.
+	pass, err := s.BeginPass(ctx, ten.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := pass.SyncPassStartedAt
+	if _, err := s.SyncPage(ctx, ten.ID, []store.Device{{Serial: "OLD"}, {Serial: "NEWER"}, {Serial: "SOON"},
+		{Serial: "UNK"}, {Serial: "NEVER"}, {Serial: "GONE", ReleasedAt: time.Now()}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.CoverageDue(ctx, ten.ID, since, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := fmt.Sprint(serials(due)), "[NEVER UNK SOON OLD NEWER]"; got != want {
 		t.Fatalf("refresh order %s, want %s", got, want)
 	}
+	if page, _ := s.CoverageDue(ctx, ten.ID, since, due[1].RefreshRank, 2); fmt.Sprint(serials(page)) != "[SOON OLD]" {
+		t.Fatalf("the page after UNK: %v", serials(page))
+	}
 	// Devices read since the pass began are not due again.
-	since := clk.Now()
 	write(store.DeviceCoverage{Serial: "NEVER", Records: []store.Coverage{}})
-	if due, _ := s.CoverageDue(ctx, ten.ID, since, 10); fmt.Sprint(serials(due)) != "[UNK SOON OLD NEWER]" {
+	if due, _ := s.CoverageDue(ctx, ten.ID, since, 0, 10); fmt.Sprint(serials(due)) != "[UNK SOON OLD NEWER]" {
 		t.Fatalf("after reading NEVER in this pass: %v", serials(due))
 	}
 	f, err := s.CoverageFreshness(ctx, ten.ID, since)

@@ -65,11 +65,34 @@ func (s *Store) SyncPage(ctx context.Context, tenantID string, devs []Device, ne
 		}
 		n, _ := res.RowsAffected()
 		released = int(n)
+		if err := rankDevices(ctx, tx, tenantID, now); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE tenants SET sync_cursor = '', sync_listed_at = ? WHERE id = ?`,
 			now.UnixNano(), tenantID)
 		return err
 	})
 	return released, err
+}
+
+// rankDevices numbers the tenant's devices in the organisation in the
+// coverage refresh order at now: never read; then unknown, or ending within
+// 90 days (or marked active past their end); then the least recently read.
+// Computed once, when a pass has read the whole list, so that CoverageDue is
+// a walk along an index rather than a sort of every device per batch.
+func rankDevices(ctx context.Context, tx *sql.Tx, tenantID string, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE devices SET refresh_rank = r.rank FROM (
+			SELECT serial, row_number() OVER (ORDER BY coverage_checked_at IS NOT NULL,
+				CASE WHEN coverage_state = 'unknown' OR (coverage_end < ?2
+					AND (coverage_end >= ?3 OR coverage_state = 'active')) THEN 0 ELSE 1 END,
+				coverage_checked_at, serial) AS rank
+			FROM devices WHERE tenant_id = ?1 AND released_at IS NULL) r
+		WHERE devices.tenant_id = ?1 AND devices.serial = r.serial`,
+		tenantID, now.Add(90*24*time.Hour).UnixNano(), now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("rank devices for the coverage refresh: %w", err)
+	}
+	return nil
 }
 
 // RestartList forgets the stored cursor of the pass under way, so that it
@@ -85,19 +108,26 @@ func (s *Store) RestartList(ctx context.Context, tenantID string) error {
 }
 
 // CoverageDue returns up to limit devices still in the organisation whose
-// coverage was not read since since, most urgent first: never read; then
-// unknown, or ending within 90 days of now (or marked active past its end);
-// then the least recently read.
-func (s *Store) CoverageDue(ctx context.Context, tenantID string, since time.Time, limit int) ([]Device, error) {
-	now := s.now()
-	soon := now.Add(90 * 24 * time.Hour).UnixNano()
-	return getAll(ctx, s.r, scanDevice, "devices due a coverage read", `SELECT `+deviceCols+` FROM devices d
-		WHERE d.tenant_id = ?1 AND d.released_at IS NULL AND (d.coverage_checked_at IS NULL OR d.coverage_checked_at < ?2)
-		ORDER BY d.coverage_checked_at IS NOT NULL,
-			CASE WHEN d.coverage_state = 'unknown' OR (d.coverage_end < ?3
-				AND (d.coverage_end >= ?4 OR d.coverage_state = 'active')) THEN 0 ELSE 1 END,
-			d.coverage_checked_at, d.serial
-		LIMIT ?5`, tenantID, since.UnixNano(), soon, now.UnixNano(), limit)
+// coverage was not read since since, in the refresh order ranked when the
+// pass read the whole list (rankDevices), after the rank afterRank (0 for
+// the start; Device.RefreshRank of the last device of the previous call).
+func (s *Store) CoverageDue(ctx context.Context, tenantID string, since time.Time, afterRank int64, limit int) ([]Device, error) {
+	return getAll(ctx, s.r, scanDueDevice, "devices due a coverage read", `SELECT `+deviceCols+`, d.refresh_rank
+		FROM devices d INDEXED BY devices_by_rank
+		WHERE d.tenant_id = ?1 AND d.refresh_rank > ?3 AND d.released_at IS NULL
+			AND (d.coverage_checked_at IS NULL OR d.coverage_checked_at < ?2)
+		ORDER BY d.refresh_rank LIMIT ?4`, tenantID, since.UnixNano(), afterRank, limit)
+}
+
+func scanDueDevice(sc interface{ Scan(...any) error }) (Device, error) {
+	var d Device
+	var attrs sql.NullString
+	var end, checked, released, updated sql.NullInt64
+	err := sc.Scan(&d.Serial, &d.AppleID, &d.Model, &d.ProductFamily, &d.Status, &attrs, &d.CoverageState,
+		&end, &checked, &released, &updated, &d.RefreshRank)
+	d.CoverageEnd, d.CoverageCheckedAt = fromNano(end), fromNano(checked)
+	d.ReleasedAt, d.UpdatedAt = fromNano(released), fromNano(updated)
+	return d, err
 }
 
 // EndPass records a finished sync pass at at: the last sync time, no error,

@@ -215,6 +215,9 @@ type Device struct {
 	ReleasedAt        time.Time  `json:"released_at,omitzero"`         // zero while in the organisation
 	Coverage          []Coverage `json:"coverage,omitempty"`           // filled by Devices and ListDevices
 	UpdatedAt         time.Time  `json:"updated_at"`
+	// RefreshRank is its place in the refresh order of the sync pass under
+	// way (CoverageDue only).
+	RefreshRank int64 `json:"-"`
 }
 
 // Coverage is one AppleCare/warranty record of a device, keyed by (serial,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -87,25 +88,35 @@ func (bt *batch) flushLocked(ctx context.Context) error {
 }
 
 // readChunk reads the coverage of devices with as many requests in flight
-// as the budget allows. Reads already made are stored even when the chunk
-// stops early: an error, a cancelled context, a pause.
+// as the budget allows. When one read fails for good no new read starts,
+// but the reads in flight finish and are stored with the others: what Apple
+// answered is never thrown away.
 func (r *run) readChunk(ctx context.Context, devices []Device) error {
 	bt := &batch{r: r}
-	g, gctx := errgroup.WithContext(ctx)
+	var g errgroup.Group
 	g.SetLimit(r.b.workers())
+	var stop atomic.Bool
 	for _, d := range devices {
-		if gctx.Err() != nil {
+		if stop.Load() || ctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			dc, err := r.c.deviceCoverage(gctx, r.cred, r.b, r.base, d)
+			if stop.Load() {
+				return nil
+			}
+			dc, err := r.c.deviceCoverage(ctx, r.cred, r.b, r.base, d)
 			if err != nil {
 				if !skippable(err) {
+					stop.Store(true)
 					return err
 				}
 				dc = DeviceCoverage{DeviceID: d.ID, Serial: d.Serial, Failed: true, Reason: err.Error()}
 			}
-			return bt.add(gctx, dc)
+			if err := bt.add(ctx, dc); err != nil {
+				stop.Store(true)
+				return err
+			}
+			return nil
 		})
 	}
 	err := g.Wait()

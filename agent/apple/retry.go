@@ -36,8 +36,14 @@ type PausedError struct {
 }
 
 func (e *PausedError) Error() string {
-	return fmt.Sprintf("%s: apple asked to wait until %s; the sync resumes then: %v",
-		e.Op, e.Until.UTC().Format(time.RFC3339), e.err)
+	msg := fmt.Sprintf("apple asked to wait until %s; the sync resumes then", e.Until.UTC().Format(time.RFC3339))
+	if e.Op != "" {
+		msg = e.Op + ": " + msg
+	}
+	if e.err != ErrUnreachable {
+		msg += ": " + e.err.Error()
+	}
+	return msg
 }
 
 // Unwrap gives ErrPaused, ErrUnreachable and the answer's error.
@@ -47,13 +53,19 @@ func (e *PausedError) Unwrap() []error { return []error{ErrPaused, ErrUnreachabl
 // takes before it gives up; an unpaced one (an auth check) takes MaxTries.
 const maxThrottled = 20
 
-// spend waits until the budget lets one request go (nil: no budget).
+// spend waits until the budget lets one request go (nil: no budget). A
+// budget paused for longer than MaxRetryAfter (another request was told to
+// wait that long) stops with a PausedError at once.
 func (c *Client) spend(ctx context.Context, b *Budget) error {
 	if b == nil {
 		return nil
 	}
 	for {
-		wait, taken := b.reserve(c.now())
+		now := c.now()
+		wait, taken := b.reserve(now)
+		if !taken && wait > orDefault(c.MaxRetryAfter, DefaultMaxRetryAfter) {
+			return &PausedError{Until: now.Add(wait), err: ErrUnreachable}
+		}
 		if wait > 0 {
 			if err := c.sleep(ctx, wait); err != nil {
 				return err
@@ -95,6 +107,9 @@ func (c *Client) retry(ctx context.Context, b *Budget, op string, attempt func()
 			throttled++
 			wait = c.retryAfter(hdr, throttled-1)
 			if limit := orDefault(c.MaxRetryAfter, DefaultMaxRetryAfter); wait > limit {
+				if b != nil {
+					b.throttle(c.now(), wait) // the budget's other requests stop too
+				}
 				return &PausedError{Op: op, Until: c.now().Add(wait), err: err}
 			}
 			if throttled >= maxThrottled || (b == nil && throttled >= orDefault(c.MaxTries, DefaultMaxTries)) {

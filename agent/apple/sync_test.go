@@ -173,6 +173,12 @@ func TestSyncPausesWhenAppleAsksForMoreThanAnHour(t *testing.T) {
 	if !sink.state.Listed || len(sink.devices) != 5 {
 		t.Fatalf("the pause lost progress: %+v, %d devices", sink.state, len(sink.devices))
 	}
+	// The budget stays paused: a sync before the time pauses again at once.
+	was := f.srv.Stats().APIRequests
+	if err := f.sync(t.Context(), sink, nil); !errors.Is(err, apple.ErrPaused) || f.srv.Stats().APIRequests != was {
+		t.Fatalf("sync during the pause: %v, %d requests", err, f.srv.Stats().APIRequests-was)
+	}
+	f.clock.Add(2*time.Hour + time.Minute)
 	if err := f.sync(t.Context(), sink, nil); err != nil {
 		t.Fatal(err)
 	}

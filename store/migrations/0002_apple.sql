@@ -24,6 +24,7 @@ CREATE TABLE devices_new (
     coverage_checked_at INTEGER, -- last time Apple was asked for its coverage; NULL = never
     seen_at             INTEGER, -- last time a device list returned it
     released_at         INTEGER, -- when it left the organisation; NULL while it is in it
+    refresh_rank        INTEGER, -- its place in the coverage refresh order of the pass under way
     updated_at          INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, serial)
 ) STRICT, WITHOUT ROWID;
@@ -86,8 +87,10 @@ DROP TABLE devices;
 ALTER TABLE devices_new RENAME TO devices;
 ALTER TABLE coverage_new RENAME TO coverage;
 
--- The refresh order and the freshness of a tenant read devices by their last check.
+-- The freshness of a tenant reads devices by their last check; a sync pass
+-- reads them in its refresh order.
 CREATE INDEX devices_by_check ON devices (tenant_id, coverage_checked_at);
+CREATE INDEX devices_by_rank ON devices (tenant_id, refresh_rank);
 
 -- Devices are kept for good: one that left the organisation is marked released.
 CREATE TRIGGER devices_no_delete BEFORE DELETE ON devices
