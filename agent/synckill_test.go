@@ -60,7 +60,7 @@ func syncKillChild(tenant string) int {
 		fmt.Fprintln(os.Stderr, "sync child:", err)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // the parent's timeout decides
 	defer cancel()
 	events, _ := a.Subscribe(64)
 	go a.Run(ctx)
