@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/rekey
 # Fuzz targets as package:FuzzName; each runs FUZZTIME under `make fuzz`
 # and FUZZTIME_SHORT under `make test`.
-FUZZ_TARGETS   ?= agent/payload:FuzzParse agent/payload:FuzzDecrypt agent/payload:FuzzParsePrivateKey
+FUZZ_TARGETS   ?= agent/payload:FuzzParse agent/payload:FuzzDecrypt agent/payload:FuzzParsePrivateKey agent/payload:FuzzCheckBounds
 FUZZTIME       ?= 60s
 FUZZTIME_SHORT ?= 3s
 CROSS     := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
@@ -15,7 +15,7 @@ PKG_ARCH    ?= $(shell $(GO) env GOARCH)
 PKG_TAG     := $(patsubst v%,%,$(shell git describe --tags --abbrev=0 2>/dev/null))
 PKG_VERSION ?= $(if $(PKG_TAG),$(PKG_TAG),0.1.0)
 
-.PHONY: all build tools test fmt-check vet staticcheck lint-ci unit cross fuzz fuzz-short bench demo clean package package-check soak
+.PHONY: all build tools test fmt-check vet staticcheck lint-ci unit cross fuzz fuzz-short bench demo clean package package-check soak man
 
 all: build
 
@@ -83,8 +83,15 @@ soak:
 clean:
 	rm -rf bin dist
 
+# The man page, generated from the command table (rekey's hidden 'man'
+# command); flag defaults are this machine's platform's. Not committed:
+# TestManPageDescribesEveryCommandFromTheTable checks what it is built from.
+man:
+	@mkdir -p dist
+	$(GO) run ./cmd/rekey man > dist/rekey.1
+
 # .deb and .rpm into dist/ with nfpm (a Go tool in go.mod: nothing else needed).
-package:
+package: man
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/linux-$(PKG_ARCH)/rekey ./cmd/rekey
 	@set -e; for p in deb rpm; do \
 		VERSION=$(PKG_VERSION) ARCH=$(PKG_ARCH) $(GO) tool nfpm package --config packaging/linux/nfpm.yaml --packager $$p --target dist/; \

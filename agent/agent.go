@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +104,7 @@ func defaultBackoff(n int) time.Duration {
 type Agent struct {
 	cfg     Config
 	st      *store.Store
+	lock    *platform.Lock // one agent per state folder, held until Close
 	log     *slog.Logger
 	hub     api.Hub // fans events out to API subscribers
 	started time.Time
@@ -133,13 +135,19 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxWorkFactor < 1 || cfg.MaxWorkFactor > payload.MaxWorkFactorLimit {
 		return nil, fmt.Errorf("new agent: --max-work-factor %d is out of range; use 1 to %d", cfg.MaxWorkFactor, payload.MaxWorkFactorLimit)
 	}
+	lock, err := lockState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(cfg.StateDir, store.Options{Clock: cfg.Clock, BusyTimeout: cfg.BusyTimeout})
 	if err != nil {
+		lock.Release()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	a := &Agent{
 		cfg:        cfg,
 		st:         st,
+		lock:       lock,
 		log:        cfg.Logger,
 		started:    cfg.Now(),
 		waiting:    make(map[string]*waiting),
@@ -162,10 +170,49 @@ func New(cfg Config) (*Agent, error) {
 // Store gives read access to the agent's store; only the agent writes to it.
 func (a *Agent) Store() *store.Store { return a.st }
 
-// Close closes the store. Call it after Run has returned.
+// Close closes the store and releases the state folder's lock. Call it after
+// Run has returned.
 func (a *Agent) Close() error {
 	a.hub.Close()
-	return a.st.Close()
+	err := a.st.Close()
+	a.lock.Release()
+	return err
+}
+
+// A start that finds the state folder locked tries again lockRetries times,
+// lockRetryWait apart, before it reports another agent.
+const (
+	lockRetries   = 5
+	lockRetryWait = 20 * time.Millisecond
+)
+
+// ErrAnotherAgent: another agent runs on the same state folder.
+var ErrAnotherAgent = errors.New("another rekey agent is running on the state folder")
+
+// lockState checks the state folder (owned by the agent's uid, not writable
+// by others) and takes its lock. It runs before anything else touches the
+// folder — recovery, migrations, the socket — so that a second agent on the
+// same folder leaves it exactly as it found it.
+func lockState(dir string) (*platform.Lock, error) {
+	if err := platform.PrepareStateDir(dir, euid()); err != nil {
+		return nil, fmt.Errorf("check state folder: %w", err)
+	}
+	path := filepath.Join(dir, store.LockFile)
+	lock, err := platform.LockExclusive(path)
+	// `rekey doctor` takes the lock shared for an instant to see whether it
+	// is free: a start that meets it tries again before giving up.
+	for try := 0; errors.Is(err, platform.ErrLocked) && try < lockRetries; try++ {
+		time.Sleep(lockRetryWait)
+		lock, err = platform.LockExclusive(path)
+	}
+	var held *platform.LockedError
+	if errors.As(err, &held) {
+		return nil, fmt.Errorf("%w: pid %d holds %s; stop it first (rekey stop) or pass another --state-dir", ErrAnotherAgent, held.PID, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock state folder: %w", err)
+	}
+	return lock, nil
 }
 
 // kick wakes a goroutine waiting on ch without blocking.

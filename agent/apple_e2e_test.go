@@ -294,7 +294,8 @@ func TestClockSkewIsUnreachableNeverRejected(t *testing.T) {
 	h.push(withID("a", h.entry("Acme", payload.IntentAdd, "", old, testPassphrase)),
 		withID("b", h.entry("Acme 2027", payload.IntentUpdate, "Acme", next, testPassphrase)))
 	check := h.waitFor("auth check", isKind(store.EvAuthCheck))
-	if check.Fields["outcome"] != "unreachable" || !strings.Contains(check.Message, "system clock is off by 20m0s") {
+	if check.Fields["outcome"] != "unreachable" || !strings.Contains(check.Message, "system clock is off by 20m0s") ||
+		check.Fields["clock_skew"] == "" {
 		t.Fatalf("auth check %+v", check)
 	}
 	imp := h.waitImport("b", store.ImportApplied) // best-effort goes on: the key is good

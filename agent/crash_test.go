@@ -35,6 +35,15 @@ func TestMain(m *testing.M) {
 	if tenant := os.Getenv(envSyncKillTenant); tenant != "" {
 		os.Exit(syncKillChild(tenant))
 	}
+	if os.Getenv(envSecondAgent) != "" {
+		os.Exit(secondAgentChild())
+	}
+	if os.Getenv(envFloodAgent) != "" {
+		os.Exit(floodAgentChild())
+	}
+	if sock := os.Getenv(envFlooder); sock != "" {
+		os.Exit(flooderChild(sock))
+	}
 	os.Exit(m.Run())
 }
 

@@ -67,7 +67,7 @@ func decideUpdate(target string, id Identity, active []store.Credential, auto bo
 	var matches []store.Credential
 	how := ""
 	if target != "" {
-		matches = matchTarget(target, active)
+		matches = MatchTarget(target, active)
 		how = fmt.Sprintf("target %q", target)
 	} else {
 		for _, c := range active {
@@ -97,10 +97,10 @@ func decideUpdate(target string, id Identity, active []store.Credential, auto bo
 	}
 }
 
-// matchTarget returns the credentials among creds that target names: by id,
+// MatchTarget returns the credentials among creds that target names: by id,
 // by name (case-insensitive), by Key ID or by Client ID. An id or Key ID
 // match wins over weaker matches so that a unique handle always works.
-func matchTarget(target string, creds []store.Credential) []store.Credential {
+func MatchTarget(target string, creds []store.Credential) []store.Credential {
 	t := strings.TrimSpace(target)
 	var byID, byName, byClient []store.Credential
 	for _, c := range creds {

@@ -18,6 +18,7 @@ type waiting struct {
 	entry     payload.Entry
 	settings  payload.Settings
 	source    string
+	manual    bool      // a manual rotation or add: no payload entry, the credential is owned locally
 	transient bool      // the last failure may pass by itself: retried with backoff
 	nextTry   time.Time // when a transient failure is retried
 	// unrecorded: the store could not record the entry (disk full, database

@@ -40,7 +40,11 @@ func (a *Agent) recover(ctx context.Context) error {
 		return fmt.Errorf("list imports: %w", err)
 	}
 	for _, imp := range imps {
-		if imp.State == store.ImportApplying {
+		switch {
+		case imp.State != store.ImportApplying:
+		case imp.Source == ManualSource:
+			a.setImport(ctx, imp.ID, store.ImportFailed, "interrupted by a restart; nothing changed: run the manual rotation or add again", "")
+		default:
 			a.setImport(ctx, imp.ID, store.ImportFailed, "interrupted by a restart; it is retried from the payload", "")
 		}
 	}

@@ -38,7 +38,8 @@ func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) 
 	}
 	res := a.cfg.Checker.Check(ctx, authTarget(w.settings, cred))
 	a.publish(ctx, store.Event{Kind: store.EvAuthCheck, Message: "auth check: " + checkText(res),
-		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": string(outcome(res)), "policy": policy}})
+		Fields: checkFields(res, map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID,
+			"outcome": string(outcome(res)), "policy": policy})})
 	switch outcome(res) {
 	case apple.Accepted:
 		return verdict{ok: true, confirmed: true}
@@ -52,6 +53,18 @@ func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) 
 	}
 }
 
+// checkFields adds to fields what a check result says beyond its outcome:
+// Apple's error id and a clock found off.
+func checkFields(res apple.CheckResult, fields map[string]string) map[string]string {
+	if res.ErrorID != "" {
+		fields["apple_error_id"] = res.ErrorID
+	}
+	if res.ClockSkew != 0 {
+		fields["clock_skew"] = res.ClockSkew.String()
+	}
+	return fields
+}
+
 // add creates a new tenant with the credential as its active one.
 func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential) error {
 	a.setImport(ctx, imp.ID, store.ImportApplying, "adding a new credential", "")
@@ -61,7 +74,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
 	}
-	nc := newCredential(imp, cred)
+	nc := newCredential(imp, cred, w)
 	ten, c, added, err := a.st.AddCredential(ctx, nc, nc.Name)
 	if err != nil {
 		a.failImport(ctx, imp.ID, "store the new credential: "+err.Error(), true)
@@ -97,7 +110,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
 		return err
 	}
-	rot, pending, staged, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred))
+	rot, pending, staged, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred, w))
 	if errors.Is(err, store.ErrInvariant) {
 		a.failImport(ctx, imp.ID, "stage the new credential: "+err.Error(), true)
 		return nil
@@ -126,6 +139,9 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	crashPoint(string(store.EvRotationValidated))
 	if err := a.cutover(ctx, rot); err != nil {
 		return err
+	}
+	if !w.manual {
+		a.followPayload(ctx, target.TenantID)
 	}
 	delete(a.waiting, imp.ID)
 	if v.confirmed {
@@ -229,11 +245,32 @@ func (a *Agent) supersedeOlder(ctx context.Context, imp store.Import, tenantID s
 	}
 }
 
-func newCredential(imp store.Import, cred *payload.Credential) store.NewCredential {
+// followPayload clears the endpoints a manual add recorded on a tenant that
+// a payload update has just been applied to: from now on its syncs and
+// checks follow the payload's settings, as for a tenant a payload created.
+func (a *Agent) followPayload(ctx context.Context, tenantID string) {
+	ten, err := a.st.Tenant(ctx, tenantID)
+	if err != nil || ten.TokenURL == "" && ten.APIBaseURL == "" {
+		return
+	}
+	if err := a.st.SetEndpoints(ctx, tenantID, "", ""); err != nil {
+		a.log.Error("clear tenant endpoints", "tenant", tenantID, "err", err)
+	}
+}
+
+// newCredential is the store's record of cred for import imp: managed when
+// it came from a payload, local when a person typed it in. A tenant a
+// manual add creates records its endpoints; one a payload creates follows
+// the payload's settings.
+func newCredential(imp store.Import, cred *payload.Credential, w *waiting) store.NewCredential {
 	name := imp.Name
 	if name == "" {
 		name = cred.Name
 	}
-	return store.NewCredential{Name: name, ClientID: cred.ClientID, KeyID: cred.KeyID, Scope: cred.Scope,
+	nc := store.NewCredential{Name: name, ClientID: cred.ClientID, KeyID: cred.KeyID, Scope: cred.Scope,
 		KeyPEM: cred.PEM, Origin: store.OriginManaged, ImportID: imp.ID}
+	if w.manual {
+		nc.Origin, nc.TokenURL, nc.APIBaseURL = store.OriginLocal, w.settings.TokenURL, w.settings.APIBaseURL
+	}
+	return nc
 }

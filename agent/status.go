@@ -121,7 +121,7 @@ func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 }
 
 func summary(c store.Credential) *api.CredentialSummary {
-	return &api.CredentialSummary{ID: c.ID, Name: c.Name, ClientID: c.ClientID, KeyID: c.KeyID, Since: c.ActivatedAt}
+	return &api.CredentialSummary{ID: c.ID, Name: c.Name, ClientID: c.ClientID, KeyID: c.KeyID, Since: c.ActivatedAt, LastAuth: c.LastAuthAt}
 }
 
 // sourceInfo reports the machine-scope payload file. It does not take mu,

@@ -182,12 +182,14 @@ func (s *syncer) tenant(ctx context.Context, tenantID string) error {
 	s.running[tenantID] = true
 	s.mu.Unlock()
 	end, err := s.once(ctx, tenantID)
+	// The end event goes out before the tenant counts as idle (busy waits
+	// for s.mu), so whoever starts the next sync sees this one's end first.
 	s.mu.Lock()
-	delete(s.running, tenantID)
-	s.mu.Unlock()
 	if end.Kind != "" {
 		s.publish(ctx, end)
 	}
+	delete(s.running, tenantID)
+	s.mu.Unlock()
 	return err
 }
 
@@ -326,6 +328,10 @@ func (s *syncer) confirmPending(ctx context.Context, tenantID string) {
 
 // activeTarget loads the tenant's active credential and its key.
 func (s *syncer) activeTarget(ctx context.Context, tenantID string) (store.Credential, AuthTarget, error) {
+	ten, err := s.st.Tenant(ctx, tenantID)
+	if err != nil {
+		return store.Credential{}, AuthTarget{}, fmt.Errorf("read tenant: %w", err)
+	}
 	creds, err := s.st.Credentials(ctx)
 	if err != nil {
 		return store.Credential{}, AuthTarget{}, fmt.Errorf("list credentials: %w", err)
@@ -334,18 +340,40 @@ func (s *syncer) activeTarget(ctx context.Context, tenantID string) (store.Crede
 		if c.TenantID != tenantID || c.State != store.CredActive {
 			continue
 		}
-		pem, err := s.st.Key(ctx, c.ID)
-		if err != nil {
-			return c, AuthTarget{}, fmt.Errorf("read active key: %w", err)
-		}
-		key, err := payload.ParsePrivateKey(pem)
-		clear(pem)
-		if err != nil {
-			return c, AuthTarget{}, fmt.Errorf("parse active key: %w", err)
-		}
-		set := s.settings()
-		return c, AuthTarget{Credential: apple.Credential{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key},
-			TokenURL: set.TokenURL, APIBaseURL: set.APIBase(c.Scope)}, nil
+		t, err := s.targetOf(ctx, ten, c)
+		return c, t, err
 	}
 	return store.Credential{}, AuthTarget{}, fmt.Errorf("tenant %s has no active credential: %w", tenantID, store.ErrNotFound)
+}
+
+// targetOf loads credential c of tenant ten with its key and the tenant's
+// endpoints. The caller drops the key when done.
+func (s *syncer) targetOf(ctx context.Context, ten store.Tenant, c store.Credential) (AuthTarget, error) {
+	pem, err := s.st.Key(ctx, c.ID)
+	if err != nil {
+		return AuthTarget{}, fmt.Errorf("read key: %w", err)
+	}
+	key, err := payload.ParsePrivateKey(pem)
+	clear(pem)
+	if err != nil {
+		return AuthTarget{}, fmt.Errorf("parse key: %w", err)
+	}
+	tok, base := s.endpoints(ten)
+	if base == "" {
+		base = apple.BaseURLFor(c.Scope)
+	}
+	return AuthTarget{Credential: apple.Credential{ClientID: c.ClientID, KeyID: c.KeyID, Scope: c.Scope, Key: key},
+		TokenURL: tok, APIBaseURL: base}, nil
+}
+
+// endpoints are the token and API URLs ten is checked and synced against:
+// those its manual add recorded, else the most recent payload's (Apple's
+// before any). An empty API URL means Apple's for the scope.
+func (s *syncer) endpoints(ten store.Tenant) (tokenURL, apiBaseURL string) {
+	set := s.settings()
+	tokenURL, apiBaseURL = set.TokenURL, set.APIBaseURL
+	if ten.TokenURL != "" {
+		tokenURL, apiBaseURL = ten.TokenURL, ten.APIBaseURL
+	}
+	return tokenURL, apiBaseURL
 }

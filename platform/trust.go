@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // ErrUntrusted is wrapped by every refusal of ReadTrusted: the file exists but
@@ -51,8 +52,9 @@ func (e *TrustError) Unwrap() error { return ErrUntrusted }
 // ReadTrusted reads path if it passes rule r, and refuses it with a
 // *TrustError otherwise. The file must be a regular file, or a symlink to one,
 // owned by one of r.Owners and not writable by group or others; the folder
-// holding the link and the folder holding its target must pass the same owner
-// and write checks. The file's own checks are made on the opened descriptor,
+// holding the link, the folder holding its target and the folder holding
+// every symlink met on the way (a link in the middle of a chain, or a link
+// standing for a folder) must pass the same owner and write checks. The file's own checks are made on the opened descriptor,
 // and the descriptor is the one read, so the file cannot be swapped between
 // check and use. At most r.MaxSize+1 bytes are ever read.
 //
@@ -81,12 +83,71 @@ func ReadTrusted(path string, r TrustRule) ([]byte, error) {
 	if err := checkResolvedSame(target, fi); err != nil {
 		return nil, err
 	}
-	for _, dir := range foldersOf(path, target) {
+	links, err := linkFolders(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range append(foldersOf(path, target), links...) {
 		if err := checkFolder(dir, r); err != nil {
 			return nil, err
 		}
 	}
 	return readLimited(f, target, r.MaxSize)
+}
+
+// maxLinks bounds the symlinks followed while resolving one path.
+const maxLinks = 40
+
+// linkFolders resolves path one component at a time and returns the folder
+// holding each symlink met on the way — links in the middle of a chain and
+// links standing for folders included. Whoever may write one of those
+// folders may repoint the link, so each must pass the folder checks too.
+func linkFolders(path string) ([]string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", path, err)
+	}
+	var folders []string
+	seen := map[string]bool{}
+	resolved := string(filepath.Separator)
+	rest := strings.Split(abs, string(filepath.Separator))
+	for hops := 0; len(rest) > 0; {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			resolved = filepath.Dir(resolved)
+			continue
+		}
+		next := filepath.Join(resolved, c)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", path, err)
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			resolved = next
+			continue
+		}
+		if hops++; hops > maxLinks {
+			return nil, &TrustError{Path: path, Problem: fmt.Sprintf("more than %d symlinks on the way", maxLinks),
+				Fix: "point the link at the file directly"}
+		}
+		if !seen[resolved] {
+			seen[resolved] = true
+			folders = append(folders, resolved)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", path, err)
+		}
+		if filepath.IsAbs(target) {
+			resolved = string(filepath.Separator)
+		}
+		rest = append(strings.Split(target, string(filepath.Separator)), rest...)
+	}
+	return folders, nil
 }
 
 // foldersOf returns the folder of the link (absolute) and of its target,

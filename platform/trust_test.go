@@ -149,6 +149,28 @@ func TestReadTrustedRefusals(t *testing.T) {
 			chmod(t, other, 0o777)
 			return symlink(t, target, filepath.Join(dir, "link"))
 		}, rule(), "folder mode 0777"},
+		{"chain of symlinks whose middle link is in a folder writable by others", func(t *testing.T, dir string) string {
+			target := writeFile(t, filepath.Join(trustDir(t), "target"), "x", 0o644)
+			middleDir := trustDir(t)
+			middle := symlink(t, target, filepath.Join(middleDir, "middle"))
+			chmod(t, middleDir, 0o777)
+			return symlink(t, middle, filepath.Join(dir, "link"))
+		}, rule(), "folder mode 0777"},
+		{"chain of symlinks whose middle link is in a folder of another owner", func(t *testing.T, dir string) string {
+			target := writeFile(t, filepath.Join(trustDir(t), "target"), "x", 0o644)
+			middleDir := trustDir(t)
+			middle := symlink(t, target, filepath.Join(middleDir, "middle"))
+			chown(t, middleDir, foreignUID)
+			return symlink(t, middle, filepath.Join(dir, "link"))
+		}, rule(), "folder owned by uid 65534"},
+		{"path through a symlinked folder kept in a folder writable by others", func(t *testing.T, dir string) string {
+			real := trustDir(t)
+			writeFile(t, filepath.Join(real, "f"), "x", 0o644)
+			linkDir := trustDir(t)
+			symlink(t, real, filepath.Join(linkDir, "d"))
+			chmod(t, linkDir, 0o777)
+			return filepath.Join(linkDir, "d", "f")
+		}, rule(), "folder mode 0777"},
 		{"good symlink in a folder writable by others", func(t *testing.T, dir string) string {
 			target := writeFile(t, filepath.Join(trustDir(t), "target"), "x", 0o644)
 			link := symlink(t, target, filepath.Join(dir, "link"))

@@ -25,7 +25,7 @@ func retire(ctx context.Context, tx *sql.Tx, now time.Time, credID string) error
 // rotation.failed event it wrote. ErrState after cut-over.
 func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Event, error) {
 	var ev Event
-	err := s.write(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
+	err := s.writeWipe(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
 		if err != nil {
 			return err
@@ -60,6 +60,7 @@ func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Ev
 // is no longer the active one (a rollback happened meanwhile).
 func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
 	var ev Event
+	retired := "" // an older previous credential retired, its key wiped
 	err := s.write(ctx, "cut over", func(tx *sql.Tx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepValidated)
 		if err != nil {
@@ -73,7 +74,6 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
 			return fmt.Errorf("rotation %s replaces %s but %s is active now; fail it and stage again: %w",
 				r.ID, r.FromCredentialID, active.ID, ErrState)
 		}
-		var retired string
 		prev, err := credIn(ctx, tx, r.TenantID, CredPrevious)
 		switch {
 		case err == nil:
@@ -111,6 +111,9 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
 		ev, err = insertEvent(ctx, tx, now, e)
 		return err
 	})
+	if err == nil && retired != "" {
+		s.checkpointWipe(ctx)
+	}
 	return ev, err
 }
 
@@ -121,7 +124,7 @@ func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
 // no previous credential.
 func (s *Store) Confirm(ctx context.Context, tenantID string) (Event, error) {
 	var ev Event
-	err := s.write(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
+	err := s.writeWipe(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
 		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err

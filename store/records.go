@@ -8,16 +8,16 @@ import (
 	"time"
 )
 
-const tenantCols = `id, name, scope, created_at, last_sync_at, sync_cursor, sync_error, sync_pass_started_at,
-	sync_listed_at IS NOT NULL, sync_paused_until, device_count, coverage_count, released_count, active_count,
-	expired_count, none_count, unknown_count`
+const tenantCols = `id, name, scope, created_at, last_sync_at, sync_cursor, sync_error, token_url, api_base_url,
+	sync_pass_started_at, sync_listed_at IS NOT NULL, sync_paused_until, device_count, coverage_count,
+	released_count, active_count, expired_count, none_count, unknown_count`
 
 func scanTenant(sc interface{ Scan(...any) error }) (Tenant, error) {
 	var t Tenant
 	var created, synced, pass, paused sql.NullInt64
 	n := &t.Counts
-	err := sc.Scan(&t.ID, &t.Name, &t.Scope, &created, &synced, &t.SyncCursor, &t.SyncError, &pass, &t.SyncListed,
-		&paused, &n.Devices, &n.Coverage, &n.Released, &n.Active, &n.Expired, &n.None, &n.Unknown)
+	err := sc.Scan(&t.ID, &t.Name, &t.Scope, &created, &synced, &t.SyncCursor, &t.SyncError, &t.TokenURL, &t.APIBaseURL,
+		&pass, &t.SyncListed, &paused, &n.Devices, &n.Coverage, &n.Released, &n.Active, &n.Expired, &n.None, &n.Unknown)
 	t.CreatedAt, t.LastSyncAt = fromNano(created), fromNano(synced)
 	t.SyncPassStartedAt, t.SyncPausedUntil = fromNano(pass), fromNano(paused)
 	return t, err
@@ -160,6 +160,18 @@ func (s *Store) MarkAuth(ctx context.Context, credentialID string, at time.Time)
 			return err
 		}
 		return mustAffect(res, "credential", credentialID)
+	})
+}
+
+// SetEndpoints records the token and API URLs a tenant is checked and
+// synced against ("" = Apple's default for its scope).
+func (s *Store) SetEndpoints(ctx context.Context, tenantID, tokenURL, apiBaseURL string) error {
+	return s.write(ctx, "set endpoints", func(tx *sql.Tx, now time.Time) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tenants SET token_url = ?, api_base_url = ? WHERE id = ?`, tokenURL, apiBaseURL, tenantID)
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, "tenant", tenantID)
 	})
 }
 

@@ -87,9 +87,9 @@ func (s *Store) AddCredential(ctx context.Context, nc NewCredential, tenantName 
 	var c Credential
 	var ev Event
 	err := s.write(ctx, "add credential", func(tx *sql.Tx, now time.Time) error {
-		t = Tenant{ID: newID("ten_"), Name: tenantName, Scope: nc.Scope, CreatedAt: now}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, scope, created_at) VALUES (?, ?, ?, ?)`,
-			t.ID, t.Name, t.Scope, now.UnixNano()); err != nil {
+		t = Tenant{ID: newID("ten_"), Name: tenantName, Scope: nc.Scope, CreatedAt: now, TokenURL: nc.TokenURL, APIBaseURL: nc.APIBaseURL}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, scope, created_at, token_url, api_base_url) VALUES (?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Name, t.Scope, now.UnixNano(), t.TokenURL, t.APIBaseURL); err != nil {
 			return fmt.Errorf("insert tenant: %w", err)
 		}
 		var err error

@@ -56,14 +56,14 @@ func (s *Store) loadSealer(dir string) (*sealer, error) {
 	path := filepath.Join(dir, SealKeyFile)
 	key, err := readSealKey(path)
 	if errors.Is(err, os.ErrNotExist) {
-		var sealed int
-		qerr := s.w.QueryRowContext(context.Background(),
-			`SELECT count(*) FROM credentials WHERE sealed_key IS NOT NULL`).Scan(&sealed)
+		var creds int
+		qerr := s.w.QueryRowContext(context.Background(), `SELECT count(*) FROM credentials`).Scan(&creds)
 		if qerr != nil {
-			return nil, fmt.Errorf("count sealed keys: %w", mapErr(qerr))
+			return nil, fmt.Errorf("count credentials: %w", mapErr(qerr))
 		}
-		if sealed > 0 {
-			return nil, fmt.Errorf("%s is missing but %d sealed keys exist; restore the file from backup: %w", path, sealed, ErrSealKey)
+		if creds > 0 {
+			return nil, fmt.Errorf("%w: %s is missing but the database holds %d credentials; restore %s from the same backup as %s: %w",
+				ErrHalfState, path, creds, SealKeyFile, DBFile, ErrSealKey)
 		}
 		key, err = createSealKey(path)
 	}

@@ -7,10 +7,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
@@ -22,6 +24,8 @@ import (
 const (
 	DBFile      = "rekey.db"
 	SealKeyFile = "seal.key"
+	// LockFile is the agent's lock: one agent per state folder, its pid inside.
+	LockFile = "agent.lock"
 )
 
 // Options tune Open. The zero value is ready to use.
@@ -46,6 +50,10 @@ type Store struct {
 	// ident is the database file as opened; a write refuses to go on when
 	// the path names another file or none (see sameFile).
 	ident os.FileInfo
+	// wipeOwed is set when the checkpoint after a wipe could not complete
+	// (a reader held an old snapshot past the busy timeout); later writes
+	// then checkpoint until one completes.
+	wipeOwed atomic.Bool
 }
 
 // Open opens (creating where needed) the database in dir: the folder 0700,
@@ -69,6 +77,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, DBFile)
+	if err := checkPair(dir); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	if err := prepareDBFile(path); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -196,6 +207,19 @@ func prepareDir(dir string) error {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return fmt.Errorf("narrow state folder to 0700: %w", err)
 		}
+	}
+	return nil
+}
+
+// checkPair refuses a state folder holding the sealing key without the
+// database: starting on a new, empty database would apply every payload again
+// as new tenants and lose the old ones for good.
+func checkPair(dir string) error {
+	_, dbErr := os.Lstat(filepath.Join(dir, DBFile))
+	_, keyErr := os.Lstat(filepath.Join(dir, SealKeyFile))
+	if errors.Is(dbErr, fs.ErrNotExist) && keyErr == nil {
+		return fmt.Errorf("%w: %s is there but %s is missing; restore %s (with its -wal file) from backup, "+
+			"or, to start over with no credentials, move %s aside", ErrHalfState, SealKeyFile, DBFile, DBFile, SealKeyFile)
 	}
 	return nil
 }

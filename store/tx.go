@@ -97,6 +97,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, now ti
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("%s: commit: %w", op, mapErr(err))
 	}
+	s.payWipeDebt(ctx)
 	return nil
 }
 

@@ -27,6 +27,9 @@ var (
 	// exist, is not a regular file, has a mode wider than 0600 or the wrong
 	// size, or does not open a sealed key. The message says which and what to do.
 	ErrSealKey = errors.New("sealing key unusable")
+	// ErrHalfState: the state folder holds the database or the sealing key
+	// without the other; both must be restored from the same backup.
+	ErrHalfState = errors.New("state folder holds only one of the database and the sealing key")
 )
 
 // CredState is the lifecycle state of a credential.
@@ -109,6 +112,11 @@ type Tenant struct {
 	// pass resumes after this time.
 	SyncPausedUntil time.Time    `json:"sync_paused_until,omitzero"`
 	Counts          TenantCounts `json:"counts"`
+	// TokenURL and APIBaseURL are the endpoints the manual add that created
+	// the tenant gave (APIBaseURL "" = Apple's for the scope); both ""
+	// means the tenant follows the payload's Settings.
+	TokenURL   string `json:"token_url,omitempty"`
+	APIBaseURL string `json:"api_base_url,omitempty"`
 }
 
 // TenantCounts are the tenant's counters, kept by the store in the
@@ -155,6 +163,10 @@ type NewCredential struct {
 	KeyPEM   []byte
 	Origin   Origin
 	ImportID string
+	// TokenURL and APIBaseURL are recorded on the tenant AddCredential
+	// creates ("" = Apple's default); Stage ignores them.
+	TokenURL   string
+	APIBaseURL string
 }
 
 // Import is one entry of a payload, as recorded before anything acts on it.

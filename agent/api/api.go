@@ -41,6 +41,22 @@ type Backend interface {
 	// and returns once started; ErrBusy when one is already running. Progress
 	// and the outcome are published as events (store.EvSync*).
 	Sync(ctx context.Context, tenantID string) error
+	// Rotate replaces a tenant's active credential with req's through the
+	// same four steps as a payload update (staged, validated, cutover,
+	// confirmed). ErrInvalid for a bad credential or one of another scope,
+	// ErrNotApplied when it failed before cut-over (nothing changed),
+	// store.ErrState when the tenant already uses this key. The backend must
+	// not keep req.PrivateKey: the server wipes it on return.
+	Rotate(ctx context.Context, tenantID string, req CredentialRequest) (RotationAnswer, error)
+	// Add adds req's credential as the active one of a new tenant; errors as Rotate.
+	Add(ctx context.Context, req CredentialRequest) (AddAnswer, error)
+	// Check exchanges a credential for a token now and records an accepted
+	// exchange; store.ErrState when its key was wiped.
+	Check(ctx context.Context, credentialID string) (CheckAnswer, error)
+	// Retry attempts a failed import again from its payload entry;
+	// store.ErrState when it is not failed or its entry is gone,
+	// ErrNotApplied when it failed again.
+	Retry(ctx context.Context, id string) (store.Import, error)
 	// Subscribe returns a channel of events as they happen and a cancel
 	// function. The channel holds at most buffer events; a subscriber that
 	// falls behind has its channel closed (dropped) rather than blocking the
@@ -122,6 +138,7 @@ type CredentialSummary struct {
 	ClientID string    `json:"client_id"`
 	KeyID    string    `json:"key_id"`
 	Since    time.Time `json:"since,omitzero"`
+	LastAuth time.Time `json:"last_auth,omitzero"` // the last accepted token exchange (a check, a sync)
 }
 
 // Health is the answer of GET /v1/health, open to every local user.

@@ -22,6 +22,7 @@ var errorCodes = []struct {
 	{ErrNeedsChoice, http.StatusConflict, "needs_choice"},
 	{ErrInvalid, http.StatusBadRequest, "invalid_request"},
 	{ErrBusy, http.StatusConflict, "busy"},
+	{ErrNotApplied, http.StatusUnprocessableEntity, "not_applied"},
 	{ErrRateLimited, http.StatusTooManyRequests, "rate_limited"},
 	{ErrDropped, http.StatusServiceUnavailable, "events_dropped"},
 	{store.ErrNotFound, http.StatusNotFound, "not_found"},

@@ -28,6 +28,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/status", s.admin(s.handleStatus))
 	mux.Handle("GET /v1/credentials", s.admin(s.handleCredentials))
 	mux.Handle("GET /v1/tenants", s.admin(s.handleTenants))
+	mux.Handle("POST /v1/tenants", s.admin(s.handleAdd))
+	mux.Handle("POST /v1/tenants/{id}/rotate", s.admin(s.handleRotate))
+	mux.Handle("POST /v1/credentials/{id}/check", s.admin(s.handleCheck))
 	mux.Handle("GET /v1/tenants/{id}/devices", s.admin(s.handleDevices))
 	mux.Handle("POST /v1/tenants/{id}/rollback", s.admin(s.handleRollback))
 	mux.Handle("POST /v1/tenants/{id}/sync", s.admin(s.handleSync))
@@ -35,6 +38,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/imports/{id}", s.admin(s.handleImport))
 	mux.Handle("POST /v1/imports/{id}/unlock", s.admin(s.handleUnlock))
 	mux.Handle("POST /v1/imports/{id}/dismiss", s.admin(s.handleDismiss))
+	mux.Handle("POST /v1/imports/{id}/retry", s.admin(s.handleRetry))
 	mux.Handle("GET /v1/rotations", s.admin(s.handleRotations))
 	mux.Handle("GET /v1/events", s.admin(s.handleEvents))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -55,7 +59,7 @@ func (s *Server) routes() http.Handler {
 func (s *Server) admin(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, err := s.authorised(r); err != nil {
-			s.cfg.Logger.Info("refused API request", "method", r.Method, "path", r.URL.Path, "uid", p.UID, "pid", p.PID)
+			s.refused.add(p.UID, p.PID, r.Method, r.URL.Path)
 			writeError(w, err)
 			return
 		}
@@ -110,24 +114,33 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleUnlock(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if ok, wait := s.cfg.Limiter.Allow(id); !ok {
-		secs := int(math.Ceil(wait.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeError(w, fmt.Errorf("%w: import %s is locked for %ds after repeated wrong passwords", ErrRateLimited, id, secs))
-		return
-	}
 	req, err := readUnlock(r)
 	defer req.Password.Wipe()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	// The attempt is counted before the password is tried: parallel guesses
+	// wait their turn or are refused, never all tried at once.
+	res, wait, err := s.cfg.Limiter.Reserve(r.Context(), id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if res == nil {
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, fmt.Errorf("%w: import %s is locked for %ds (repeated wrong passwords, or another unlock of it is running)", ErrRateLimited, id, secs))
+		return
+	}
 	imp, err := s.cfg.Backend.Unlock(r.Context(), id, req)
 	switch {
 	case errors.Is(err, ErrWrongPassword):
-		s.cfg.Limiter.Fail(id)
+		res.Failed()
 	case err == nil:
-		s.cfg.Limiter.Succeed(id)
+		res.Succeeded()
+	default:
+		res.Cancel()
 	}
 	answer(w, imp, err)
 }

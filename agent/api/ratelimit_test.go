@@ -75,8 +75,13 @@ func TestWrongPasswordsLockTheImportOutWithDoublingWaits(t *testing.T) {
 func TestLimiterCapsTheLockout(t *testing.T) {
 	clk := &clock{now: t0}
 	lim := &api.Limiter{Free: 1, Base: time.Minute, Max: 5 * time.Minute, Clock: clk}
-	for range 20 {
-		lim.Fail("x")
+	for i := range 20 {
+		clk.Advance(time.Hour) // past each lockout
+		r, wait, err := lim.Reserve(context.Background(), "x")
+		if r == nil || err != nil {
+			t.Fatalf("reserve %d: %v, wait %v", i, err, wait)
+		}
+		r.Failed()
 	}
 	if ok, wait := lim.Allow("x"); ok || wait != 5*time.Minute {
 		t.Fatalf("allow %v wait %v, want locked for the 5m ceiling", ok, wait)

@@ -44,3 +44,24 @@ func TestSecretRejectsNonStrings(t *testing.T) {
 		t.Fatal("a number was accepted as a password")
 	}
 }
+
+func TestSecretDecodesEveryEscapeEncodingJSONWrites(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := rapid.String().Draw(t, "secret")
+		enc, _ := json.Marshal(s) // escapes <, >, &, U+2028 as \uXXXX, control characters, quotes
+		var got Secret
+		if err := json.Unmarshal(enc, &got); err != nil || string(got) != s {
+			t.Fatalf("Secret reads %s back as %q (%v), want %q", enc, got, err, s)
+		}
+	})
+	var pair Secret
+	if err := json.Unmarshal([]byte(`"\ud83d\udd11\n\/"`), &pair); err != nil || string(pair) != "🔑\n/" {
+		t.Fatalf("surrogate pair: %q, %v", pair, err)
+	}
+	for _, bad := range []string{`"\x"`, `"\u12"`, `"a\"`, "\"\x01\""} {
+		var s Secret
+		if err := json.Unmarshal([]byte(bad), &s); err == nil {
+			t.Errorf("%s was accepted as a secret", bad)
+		}
+	}
+}

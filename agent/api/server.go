@@ -20,6 +20,14 @@ import (
 // MaxBodyBytes bounds every request body; larger bodies get 413.
 const MaxBodyBytes = 64 << 10
 
+// Timeouts of a connection: the request header must arrive within
+// HeaderTimeout, and a kept-alive connection with no request is closed after
+// IdleTimeout.
+const (
+	HeaderTimeout = 3 * time.Second
+	IdleTimeout   = 10 * time.Second
+)
+
 // Config configures a Server. Backend is required.
 type Config struct {
 	Backend Backend
@@ -37,7 +45,16 @@ type Config struct {
 	EventBuffer int
 	// EventWriteTimeout bounds one event write to a client (default 10s).
 	EventWriteTimeout time.Duration
-	Logger            *slog.Logger
+	// MaxConns bounds open connections (default DefaultMaxConns; the agent
+	// derives it from its file-descriptor limit). ReservedConns of them are
+	// for root and AgentUID only (default a quarter); every other uid may
+	// hold at most MaxConnsPerUID (default DefaultMaxConnsPerUID). A
+	// connection over its limit is closed at once.
+	MaxConns, ReservedConns, MaxConnsPerUID int
+	// RefusalSummary is how often refused requests are logged: one line per
+	// uid with a count (default 1 minute).
+	RefusalSummary time.Duration
+	Logger         *slog.Logger
 }
 
 // Server is the local API server.
@@ -45,6 +62,9 @@ type Server struct {
 	cfg      Config
 	http     *http.Server
 	stopping chan struct{} // closed when Shutdown begins; ends event streams
+	refused  refusals
+	stopLog  chan struct{} // closed by Shutdown; ends the refusal summaries
+	stopOnce sync.Once
 }
 
 type peerKey struct{}
@@ -73,16 +93,32 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, stopping: make(chan struct{})}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.ReservedConns <= 0 || cfg.ReservedConns >= cfg.MaxConns {
+		cfg.ReservedConns = max(cfg.MaxConns/4, 1)
+	}
+	if cfg.MaxConnsPerUID <= 0 {
+		cfg.MaxConnsPerUID = DefaultMaxConnsPerUID
+	}
+	if cfg.RefusalSummary <= 0 {
+		cfg.RefusalSummary = time.Minute
+	}
+	s := &Server{cfg: cfg, stopping: make(chan struct{}), stopLog: make(chan struct{}),
+		refused: refusals{log: cfg.Logger}}
 	s.http = &http.Server{
 		Handler:           s.routes(),
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: HeaderTimeout,
 		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		// No WriteTimeout: /v1/events streams for as long as the client
 		// stays; routes sets every other answer's deadline (requestTimeout).
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if lc, ok := c.(*limitedConn); ok {
+				return context.WithValue(ctx, peerKey{}, lc.peer)
+			}
 			p, err := platform.PeerOf(c)
 			return context.WithValue(ctx, peerKey{}, peerResult{p, err})
 		},
@@ -167,6 +203,11 @@ func clearStale(path string) error {
 
 // Serve answers requests on l until Shutdown; it returns nil after Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	go s.refused.run(s.cfg.RefusalSummary, s.stopLog)
+	lim := &connLimiter{max: s.cfg.MaxConns, reserved: s.cfg.ReservedConns, perUID: s.cfg.MaxConnsPerUID,
+		privileged: func(uid int) bool { return uid == 0 || uid == *s.cfg.AgentUID }}
+	l = &limitListener{Listener: l, lim: lim, peerOf: platform.PeerOf,
+		refused: func(p platform.Peer) { s.refused.add(p.UID, p.PID, "CONNECT", "(connection limit)") }}
 	if err := s.http.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve local API: %w", err)
 	}
@@ -176,6 +217,10 @@ func (s *Server) Serve(l net.Listener) error {
 // Shutdown stops accepting connections, ends event streams and waits for
 // requests in flight until ctx ends, then closes what remains.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer func() {
+		s.stopOnce.Do(func() { close(s.stopLog) })
+		s.refused.flush(s.cfg.RefusalSummary)
+	}()
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		s.http.Close()
@@ -188,7 +233,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) authorised(r *http.Request) (platform.Peer, error) {
 	pr, _ := r.Context().Value(peerKey{}).(peerResult)
 	if pr.err != nil {
-		return platform.Peer{}, fmt.Errorf("%w: cannot read the caller's credentials: %v", ErrForbidden, pr.err)
+		return platform.Peer{UID: -1, GID: -1, PID: -1}, fmt.Errorf("%w: cannot read the caller's credentials: %v", ErrForbidden, pr.err)
 	}
 	p := pr.peer
 	if s.cfg.Authorize != nil {

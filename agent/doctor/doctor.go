@@ -109,6 +109,7 @@ func Run(ctx context.Context, cfg Config) Report {
 		fs = append(fs, Executable(cfg.Executable, cfg.ExecutableTop, cfg.Owners))
 	}
 	fs = append(fs, StateDir(cfg.StateDir, cfg.Owners)...)
+	fs = append(fs, AgentLock(cfg.StateDir))
 	fs = append(fs, Database(ctx, cfg.StateDir, cfg.StaleAfter, cfg.Clock)...)
 	fs = append(fs, SealKey(ctx, cfg.StateDir, cfg.Owners)...)
 	fs = append(fs, PassphraseFile(cfg.PassphraseFile, cfg.Owners))

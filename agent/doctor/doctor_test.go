@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -125,6 +126,7 @@ func TestHealthyRunningEndpointHasNoFailure(t *testing.T) {
 		mustFind(t, r, c, doctor.OK)
 	}
 	mustFind(t, r, "service", doctor.Warn, "unknown")
+	mustFind(t, r, "agent-lock", doctor.OK, fmt.Sprintf("(pid %d) holds", os.Getpid()))
 	noSecrets(t, r, e)
 	t.Logf("report:\n%s", text(r))
 }

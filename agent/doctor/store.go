@@ -36,7 +36,11 @@ func StateDir(dir string, owners []int) []Finding {
 	if uid, ok := owner(fi); ok && !contains(owners, uid) {
 		out = append(out, fail(c, fmt.Sprintf("chown root %q", dir), "%s is owned by uid %d, not by an allowed owner %v", dir, uid, owners))
 	}
-	if perm := fi.Mode().Perm(); perm != 0o700 {
+	switch perm := fi.Mode().Perm(); {
+	case perm&0o022 != 0:
+		out = append(out, fail(c, fmt.Sprintf("chmod 700 %q, then check that nobody replaced the files in it", dir),
+			"%s has mode %04o: writable by group or others, so the agent refuses to start on it", dir, perm))
+	case perm != 0o700:
 		out = append(out, warn(c, fmt.Sprintf("chmod 700 %q (the agent also narrows it at start)", dir), "%s has mode %04o, not 0700", dir, perm))
 	}
 	if readOnlyFS(dir) {

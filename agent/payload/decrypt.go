@@ -187,6 +187,12 @@ func ScryptWorkFactor(bin []byte) (int, error) {
 // parseCredential validates the decrypted plist. On success the plaintext
 // buffer is kept in the Credential so that Wipe can zero it.
 func parseCredential(plain []byte) (*Credential, error) {
+	if err := checkBounds(plain); errors.Is(err, ErrTooComplex) {
+		return nil, fmt.Errorf("%w: the decrypted content would decode to more than %d objects or nest deeper than %d levels; "+
+			"fix: seal a plist with ClientID, KeyID and PrivateKey ('rekey seal' writes one)", ErrBadCredential, MaxObjects, MaxDepth)
+	} else if err != nil { // malformed: never handed to the decoder, which may crash on it
+		return nil, fmt.Errorf("%w: the decrypted content is not a plist dictionary; fix: seal a plist with ClientID, KeyID and PrivateKey ('rekey seal' writes one)", ErrBadCredential)
+	}
 	var m map[string]any
 	if _, err := plist.Unmarshal(plain, &m); err != nil {
 		return nil, fmt.Errorf("%w: the decrypted content is not a plist dictionary; fix: seal a plist with ClientID, KeyID and PrivateKey ('rekey seal' writes one)", ErrBadCredential)

@@ -64,20 +64,20 @@ func EntryImportID(importID, intent, target, name string, ciphertext any) (id, h
 
 var pemKeyRe = regexp.MustCompile(`-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----`)
 
-// maxDepth bounds nesting in a payload; deeper files are refused.
-const maxDepth = 32
-
 // findPlaintextKey walks the whole plist and refuses a PrivateKey key or a
-// PEM private key block anywhere.
+// PEM private key block anywhere: in a string, in data, or as a dictionary key.
 func findPlaintextKey(v any, depth int) error {
-	if depth > maxDepth {
-		return docError("nested deeper than %d levels; fix: deliver the payload as documented", maxDepth)
+	if depth > MaxDepth {
+		return docError("nested deeper than %d levels; fix: deliver the payload as documented", MaxDepth)
 	}
 	switch x := v.(type) {
 	case map[string]any:
 		for k, c := range x {
 			if k == KeyPrivateKey {
 				return plaintextKeyError("a " + KeyPrivateKey + " key")
+			}
+			if pemKeyRe.MatchString(k) {
+				return plaintextKeyError("a PEM private key as a dictionary key")
 			}
 			if err := findPlaintextKey(c, depth+1); err != nil {
 				return err

@@ -2,6 +2,7 @@ package payload
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -64,6 +65,12 @@ func DefaultSettings() Settings {
 func Parse(data []byte) (*Document, error) {
 	if len(data) > MaxFileSize {
 		return nil, docError("file is larger than %d bytes; fix: remove unused entries", MaxFileSize)
+	}
+	if err := checkBounds(data); err != nil {
+		if errors.Is(err, ErrTooComplex) {
+			return nil, fmt.Errorf("%w: %w; fix: deliver the payload as documented (rekey seal writes one)", ErrInvalidDocument, err)
+		}
+		return nil, docError("not a property list (%v); fix: deliver an XML or binary plist", err)
 	}
 	var root any
 	format, err := plist.Unmarshal(data, &root)

@@ -204,6 +204,8 @@ func TestParseRefusesPlaintextKeyAnywhere(t *testing.T) {
 		"PEM in a string":       doc(entry(string(key), ct)),
 		"PEM in data":           doc(entry("A", key)),
 		"PKCS8 PEM in unknown":  map[string]any{KeyCredentials: []any{}, "Notes": []any{"-----BEGIN PRIVATE KEY-----\nAAAA"}},
+		"PEM as a top key":      map[string]any{KeyCredentials: []any{}, string(key): "x"},
+		"PEM as a nested key":   map[string]any{KeyCredentials: []any{}, "Notes": map[string]any{string(key): true}},
 	}
 	for name, v := range tests {
 		t.Run(name, func(t *testing.T) {

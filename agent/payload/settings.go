@@ -103,6 +103,10 @@ func settingsError(field, problem, fix string) error {
 	return &FieldError{Field: KeySettings + "." + field, Problem: problem, Fix: fix, Err: ErrInvalidDocument}
 }
 
+// CheckURL applies the rule of the TokenURL and APIBaseURL settings to an
+// endpoint given another way (a manual add): https, or http to localhost.
+func CheckURL(v string) error { return checkURL(v) }
+
 // checkURL accepts absolute https URLs, and http URLs to a loopback host
 // (local test servers).
 func checkURL(v string) error {

@@ -96,6 +96,7 @@ func tenantDict(t api.TenantStatus) dict {
 		d.str("ActiveClientID", c.ClientID)
 		d.str("ActiveKeyID", c.KeyID)
 		d.date("ActiveSince", c.Since)
+		d.date("ActiveLastAuth", c.LastAuth)
 	}
 	if c := t.Previous; c != nil {
 		d.str("PreviousCredentialID", c.ID)

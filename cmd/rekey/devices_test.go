@@ -87,8 +87,9 @@ print(json.dumps(list(csv.DictReader(sys.stdin))))`)
 		t.Fatalf("devices --expiring: exit %d\n%s", code, out)
 	}
 	for _, bad := range [][]string{{"--json", "--csv"}, {"--coverage", "covered"}, {"--expiring", "soon"}, {"--released", "maybe"}} {
-		if code, _, errOut := runAt(t, l.socket, "", append([]string{"devices", "Acme, Inc."}, bad...)...); code != exitUsage || errOut == "" {
-			t.Errorf("devices %v: exit %d %q, want a usage error", bad, code, errOut)
+		// With --json the error is JSON on stdout; otherwise text on stderr.
+		if code, out, errOut := runAt(t, l.socket, "", append([]string{"devices", "Acme, Inc."}, bad...)...); code != exitUsage || out+errOut == "" {
+			t.Errorf("devices %v: exit %d %q %q, want a usage error", bad, code, out, errOut)
 		}
 	}
 	l.healthy()

@@ -12,7 +12,7 @@ import (
 )
 
 // errDoctorFailed makes doctor exit 1 after printing its report.
-var errDoctorFailed = errors.New("at least one check failed; see the fixes above")
+var errDoctorFailed = fmt.Errorf("at least one check failed; see the fixes above%w", errInOutput)
 
 func runDoctor(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("doctor", env.Stderr)

@@ -10,23 +10,27 @@ import (
 // errHelp is returned when the user asked for a command's help; it exits 0.
 var errHelp = errors.New("help requested")
 
-// newFlagSet returns a flag set that reports errors instead of exiting.
-func newFlagSet(name string, out io.Writer) *flag.FlagSet {
+// newFlagSet returns a flag set that reports errors instead of exiting or
+// printing: Run prints a parse error once, and -h's help on stdout. out is
+// kept for the signature's sake: nothing is written to it.
+func newFlagSet(name string, _ io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("rekey "+name, flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args, maps -h to errHelp and anything else to a usage error.
+// parseFlags parses args, maps -h to a *helpError carrying fs and anything
+// else to a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, flag.ErrHelp):
-		return errHelp
+		return &helpError{fs: fs}
 	default:
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %v; run '%s -h' for the flags", errUsage, err, fs.Name())
 	}
 }
 

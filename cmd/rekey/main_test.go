@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/rekeyd/rekey/agent/api"
 )
 
 // runCLI runs the CLI in process and returns its exit code, stdout and stderr.
@@ -44,12 +46,12 @@ func TestBadFlagIsUsageError(t *testing.T) {
 }
 
 func TestHelpListsEveryCommandInTableOrder(t *testing.T) {
-	code, _, errOut := runCLI(t, "", "help")
+	code, out, _ := runCLI(t, "", "help")
 	if code != exitOK {
 		t.Fatalf("help: code %d", code)
 	}
 	var listed []string
-	for _, line := range strings.Split(errOut, "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if f := strings.Fields(line); strings.HasPrefix(line, "  ") && len(f) > 1 {
 			listed = append(listed, f[0])
 			if _, ok := lookup(f[0]); !ok {
@@ -59,7 +61,9 @@ func TestHelpListsEveryCommandInTableOrder(t *testing.T) {
 	}
 	var want []string
 	for _, c := range commands {
-		want = append(want, c.name)
+		if !c.hidden {
+			want = append(want, c.name)
+		}
 	}
 	if strings.Join(listed, " ") != strings.Join(want, " ") {
 		t.Fatalf("help lists\n  %v\nwant the table order\n  %v", listed, want)
@@ -79,8 +83,52 @@ func TestEveryCommandInTheTableAnswersHelp(t *testing.T) {
 		if c.summary == "" || strings.HasSuffix(c.summary, ".") || strings.Contains(c.summary, "\n") {
 			t.Errorf("%s: summary %q is not one line without a final period", c.name, c.summary)
 		}
-		if code, out, errOut := runCLI(t, "", c.name, "-h"); code != exitOK || out != "" || !strings.Contains(errOut, "rekey "+c.name) {
-			t.Errorf("rekey %s -h: code %d, stdout %q, stderr %q; want 0 and its flags on stderr", c.name, code, out, errOut)
+		if !strings.HasPrefix(c.example, "rekey "+c.name) && !strings.HasPrefix(c.example, "sudo rekey "+c.name) {
+			t.Errorf("%s: example %q does not run the command", c.name, c.example)
+		}
+		code, out, errOut := runCLI(t, "", c.name, "-h")
+		want := "usage: rekey " + c.name
+		if c.args != "" {
+			want += " " + c.args
+		}
+		if code != exitOK || errOut != "" || !strings.HasPrefix(out, want) || !strings.Contains(out, "example:\n  "+c.example+"\n") {
+			t.Errorf("rekey %s -h: code %d, stdout %q, stderr %q; want 0 and its usage line, flags and example on stdout", c.name, code, out, errOut)
+		}
+		if fl := flagsOf(commandFlags(c)); len(fl) > 0 && !strings.Contains(out, "\nflags:\n  --"+fl[0].name) {
+			t.Errorf("rekey %s -h does not list its flags:\n%s", c.name, out)
+		}
+		if code, viaHelp, _ := runCLI(t, "", "help", c.name); code != exitOK || viaHelp != out {
+			t.Errorf("rekey help %s: code %d, output differs from -h:\n%s", c.name, code, viaHelp)
+		}
+	}
+}
+
+func TestVersionFlagAndHelpOfAnUnknownCommand(t *testing.T) {
+	code, out, _ := runCLI(t, "", "--version")
+	if code != exitOK || !strings.HasPrefix(out, "rekey "+version) {
+		t.Fatalf("--version: code %d, out %q", code, out)
+	}
+	if code, _, errOut := runCLI(t, "", "help", "frobnicate"); code != exitUsage || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("help frobnicate: code %d, err %q", code, errOut)
+	}
+}
+
+func TestJSONErrorsAreTheAPIErrorObject(t *testing.T) {
+	sock := startAgent(t, fakeAgent())
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"imports", "nope", "--json"}, exitFailure, "not_found"},
+		{[]string{"rollback", "--json", "NoSuchTenant"}, exitFailure, "failed"},
+		{[]string{"check", "--json", "a", "b"}, exitUsage, "usage"},
+		{[]string{"status", "--json", "--bogus"}, exitUsage, "usage"},
+	} {
+		code, out, errOut := runAt(t, sock, "", tc.args...)
+		var body api.ErrorBody
+		if code != tc.code || errOut != "" || json.Unmarshal([]byte(out), &body) != nil || body.Error.Code != tc.want || body.Error.Message == "" {
+			t.Errorf("rekey %v: exit %d, stdout %q, stderr %q; want exit %d and {\"error\":{\"code\":%q}} on stdout", tc.args, code, out, errOut, tc.code, tc.want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
@@ -46,10 +47,11 @@ func readmeAPICommands(t *testing.T) []string {
 }
 
 // TestReadmeCurlExamplesWorkAsWritten runs the README's curl commands with the
-// real curl against the real agent. The only changes: SOCK and PW come from
-// the environment (the README sets them with an assignment and `read`), the
-// placeholder IMPORT_ID becomes a real id, and a .curlrc makes curl print the
-// HTTP status after the body.
+// real curl against the real agent. The only changes: SOCK, PW, CLIENT_ID,
+// KEY_ID and KEY_FILE come from the environment (the README sets them with
+// assignments and `read`), the placeholders IMPORT_ID, TENANT_ID and
+// CREDENTIAL_ID become real ids, and a .curlrc makes curl print the HTTP
+// status after the body.
 func TestReadmeCurlExamplesWorkAsWritten(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
@@ -60,7 +62,7 @@ func TestReadmeCurlExamplesWorkAsWritten(t *testing.T) {
 	var events string
 	for _, line := range lines {
 		switch {
-		case strings.HasPrefix(line, "SOCK="), strings.HasPrefix(line, "read -rs PW"):
+		case strings.HasPrefix(line, "SOCK="), strings.HasPrefix(line, "read -rs PW"), strings.HasPrefix(line, "CLIENT_ID="):
 		case !strings.Contains(line, curl[strings.LastIndex(curl, "/")+1:]+" "):
 			t.Fatalf("README line is neither setup nor a curl command: %q", line)
 		case strings.HasSuffix(line, "/v1/events"):
@@ -70,7 +72,7 @@ func TestReadmeCurlExamplesWorkAsWritten(t *testing.T) {
 		}
 	}
 	joined := strings.Join(commands, "\n")
-	for _, want := range []string{"/v1/health", "/v1/status", "/v1/imports", "/unlock"} {
+	for _, want := range []string{"/v1/health", "/v1/status", "/v1/imports", "/unlock", "/rotate", "/check"} {
 		if !strings.Contains(joined, want) {
 			t.Fatalf("README examples lack %s:\n%s", want, joined)
 		}
@@ -91,7 +93,14 @@ func TestReadmeCurlExamplesWorkAsWritten(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(curlHome, ".curlrc"), []byte("write-out = \"\\n%{http_code}\\n\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "SOCK="+l.socket, "PW="+pw, "CURL_HOME="+curlHome, "HOME="+curlHome)
+	next := l.key(a.ClientID, true) // the key the README's rotation changes to
+	keyFile := filepath.Join(curlHome, "AuthKey.p8")
+	if err := os.WriteFile(keyFile, next.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "SOCK="+l.socket, "PW="+pw, "CURL_HOME="+curlHome, "HOME="+curlHome,
+		"CLIENT_ID="+next.ClientID, "KEY_ID="+next.KeyID, "KEY_FILE="+keyFile)
+	tenant := statusJSON(t, l.socket).Tenants[0]
 	streamed := newSyncBuffer()
 	follow := exec.Command("bash", "-c", events)
 	follow.Env, follow.Stdout, follow.Stderr = env, streamed, streamed
@@ -108,7 +117,7 @@ func TestReadmeCurlExamplesWorkAsWritten(t *testing.T) {
 	l.waitImport(updE.ImportID, store.ImportPendingUnlock)
 
 	for _, c := range commands {
-		c = strings.ReplaceAll(c, "IMPORT_ID", updE.ImportID)
+		c = strings.NewReplacer("IMPORT_ID", updE.ImportID, "TENANT_ID", tenant.ID, "CREDENTIAL_ID", tenant.Active.ID).Replace(c)
 		cmd := exec.Command("bash", "-c", c)
 		cmd.Env = env
 		out, err := cmd.Output()
@@ -124,6 +133,10 @@ func TestReadmeCurlExamplesWorkAsWritten(t *testing.T) {
 		var imp store.Import
 		if strings.Contains(c, "/unlock") && (json.Unmarshal([]byte(body), &imp) != nil || imp.State != store.ImportApplied) {
 			t.Fatalf("unlock from the README did not apply the import: %s", body)
+		}
+		var rot api.RotationAnswer
+		if strings.Contains(c, "/rotate") && (json.Unmarshal([]byte(body), &rot) != nil || rot.Rotation.Step != store.StepConfirmed) {
+			t.Fatalf("the rotation from the README did not confirm: %s", body)
 		}
 	}
 	streamed.waitFor(t, `"state":"applied"`)

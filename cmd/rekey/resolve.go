@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
 )
@@ -28,7 +29,7 @@ func openTenantCall(ctx context.Context, env *Env, name, jsonHelp string, args [
 	if err := parseInterspersed(fs, args); err != nil {
 		return nil, err
 	}
-	arg, err := oneArg(fs, "tenant (id or name)")
+	arg, err := oneArg(fs, "tenant (id, name, or its credential's Key ID or Client ID)")
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +45,9 @@ func openTenantCall(ctx context.Context, env *Env, name, jsonHelp string, args [
 	return &tenantCall{client: c, id: id, arg: arg, json: *asJSON}, nil
 }
 
-// resolveTenant accepts a tenant id or name (case-insensitive).
+// resolveTenant accepts a tenant id or name (case-insensitive), or one of
+// its active credential's id, name, Key ID or Client ID, matched the way
+// 'unlock --update' and a payload's TargetCredential are (agent.MatchTarget).
 func resolveTenant(ctx context.Context, c *api.Client, arg string) (string, error) {
 	tenants, err := c.Tenants(ctx)
 	if err != nil {
@@ -63,9 +66,44 @@ func resolveTenant(ctx context.Context, c *api.Client, arg string) (string, erro
 	case 1:
 		return byName[0], nil
 	case 0:
-		return "", fmt.Errorf("no tenant with id or name %q; 'rekey status' lists them", arg)
+		cred, err := resolveCredential(ctx, c, arg, true)
+		if err != nil {
+			return "", fmt.Errorf("no tenant with id or name %q, and %w", arg, err)
+		}
+		return cred.TenantID, nil
 	}
 	return "", fmt.Errorf("%d tenants are named %q; pass the tenant id instead (%s)", len(byName), arg, strings.Join(byName, ", "))
+}
+
+// resolveCredential accepts a credential's id, name, Key ID or Client ID
+// (agent.MatchTarget's rules). An active credential wins over others of the
+// same name; activeOnly looks at active ones alone.
+func resolveCredential(ctx context.Context, c *api.Client, arg string, activeOnly bool) (store.Credential, error) {
+	creds, err := c.Credentials(ctx)
+	if err != nil {
+		return store.Credential{}, err
+	}
+	var active []store.Credential
+	for _, cr := range creds {
+		if cr.State == store.CredActive {
+			active = append(active, cr)
+		}
+	}
+	matches := agent.MatchTarget(arg, active)
+	if len(matches) == 0 && !activeOnly {
+		matches = agent.MatchTarget(arg, creds)
+	}
+	switch len(matches) {
+	case 1:
+		return matches[0], nil
+	case 0:
+		return store.Credential{}, fmt.Errorf("no credential has the id, name, Key ID or Client ID %q; 'rekey credentials' lists them", arg)
+	}
+	ids := make([]string, len(matches))
+	for i, m := range matches {
+		ids[i] = m.ID
+	}
+	return store.Credential{}, fmt.Errorf("%d credentials match %q; pass the credential id or Key ID instead (%s)", len(matches), arg, strings.Join(ids, ", "))
 }
 
 // minImportPrefix is the shortest import id prefix the CLI accepts; the ids

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/rekeyd/rekey/agent/apple"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
 )
@@ -25,6 +26,8 @@ type sealOptions struct {
 	passwordFile, out, mobileconfig string
 	domain, organization            string
 	workFactor                      int
+	verify                          bool
+	tokenURL                        string
 }
 
 func runSeal(ctx context.Context, env *Env, args []string) error {
@@ -36,8 +39,16 @@ func runSeal(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := in.Check(); err != nil {
+	scope, keyPEM, err := in.Check()
+	if err != nil {
 		return fmt.Errorf("check credential: %w", err)
+	}
+	if o.verify {
+		err = verifyWithApple(ctx, env, o.tokenURL, in, scope, keyPEM)
+	}
+	clear(keyPEM)
+	if err != nil {
+		return err
 	}
 	pass, err := sealPassphrase(env, o.passwordFile)
 	if err != nil {
@@ -91,6 +102,8 @@ func parseSealFlags(env *Env, args []string) (*sealOptions, error) {
 	fs.StringVar(&o.mobileconfig, "mobileconfig", "", "also write an unsigned configuration profile delivering the payload")
 	fs.StringVar(&o.domain, "domain", platform.Domain, "managed-preferences domain of the profile")
 	fs.StringVar(&o.organization, "organization", "", "PayloadOrganization of the profile")
+	fs.BoolVar(&o.verify, "verify", false, "get a token with the credential from this machine first; a key Apple rejects is not sealed")
+	fs.StringVar(&o.tokenURL, "token-url", apple.DefaultTokenURL, "token endpoint --verify asks (for tests and private deployments)")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -107,6 +120,9 @@ func (o *sealOptions) check(env *Env) error {
 			return usageError("%s is required; run 'rekey seal -h' for the flags", r.flag)
 		}
 	}
+	if err := keyFileArg(o.keyFile); err != nil {
+		return err
+	}
 	if err := payload.CheckIntent(o.intent, o.target); err != nil {
 		return usageError("--intent/--target: %v", err)
 	}
@@ -120,6 +136,9 @@ func (o *sealOptions) check(env *Env) error {
 	}
 	if o.workFactor > payload.DefaultWorkFactor {
 		fmt.Fprintf(env.Stderr, "rekey seal: warning: agents refuse work factors above their --max-work-factor (default %d)\n", payload.DefaultWorkFactor)
+	}
+	if err := payload.CheckURL(o.tokenURL); err != nil {
+		return usageError("--token-url: %v; use an https:// URL (http:// only for localhost)", err)
 	}
 	if !domainRe.MatchString(o.domain) {
 		return usageError("--domain %q is not a reverse-DNS name such as %s", o.domain, platform.Domain)
@@ -142,6 +161,26 @@ func (o *sealOptions) input() (payload.SealInput, error) {
 		return payload.SealInput{}, fmt.Errorf("read key file: larger than %d bytes; fix: give the .p8/.pem key file itself", maxKeyFile)
 	}
 	return payload.SealInput{Name: o.name, ClientID: o.clientID, KeyID: o.keyID, KeyPEM: key}, nil
+}
+
+// verifyWithApple exchanges the credential for a token at tokenURL, as the
+// agent's auth check does, and refuses a key the endpoint rejects or that
+// cannot be checked: a bad key then never reaches the fleet.
+func verifyWithApple(ctx context.Context, env *Env, tokenURL string, in payload.SealInput, scope string, keyPEM []byte) error {
+	key, err := payload.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return fmt.Errorf("check private key: %w", err)
+	}
+	c := &apple.Client{TokenURL: tokenURL, MaxTries: 2}
+	res := c.Check(ctx, apple.Credential{ClientID: in.ClientID, KeyID: in.KeyID, Scope: scope, Key: key})
+	switch res.Outcome {
+	case apple.Accepted:
+		fmt.Fprintf(env.Stderr, "verified: %s issued a token for Key ID %s\n", tokenURL, in.KeyID)
+		return nil
+	case apple.Rejected:
+		return fmt.Errorf("not sealed: the token endpoint rejected the credential (%s); fix: check the Client ID and Key ID, and that the key is active in Apple Business or School Manager", res.Reason)
+	}
+	return fmt.Errorf("not sealed: the credential could not be verified (%s); fix: check the network, or seal without --verify", res.Reason)
 }
 
 // sealPassphrase reads the passphrase from file, or asks twice on the

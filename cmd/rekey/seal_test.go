@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/rekeyd/rekey/agent/apple"
+	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/agent/payload/ptytest"
 	"howett.net/plist"
@@ -217,5 +218,35 @@ func TestInteropSealDecryptsWithAge(t *testing.T) {
 	if cred["ClientID"] != sealClientID || cred["KeyID"] != sealKeyID || cred["Scope"] != "business.api" ||
 		!strings.HasPrefix(cred["PrivateKey"], "-----BEGIN PRIVATE KEY-----") {
 		t.Fatalf("age -d gave %v", cred)
+	}
+}
+
+func TestSealVerifyRefusesAKeyAppleRejects(t *testing.T) {
+	f := newSealFixture(t)
+	fake := appletest.New()
+	t.Cleanup(fake.Close)
+	code, _, errOut := runCLI(t, "", f.args("--password-file", f.pass, "--verify", "--token-url", fake.TokenURL())...)
+	if code != exitFailure || !strings.Contains(errOut, "rejected") || !strings.Contains(errOut, "invalid_client") {
+		t.Fatalf("seal --verify of an unknown key: exit %d, stderr %q; want 1 with Apple's reason", code, errOut)
+	}
+	if _, err := os.Stat(f.out); !os.IsNotExist(err) {
+		t.Fatalf("a rejected key was sealed into %s (%v)", f.out, err)
+	}
+	raw, _ := os.ReadFile(f.key)
+	block, _ := pem.Decode(raw)
+	k, err := x509.ParseECPrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.RegisterCredential(sealClientID, sealKeyID, &k.PublicKey)
+	code, out, errOut := runCLI(t, "", f.args("--password-file", f.pass, "--verify", "--token-url", fake.TokenURL())...)
+	if code != exitOK || !strings.Contains(errOut, "verified") || !strings.Contains(out, "wrote "+f.out) {
+		t.Fatalf("seal --verify of a key Apple knows: exit %d, out %q, err %q", code, out, errOut)
+	}
+	if fake.Stats().TokensIssued != 1 {
+		t.Fatalf("the fake issued %d tokens, want 1", fake.Stats().TokensIssued)
+	}
+	if code, _, _ := runCLI(t, "", f.args("--password-file", f.pass, "--verify", "--token-url", "http://example.com/token")...); code != exitUsage {
+		t.Fatalf("--token-url over plain http off localhost: exit %d, want %d", code, exitUsage)
 	}
 }

@@ -129,10 +129,9 @@ func requireRoot(name string) error {
 func runInstall(ctx context.Context, env *Env, args []string) error {
 	printOnly, runArgs, err := installArgs(args)
 	if errors.Is(err, errHelp) {
-		fmt.Fprintln(env.Stderr, "usage: rekey install [--print] [--] [rekey run flags...]\n\n"+
-			"Installs the agent as a launchd daemon (macOS) or systemd unit (Linux) running\n"+
-			"'rekey run' with the flags given. --print writes the service file to stdout instead.")
-		return err
+		fs := newFlagSet("install", env.Stderr)
+		fs.Bool("print", false, "write the launchd plist or systemd unit to stdout instead of installing it; the flags after it (or after --) go to 'rekey run'")
+		return &helpError{fs: fs}
 	}
 	if printOnly {
 		exe, err := hooks.executable()

@@ -49,6 +49,13 @@ func printStatus(w io.Writer, st api.Status) {
 		printSummary(w, "active", t.Active)
 		printSummary(w, "previous", t.Previous)
 		fmt.Fprintf(w, "  data       %d devices, %d coverage records, last sync %s\n", t.Devices, t.Coverage, when(t.LastSync))
+		if n := t.Counts; n.Devices > 0 {
+			fmt.Fprintf(w, "  coverage   %d active, %d expired, %d none, %d unknown; %d released\n",
+				n.Active, n.Expired, n.None, n.Unknown, n.Released)
+			f := t.Freshness
+			fmt.Fprintf(w, "  freshness  oldest read %s, %d never read, %d not read within the sync interval\n",
+				when(f.OldestCheck), f.Never, f.Stale)
+		}
 		if t.LastSyncError != "" {
 			fmt.Fprintf(w, "  sync error %s\n", t.LastSyncError)
 		}
@@ -77,7 +84,11 @@ func printSummary(w io.Writer, label string, c *api.CredentialSummary) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "  %-10s %s  %s  key %s  since %s\n", label, c.Name, c.ClientID, c.KeyID, when(c.Since))
+	fmt.Fprintf(w, "  %-10s %s  %s  key %s  since %s", label, c.Name, c.ClientID, c.KeyID, when(c.Since))
+	if !c.LastAuth.IsZero() {
+		fmt.Fprintf(w, "  last token %s", when(c.LastAuth)) // the last accepted check or sync
+	}
+	fmt.Fprintln(w)
 }
 
 // shortID shortens a long import id (64 hex digits by default) to a prefix

@@ -27,6 +27,7 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 	}
 	_, tty := terminal(env.Stderr)
 	p := &syncProgress{env: env, tty: tty && !asJSON}
+	started := false
 	for {
 		e, err := stream.Next()
 		switch {
@@ -39,6 +40,13 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 			return fmt.Errorf("follow sync: %w", err)
 		}
 		if e.TenantID != id {
+			continue
+		}
+		// An end seen before this sync started belongs to an earlier sync.
+		if e.Kind == store.EvSyncStarted {
+			started = true
+		}
+		if !started {
 			continue
 		}
 		if asJSON && isSyncEvent(e.Kind) {

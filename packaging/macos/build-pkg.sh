@@ -62,7 +62,7 @@ root="$work/root"
 # replace what root runs). /usr/local/bin/rekey is a link for people.
 # /etc is a link to /private/etc on macOS; packages install into the latter.
 mkdir -p "$root/usr/local/rekey/bin" "$root/usr/local/bin" "$root/Library/LaunchDaemons" \
-	"$root/usr/local/share/rekey" "$root/private/etc/newsyslog.d" "$dist"
+	"$root/usr/local/share/rekey" "$root/usr/local/share/man/man1" "$root/private/etc/newsyslog.d" "$dist"
 exe="$root/usr/local/rekey/bin/rekey"
 
 echo "== build universal binary ($build)"
@@ -83,6 +83,8 @@ else
 	echo "note: binary not signed (REKEY_SIGN_APP unset)"
 fi
 
+"$exe" man >"$work/rekey.1" # the man page, from the command table, with macOS defaults
+install -m 0644 "$work/rekey.1" "$root/usr/local/share/man/man1/rekey.1"
 install -m 0644 "$here/$label.plist" "$root/Library/LaunchDaemons/$label.plist"
 install -m 0644 "$here/newsyslog.conf" "$root/private/etc/newsyslog.d/$label.conf"
 install -m 0755 "$here/uninstall.sh" "$root/usr/local/share/rekey/uninstall.sh"

@@ -30,6 +30,10 @@ type Fake struct {
 	DismissFunc     func(ctx context.Context, id string) (store.Import, error)
 	RollbackFunc    func(ctx context.Context, tenantID string) error
 	SyncFunc        func(ctx context.Context, tenantID string) error
+	RotateFunc      func(ctx context.Context, tenantID string, req api.CredentialRequest) (api.RotationAnswer, error)
+	AddFunc         func(ctx context.Context, req api.CredentialRequest) (api.AddAnswer, error)
+	CheckFunc       func(ctx context.Context, credentialID string) (api.CheckAnswer, error)
+	RetryFunc       func(ctx context.Context, id string) (store.Import, error)
 }
 
 var _ api.Backend = (*Fake)(nil)
@@ -109,6 +113,34 @@ func (f *Fake) Sync(ctx context.Context, tenantID string) error {
 		return store.ErrNotFound
 	}
 	return f.SyncFunc(ctx, tenantID)
+}
+
+func (f *Fake) Rotate(ctx context.Context, tenantID string, req api.CredentialRequest) (api.RotationAnswer, error) {
+	if f.RotateFunc == nil {
+		return api.RotationAnswer{}, store.ErrNotFound
+	}
+	return f.RotateFunc(ctx, tenantID, req)
+}
+
+func (f *Fake) Add(ctx context.Context, req api.CredentialRequest) (api.AddAnswer, error) {
+	if f.AddFunc == nil {
+		return api.AddAnswer{}, api.ErrInvalid
+	}
+	return f.AddFunc(ctx, req)
+}
+
+func (f *Fake) Check(ctx context.Context, credentialID string) (api.CheckAnswer, error) {
+	if f.CheckFunc == nil {
+		return api.CheckAnswer{}, store.ErrNotFound
+	}
+	return f.CheckFunc(ctx, credentialID)
+}
+
+func (f *Fake) Retry(ctx context.Context, id string) (store.Import, error) {
+	if f.RetryFunc == nil {
+		return store.Import{}, store.ErrNotFound
+	}
+	return f.RetryFunc(ctx, id)
 }
 
 // ShortTempDir makes a folder with a short path (Unix socket paths are

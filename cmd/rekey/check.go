@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/store"
+)
+
+// errRejected: a checked credential was rejected; check exits 1. Its
+// outcome is in the output already, JSON or table.
+var errRejected = fmt.Errorf("rejected by the token endpoint%w", errInOutput)
+
+func runCheck(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet("check", env.Stderr)
+	sock := socketFlag(fs)
+	asJSON := fs.Bool("json", false, `print {"checks": [...]} as JSON`)
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usageError("expected at most one credential, got %d arguments", fs.NArg())
+	}
+	c, err := newClient(env, *sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var targets []store.Credential
+	if fs.NArg() == 1 {
+		cred, err := resolveCredential(ctx, c, fs.Arg(0), false)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, cred)
+	} else {
+		creds, err := c.Credentials(ctx)
+		if err != nil {
+			return err
+		}
+		for _, cr := range creds {
+			if cr.State == store.CredActive {
+				targets = append(targets, cr)
+			}
+		}
+		if len(targets) == 0 {
+			return errors.New("no active credential to check; add one with 'rekey add' or a payload")
+		}
+	}
+	checks := make([]api.CheckAnswer, 0, len(targets))
+	rejected := 0
+	for _, t := range targets {
+		ans, err := c.Check(ctx, t.ID)
+		if err != nil {
+			return fmt.Errorf("check %q: %w", t.Name, err)
+		}
+		if ans.Outcome == "rejected" {
+			rejected++
+		}
+		checks = append(checks, ans)
+	}
+	if *asJSON {
+		if err := printJSON(env.Stdout, map[string]any{"checks": checks}); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CREDENTIAL\tKEY ID\tOUTCOME\tREASON")
+		for _, a := range checks {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Name, a.KeyID, a.Outcome, a.Reason)
+		}
+		tw.Flush()
+	}
+	if rejected > 0 {
+		return fmt.Errorf("%d of %d credentials %w; fix the key in Apple Business or School Manager, then 'rekey rotate'", rejected, len(checks), errRejected)
+	}
+	return nil
+}
+
+// importAction is retry or dismiss: one import, one POST, the import after.
+func importAction(name string, do func(c *api.Client, ctx context.Context, id string) (store.Import, error)) func(context.Context, *Env, []string) error {
+	return func(ctx context.Context, env *Env, args []string) error {
+		fs := newFlagSet(name, env.Stderr)
+		sock := socketFlag(fs)
+		asJSON := fs.Bool("json", false, "print the import as JSON afterwards")
+		if err := parseInterspersed(fs, args); err != nil {
+			return err
+		}
+		arg, err := oneArg(fs, "import id")
+		if err != nil {
+			return err
+		}
+		c, err := newClient(env, *sock)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		id, err := resolveImport(ctx, c, arg)
+		if err != nil {
+			return err
+		}
+		imp, err := do(c, ctx, id)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", name, id, err)
+		}
+		if *asJSON {
+			return printJSON(env.Stdout, imp)
+		}
+		fmt.Fprintf(env.Stdout, "Import %s (%s): %s", imp.ID, imp.Name, imp.State)
+		if imp.Reason != "" {
+			fmt.Fprintf(env.Stdout, " (%s)", imp.Reason)
+		}
+		fmt.Fprintln(env.Stdout)
+		return nil
+	}
+}
+
+var (
+	runRetry   = importAction("retry", (*api.Client).Retry)
+	runDismiss = importAction("dismiss", (*api.Client).Dismiss)
+)
