@@ -207,7 +207,9 @@ func lockState(dir string) (*platform.Lock, error) {
 	}
 	var held *platform.LockedError
 	if errors.As(err, &held) {
-		return nil, fmt.Errorf("%w: pid %d holds %s; stop it first (rekey stop) or pass another --state-dir", ErrAnotherAgent, held.PID, path)
+		// held names the pid, or says "another process" when the holder has
+		// not recorded it yet.
+		return nil, fmt.Errorf("%w: %v; stop it first (rekey stop) or pass another --state-dir", ErrAnotherAgent, held)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock state folder: %w", err)

@@ -148,7 +148,7 @@ func TestFaultDatabaseFileGoneWhileRunning(t *testing.T) {
 			}
 			r := h.doctorReport(h.state)
 			if name == "deleted" {
-				wantDoctor(t, r, "database", doctor.Fail, "missing but the sealing key is there", "restore")
+				wantDoctor(t, r, "database", doctor.Fail, "seal.key is there but rekey.db is missing", "restore")
 			} else {
 				wantDoctor(t, r, "database", doctor.Fail, "not a rekey database", "restore")
 			}

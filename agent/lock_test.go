@@ -15,6 +15,7 @@ import (
 
 	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -156,5 +157,30 @@ func TestAgentRefusesAStateFolderItCannotTrust(t *testing.T) {
 				t.Fatalf("the refused start left files in the state folder: %v", ents)
 			}
 		})
+	}
+}
+
+// TestLockHolderWithoutAPidIsNotCalledPidZero: a holder that has not written
+// its pid yet (an empty lock file) is named as "another process".
+func TestLockHolderWithoutAPidIsNotCalledPidZero(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(state, store.LockFile)
+	held, err := platform.LockExclusive(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	if err := os.Truncate(path, 0); err != nil { // as before the holder writes its pid
+		t.Fatal(err)
+	}
+	_, err = agent.New(agent.Config{PrefsDir: filepath.Join(dir, "prefs"), StateDir: state,
+		Socket: filepath.Join(dir, "s.sock"), PassphraseFile: filepath.Join(dir, "pass")})
+	if !errors.Is(err, agent.ErrAnotherAgent) || strings.Contains(err.Error(), "pid 0") ||
+		!strings.Contains(err.Error(), path+" is held by another process") {
+		t.Fatalf("start beside a holder with no pid: %v; want ErrAnotherAgent naming another process, not pid 0", err)
 	}
 }

@@ -339,3 +339,43 @@ func TestBuildPkgFailuresLeaveNoPackage(t *testing.T) {
 		})
 	}
 }
+
+// TestUninstallRetriesAFailingBootout: a failing launchctl bootout no longer
+// stops the script half-way. It is tried again while the service is loaded;
+// once launchctl print no longer finds it the script goes on; after 5
+// failures the files are removed anyway and the exit is 1.
+func TestUninstallRetriesAFailingBootout(t *testing.T) {
+	printCall, bootout := "launchctl print "+sysLabel, "launchctl bootout "+sysLabel
+	cases := map[string]struct {
+		launchctl []string // answers of the successive launchctl calls
+		code      int
+		want      []string
+	}{
+		"fails twice, then boots out": {[]string{"0", "1", "0", "1", "0", "0"}, 0,
+			[]string{printCall, bootout, printCall, bootout, printCall, bootout}},
+		"fails, then the service is gone": {[]string{"0", "1", "113"}, 0,
+			[]string{printCall, bootout, printCall}},
+		"never boots out": {[]string{"0", "1", "0", "1", "0", "1", "0", "1", "0", "1"}, 1,
+			[]string{printCall, bootout, printCall, bootout, printCall, bootout, printCall, bootout, printCall, bootout}},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeBin(t, macInstallTools...)
+			f.always(t, "id", "0 0")
+			f.plan(t, "launchctl", c.launchctl...)
+			code, out := f.run(t, nil, "macos/uninstall.sh")
+			if code != c.code {
+				t.Fatalf("exit %d, want %d: %s", code, c.code, out)
+			}
+			if diff := cmp.Diff(c.want, f.calls(t, "launchctl")); diff != "" {
+				t.Errorf("launchctl calls (-want +got):\n%s", diff)
+			}
+			if !contains(f.calls(t), "rm -rf /usr/local/rekey") {
+				t.Errorf("the binary was not removed: %q", f.calls(t))
+			}
+			if c.code != 0 && !strings.Contains(out, "bootout") {
+				t.Errorf("no word of the failed bootout in %q", out)
+			}
+		})
+	}
+}

@@ -60,13 +60,18 @@ func LockExclusive(path string) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
-// Release drops the lock. The file stays, holding the last holder's pid.
+// Release empties the file, so that no stale pid is ever read from it, then
+// drops the lock. The file itself stays.
 func (l *Lock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
+	terr := l.f.Truncate(0)
 	err := l.f.Close() // closing the last descriptor drops the flock
 	l.f = nil
+	if terr != nil {
+		return fmt.Errorf("clear pid in lock file: %w", terr)
+	}
 	return err
 }
 

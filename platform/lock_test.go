@@ -31,8 +31,8 @@ func TestLockExclusiveRefusesASecondHolderAndNamesTheFirst(t *testing.T) {
 	if err := l.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if held, _, err := platform.LockHolder(path); held || err != nil {
-		t.Fatalf("holder after release: %v, %v", held, err)
+	if held, pid, err := platform.LockHolder(path); held || pid != 0 || err != nil {
+		t.Fatalf("holder after release: %v, pid %d, %v; want free and no stale pid", held, pid, err)
 	}
 	l2, err := platform.LockExclusive(path)
 	if err != nil {
@@ -67,6 +67,15 @@ func TestPrepareStateDirRefusesAFolderOthersMayWrite(t *testing.T) {
 	}
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("created state folder: %v %v", fi, err)
+	}
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := platform.PrepareStateDir(dir, os.Geteuid()); err != nil {
+		t.Fatalf("readable state folder: %v", err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("readable state folder not narrowed to 0700: %v %v", fi, err)
 	}
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ type Paths struct {
 	PassphraseFile string // passphrases for silent rollout, one per line
 	AdminGroup     string // members may use the local API beyond /v1/health
 	LogDir         string // service log folder; empty where the service manager keeps logs
+	LogFile        string // the agent's log, reopened on SIGHUP; empty: stderr
+	PIDFile        string // pid file naming the agent to signal after a log rotation; empty: none
 }
 
 // Domain is the default managed-preferences domain.
@@ -34,6 +36,8 @@ func PathsFor(goos string) (Paths, error) {
 			PassphraseFile: filepath.Join(state, "passphrase"),
 			AdminGroup:     "admin",
 			LogDir:         "/Library/Logs/rekey",
+			LogFile:        "/Library/Logs/rekey/rekey.log",
+			PIDFile:        "/var/run/rekey.pid", // newsyslog.conf takes no path with a space, so not the state folder's lock
 		}, nil
 	case "linux":
 		return Paths{

@@ -114,7 +114,11 @@ func checkSpec(spec ServiceSpec) error {
 }
 
 // launchdJob is the launchd daemon definition. ProcessType Background keeps a
-// fleet agent from competing with the user for CPU and I/O.
+// fleet agent from competing with the user for CPU and I/O. The agent writes
+// its own log (Paths.LogFile, reopened on SIGHUP after newsyslog rotates it);
+// launchd's StandardErrorPath catches only what comes before that file is open
+// or bypasses the logger: start-up errors and a Go panic's trace. launchd
+// opens it afresh at each start, so rotating it needs no signal.
 type launchdJob struct {
 	Label             string   `plist:"Label"`
 	ProgramArguments  []string `plist:"ProgramArguments"`
@@ -123,7 +127,6 @@ type launchdJob struct {
 	ProcessType       string   `plist:"ProcessType"`
 	ThrottleInterval  int      `plist:"ThrottleInterval"`
 	Umask             int      `plist:"Umask"`
-	StandardOutPath   string   `plist:"StandardOutPath"`
 	StandardErrorPath string   `plist:"StandardErrorPath"`
 }
 
@@ -132,7 +135,7 @@ func launchdPlist(spec ServiceSpec) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := filepath.Join(paths.LogDir, "rekey.log")
+	crash := filepath.Join(paths.LogDir, "rekey.stderr.log")
 	job := launchdJob{
 		Label:             LaunchdLabel,
 		ProgramArguments:  append([]string{spec.Executable}, spec.Arguments()...),
@@ -141,8 +144,7 @@ func launchdPlist(spec ServiceSpec) ([]byte, error) {
 		ProcessType:       "Background",
 		ThrottleInterval:  5,
 		Umask:             0o077,
-		StandardOutPath:   log,
-		StandardErrorPath: log,
+		StandardErrorPath: crash,
 	}
 	out, err := plist.MarshalIndent(job, plist.XMLFormat, "\t")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -47,6 +48,26 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 		if err := s.QueryRaw(context.Background(), &got, "PRAGMA "+pragma); err != nil || got != want {
 			t.Errorf("PRAGMA %s = %q (%v), want %q", pragma, got, err, want)
 		}
+	}
+}
+
+// TestOpenRefusesAStateFolderOthersMayWrite: the store checks its folder the
+// way the agent does (platform.PrepareStateDir) and leaves a refused one as
+// it was.
+func TestOpenRefusesAStateFolderOthersMayWrite(t *testing.T) {
+	s, dir, _ := openStore(t)
+	s.Close()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(dir, 0o700)
+	_, err := store.Open(dir, store.Options{})
+	var te *platform.TrustError
+	if !errors.As(err, &te) || te.Fix == "" {
+		t.Fatalf("open in a world-writable folder: %v; want a TrustError with a fix", err)
+	}
+	if got := mode(t, dir); got != 0o777 {
+		t.Fatalf("a refused open changed the folder's mode to %#o", got)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 
+	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/platform/clock"
 )
 
@@ -56,8 +57,9 @@ type Store struct {
 	wipeOwed atomic.Bool
 }
 
-// Open opens (creating where needed) the database in dir: the folder 0700,
-// rekey.db 0600 and the sealing key seal.key 0600, then applies the embedded
+// Open opens (creating where needed) the database in dir: the folder 0700
+// (checked by platform.PrepareStateDir: owned by the caller's uid, not
+// writable by group or others), rekey.db 0600 and the sealing key seal.key 0600, then applies the embedded
 // migrations. A file that is not a rekey database fails with ErrNotDatabase
 // and one written by a newer rekey with ErrNewerSchema; neither is modified.
 func Open(dir string, opts Options) (*Store, error) {
@@ -70,14 +72,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("open store: empty state folder; pass the state folder path")
 	}
-	if err := prepareDir(dir); err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+	if err := platform.PrepareStateDir(dir, os.Geteuid()); err != nil {
+		return nil, fmt.Errorf("open store: check state folder: %w", err)
 	}
 	if err := writableFS(dir); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, DBFile)
-	if err := checkPair(dir); err != nil {
+	if err := CheckPair(dir); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if err := prepareDBFile(path); err != nil {
@@ -191,35 +193,25 @@ func dsn(path string, timeout time.Duration, readOnly bool) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-// prepareDir creates the state folder 0700, or narrows an existing one to 0700.
-func prepareDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create state folder: %w", err)
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("inspect state folder: %w", err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("state folder %s is not a folder; remove it or pass another path", dir)
-	}
-	if fi.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("narrow state folder to 0700: %w", err)
-		}
-	}
-	return nil
-}
-
-// checkPair refuses a state folder holding the sealing key without the
-// database: starting on a new, empty database would apply every payload again
-// as new tenants and lose the old ones for good.
-func checkPair(dir string) error {
-	_, dbErr := os.Lstat(filepath.Join(dir, DBFile))
+// CheckPair refuses a state folder holding the sealing key without the
+// database, or with an empty (0-byte) database: starting on a new, empty
+// database would apply every payload again as new tenants and lose the old
+// ones for good. The store never leaves an empty database beside the key: the
+// file gets its header when WAL mode is set, before the key is created.
+// rekey doctor applies the same rule.
+func CheckPair(dir string) error {
+	db, dbErr := os.Lstat(filepath.Join(dir, DBFile))
 	_, keyErr := os.Lstat(filepath.Join(dir, SealKeyFile))
-	if errors.Is(dbErr, fs.ErrNotExist) && keyErr == nil {
+	if keyErr != nil {
+		return nil
+	}
+	switch {
+	case errors.Is(dbErr, fs.ErrNotExist):
 		return fmt.Errorf("%w: %s is there but %s is missing; restore %s (with its -wal file) from backup, "+
 			"or, to start over with no credentials, move %s aside", ErrHalfState, SealKeyFile, DBFile, DBFile, SealKeyFile)
+	case dbErr == nil && db.Mode().IsRegular() && db.Size() == 0:
+		return fmt.Errorf("%w: %s is there but %s is empty (0 bytes); restore %s (with its -wal file) from backup, "+
+			"or, to start over with no credentials, move both aside", ErrHalfState, SealKeyFile, DBFile, DBFile)
 	}
 	return nil
 }

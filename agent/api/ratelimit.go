@@ -37,7 +37,8 @@ type LimitStore interface {
 type attempts struct {
 	failures int
 	until    time.Time
-	running  bool // an attempt holds a reservation
+	loaded   bool // the counts were read from Store
+	running  bool // an attempt holds the import: it alone reads, changes and saves the counts
 }
 
 // NewLimiter returns a limiter with 5 free failures, a 30s first lockout and
@@ -57,29 +58,67 @@ type Reservation struct {
 // Reserve counts an attempt on id as failed in advance and returns it, or
 // returns wait > 0 when id is locked out or another attempt on it is
 // running. err is set when the count cannot be read or recorded; the attempt
-// is then refused.
+// is then refused. The limiter's mutex is never held while the store is read
+// or written: the import is marked running first, which keeps every other
+// attempt on it out until this one ends.
 func (l *Limiter) Reserve(ctx context.Context, id string) (r *Reservation, wait time.Duration, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	a, err := l.load(ctx, id)
-	if err != nil {
+	a, ok := l.claim(id)
+	if !ok {
+		return nil, time.Second, nil
+	}
+	if err := l.load(ctx, id, a); err != nil {
+		l.release(id, a)
 		return nil, 0, err
 	}
+	l.mu.Lock()
 	if w := a.until.Sub(l.Clock.Now()); w > 0 {
+		l.mu.Unlock()
+		l.release(id, a)
 		return nil, w, nil
-	}
-	if a.running {
-		return nil, time.Second, nil
 	}
 	r = &Reservation{l: l, id: id, prev: *a}
 	a.failures++
 	a.until = l.lockUntil(a.failures)
-	if err := l.save(ctx, id, a); err != nil {
-		*a = r.prev
+	counted := *a
+	l.mu.Unlock()
+	if err := l.save(ctx, id, counted); err != nil {
+		l.mu.Lock()
+		a.failures, a.until = r.prev.failures, r.prev.until
+		l.mu.Unlock()
+		l.release(id, a)
 		return nil, 0, err
 	}
-	a.running = true
 	return r, 0, nil
+}
+
+// claim marks id running and returns its counts, or ok false when another
+// attempt on id is running.
+func (l *Limiter) claim(id string) (a *attempts, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state == nil {
+		l.state = make(map[string]*attempts)
+	}
+	a = l.state[id]
+	if a == nil {
+		a = &attempts{}
+		l.state[id] = a
+	}
+	if a.running {
+		return nil, false
+	}
+	a.running = true
+	return a, true
+}
+
+// release ends id's running mark, forgetting an import with nothing counted.
+func (l *Limiter) release(id string, a *attempts) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a.running = false
+	if a.failures == 0 {
+		delete(l.state, id)
+	}
 }
 
 // Failed keeps the attempt counted: the password was wrong.
@@ -87,7 +126,7 @@ func (r *Reservation) Failed() { r.end(func(*attempts) bool { return false }) }
 
 // Succeeded forgets the import's failures.
 func (r *Reservation) Succeeded() {
-	r.end(func(a *attempts) bool { *a = attempts{}; return true })
+	r.end(func(a *attempts) bool { a.failures, a.until = 0, time.Time{}; return true })
 }
 
 // Cancel gives the attempt back: the password was not judged.
@@ -95,38 +134,21 @@ func (r *Reservation) Cancel() {
 	r.end(func(a *attempts) bool { a.failures, a.until = r.prev.failures, r.prev.until; return true })
 }
 
+// end applies change and saves the counts if it asks to, the import still
+// marked running so that no other attempt starts before the save is done.
 func (r *Reservation) end(change func(*attempts) bool) {
 	l := r.l
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	a := l.state[r.id]
-	a.running = false
-	if change(a) {
+	save := change(a)
+	counts := *a
+	l.mu.Unlock()
+	if save {
 		// A failed write keeps the stricter count on disk: the next start
 		// allows fewer attempts, never more.
-		l.save(context.Background(), r.id, a)
+		l.save(context.Background(), r.id, counts)
 	}
-	if a.failures == 0 {
-		delete(l.state, r.id)
-	}
-}
-
-// Allow reports whether an attempt on id may start now, and if not how long
-// until it may. It reserves nothing.
-func (l *Limiter) Allow(id string) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	a, err := l.load(context.Background(), id)
-	if err != nil {
-		return false, time.Second
-	}
-	if w := a.until.Sub(l.Clock.Now()); w > 0 {
-		return false, w
-	}
-	if a.running {
-		return false, time.Second
-	}
-	return true, 0
+	l.release(r.id, a)
 }
 
 // lockUntil is the end of the lock-out after n counted failures.
@@ -141,26 +163,26 @@ func (l *Limiter) lockUntil(n int) time.Time {
 	return l.Clock.Now().Add(min(lock, l.Max))
 }
 
-// load returns id's counts from memory, or from the store the first time.
-func (l *Limiter) load(ctx context.Context, id string) (*attempts, error) {
-	if a := l.state[id]; a != nil {
-		return a, nil
+// load reads id's counts from the store the first time. The caller holds id
+// running, so no other attempt touches a meanwhile.
+func (l *Limiter) load(ctx context.Context, id string, a *attempts) error {
+	l.mu.Lock()
+	loaded := a.loaded
+	l.mu.Unlock()
+	if loaded || l.Store == nil {
+		return nil
 	}
-	a := &attempts{}
-	if l.Store != nil {
-		var err error
-		if a.failures, a.until, err = l.Store.UnlockLimit(ctx, id); err != nil {
-			return nil, fmt.Errorf("read unlock attempts: %w", err)
-		}
+	failures, until, err := l.Store.UnlockLimit(ctx, id)
+	if err != nil {
+		return fmt.Errorf("read unlock attempts: %w", err)
 	}
-	if l.state == nil {
-		l.state = make(map[string]*attempts)
-	}
-	l.state[id] = a
-	return a, nil
+	l.mu.Lock()
+	a.failures, a.until, a.loaded = failures, until, true
+	l.mu.Unlock()
+	return nil
 }
 
-func (l *Limiter) save(ctx context.Context, id string, a *attempts) error {
+func (l *Limiter) save(ctx context.Context, id string, a attempts) error {
 	if l.Store == nil {
 		return nil
 	}

@@ -66,9 +66,14 @@ func TestWrongPasswordsLockTheImportOutWithDoublingWaits(t *testing.T) {
 	if err := try("right"); err != nil {
 		t.Fatalf("after the doubled lockout: %v", err)
 	}
-	// Success forgets the failures.
-	if ok, _ := lim.Allow("i1"); !ok {
-		t.Fatal("success did not reset the limiter")
+	// Success forgets the failures: two more failures (below Free) lock
+	// nothing, where the six counted before would have.
+	for i := range 2 {
+		r, wait, err := lim.Reserve(context.Background(), "i1")
+		if r == nil || err != nil {
+			t.Fatalf("attempt %d after a success: wait %v, %v; want the failures forgotten", i+1, wait, err)
+		}
+		r.Failed()
 	}
 }
 
@@ -83,7 +88,75 @@ func TestLimiterCapsTheLockout(t *testing.T) {
 		}
 		r.Failed()
 	}
-	if ok, wait := lim.Allow("x"); ok || wait != 5*time.Minute {
-		t.Fatalf("allow %v wait %v, want locked for the 5m ceiling", ok, wait)
+	if r, wait, err := lim.Reserve(context.Background(), "x"); r != nil || err != nil || wait != 5*time.Minute {
+		t.Fatalf("reserve %v wait %v err %v, want locked for the 5m ceiling", r != nil, wait, err)
+	}
+}
+
+// blockingLimitStore is a LimitStore whose writes for one import wait until
+// released; other imports' reads and writes go through at once.
+type blockingLimitStore struct {
+	slowID  string
+	entered chan struct{} // a write for slowID has started
+	release chan struct{} // lets that write finish
+}
+
+func (s *blockingLimitStore) UnlockLimit(context.Context, string) (int, time.Time, error) {
+	return 0, time.Time{}, nil
+}
+
+func (s *blockingLimitStore) SetUnlockLimit(_ context.Context, id string, _ int, _ time.Time) error {
+	if id == s.slowID {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return nil
+}
+
+// TestSlowStoreWriteDoesNotStallOtherImports: while one import's attempt is
+// being recorded (a long write or a wipe's checkpoint), an unlock of another
+// import reserves and ends its attempt, and the slow import itself refuses a
+// second attempt instead of waiting.
+func TestSlowStoreWriteDoesNotStallOtherImports(t *testing.T) {
+	st := &blockingLimitStore{slowID: "slow", entered: make(chan struct{}), release: make(chan struct{})}
+	lim := api.NewLimiter()
+	lim.Store = st
+	slow := make(chan error, 1)
+	go func() {
+		r, _, err := lim.Reserve(context.Background(), "slow")
+		if err == nil {
+			r.Cancel()
+		}
+		slow <- err
+	}()
+	<-st.entered // the slow import's write is in progress
+
+	other := make(chan error, 1)
+	go func() {
+		r, wait, err := lim.Reserve(context.Background(), "fast")
+		if err == nil && r == nil {
+			err = errors.New("refused, wait " + wait.String())
+		}
+		if r != nil {
+			r.Failed()
+		}
+		r2, wait, err2 := lim.Reserve(context.Background(), "slow")
+		if r2 != nil || wait <= 0 || err2 != nil {
+			err = errors.Join(err, errors.New("a second attempt on the busy import was not refused"))
+		}
+		other <- err
+	}()
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("an unlock of another import waited for the slow import's store write")
+	}
+	close(st.release)
+	<-st.entered // Cancel's write
+	if err := <-slow; err != nil {
+		t.Fatal(err)
 	}
 }

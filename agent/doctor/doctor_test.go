@@ -159,7 +159,17 @@ func TestEachBreakageIsAFailureWithItsFix(t *testing.T) {
 		"sealing key world-readable": {func(t *testing.T, e endpoint) { os.Chmod(filepath.Join(e.state, store.SealKeyFile), 0o644) },
 			"seal-key", []string{"group or others", "chmod 600"}},
 		"database deleted": {func(t *testing.T, e endpoint) { os.Remove(filepath.Join(e.state, store.DBFile)) },
-			"database", []string{"missing but the sealing key is there", "restore"}},
+			"database", []string{"seal.key is there but rekey.db is missing", "restore"}},
+		"database emptied": {func(t *testing.T, e endpoint) {
+			for _, n := range []string{store.DBFile, store.DBFile + "-wal", store.DBFile + "-shm"} {
+				os.Remove(filepath.Join(e.state, n))
+			}
+			if err := os.WriteFile(filepath.Join(e.state, store.DBFile), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "database", []string{"rekey.db is empty (0 bytes)", "restore"}},
+		"sealing key missing": {func(t *testing.T, e endpoint) { os.Remove(filepath.Join(e.state, store.SealKeyFile)) },
+			"seal-key", []string{"the database holds 1 credentials", "restore"}},
 		"database replaced by junk": {func(t *testing.T, e endpoint) {
 			os.WriteFile(filepath.Join(e.state, store.DBFile), bytes.Repeat([]byte("junk "), 100), 0o600)
 		}, "database", []string{"no SQLite header", "restore"}},

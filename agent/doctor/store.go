@@ -62,9 +62,12 @@ func StateDir(dir string, owners []int) []Finding {
 func Database(ctx context.Context, dir string, staleAfter time.Duration, clk clock.Clock) []Finding {
 	const c = "database"
 	path := filepath.Join(dir, store.DBFile)
+	if err := store.CheckPair(dir); err != nil { // the rule the agent's store starts by
+		return []Finding{fail(c, fmt.Sprintf("stop the agent and restore %s from backup; starting it now is refused, as it would begin with an empty store", path), "%v", err)}
+	}
 	st, err := store.OpenReadOnly(dir, store.Options{Clock: clk})
 	if err != nil {
-		return []Finding{openFailure(dir, path, err)}
+		return []Finding{openFailure(path, err)}
 	}
 	defer st.Close()
 	probs, err := st.Check(ctx, staleAfter)
@@ -89,14 +92,10 @@ func Database(ctx context.Context, dir string, staleAfter time.Duration, clk clo
 	return out
 }
 
-func openFailure(dir, path string, err error) Finding {
+func openFailure(path string, err error) Finding {
 	const c = "database"
 	switch {
 	case errors.Is(err, store.ErrNoDatabase):
-		if _, serr := os.Lstat(filepath.Join(dir, store.SealKeyFile)); serr == nil {
-			return fail(c, fmt.Sprintf("stop the agent and restore %s from backup; starting it now would begin with an empty store", path),
-				"%s is missing but the sealing key is there: the database was deleted or moved", path)
-		}
 		return warn(c, "start the agent: it creates the database at its first start", "%s does not exist yet", path)
 	case errors.Is(err, store.ErrNewerSchema):
 		return fail(c, "install the rekey version that wrote it (or newer)", "%v", err)
@@ -118,8 +117,9 @@ func problemFix(check string) string {
 }
 
 // SealKey checks the sealing key file: a regular file of the right size, owned
-// by a trusted uid, 0600 or stricter. A missing file is a failure only when
-// sealed keys exist in the database. The key is read, never shown, and wiped.
+// by a trusted uid, 0600 or stricter. A missing file is a failure when the
+// database holds any credential, the rule the agent's store starts by. The
+// key is read, never shown, and wiped.
 func SealKey(ctx context.Context, dir string, owners []int) []Finding {
 	const c = "seal-key"
 	path := filepath.Join(dir, store.SealKeyFile)
@@ -128,12 +128,15 @@ func SealKey(ctx context.Context, dir string, owners []int) []Finding {
 	var te *platform.TrustError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		n := sealedKeys(ctx, dir)
-		if n > 0 {
+		switch n := credentialCount(ctx, dir); {
+		case n > 0:
 			return []Finding{fail(c, fmt.Sprintf("stop the agent and restore %s from the same backup as rekey.db", path),
-				"%s is missing but %d credentials hold sealed keys: they cannot be opened", path, n)}
+				"%s is missing but the database holds %d credentials: the agent refuses to start", path, n)}
+		case n < 0:
+			return []Finding{warn(c, "see the database check; the agent refuses to start if the database holds any credential",
+				"%s is missing and the database cannot be read to count its credentials", path)}
 		}
-		return []Finding{ok(c, "%s not created yet (no sealed key exists); the agent creates it", path)}
+		return []Finding{ok(c, "%s not created yet (no credential exists); the agent creates it", path)}
 	case errors.As(err, &te):
 		return []Finding{fail(c, te.Fix, "%s: %s", te.Path, te.Problem)}
 	case err != nil:
@@ -144,9 +147,13 @@ func SealKey(ctx context.Context, dir string, owners []int) []Finding {
 	return []Finding{ok(c, "%s: 0600, trusted owner, 32 bytes", path)}
 }
 
-// sealedKeys counts credentials holding key material (-1 when unknown).
-func sealedKeys(ctx context.Context, dir string) int {
+// credentialCount counts the database's credentials, with or without key
+// material (-1 when unknown, 0 when there is no database).
+func credentialCount(ctx context.Context, dir string) int {
 	st, err := store.OpenReadOnly(dir, store.Options{})
+	if errors.Is(err, store.ErrNoDatabase) {
+		return 0
+	}
 	if err != nil {
 		return -1
 	}
@@ -155,13 +162,7 @@ func sealedKeys(ctx context.Context, dir string) int {
 	if err != nil {
 		return -1
 	}
-	n := 0
-	for _, c := range cs {
-		if c.HasKey {
-			n++
-		}
-	}
-	return n
+	return len(cs)
 }
 
 func contains(list []int, v int) bool {

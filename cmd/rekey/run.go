@@ -22,7 +22,7 @@ type agentFlags struct {
 	prefsDir, domain, stateDir, socket, passphraseFile, statusFile, adminGroup string
 	userPrefs, socketFromEnv                                                   bool
 	maxWorkFactor                                                              int
-	logFormat, logLevel                                                        string
+	logFormat, logLevel, logFile, pidFile                                      string
 	rescan                                                                     time.Duration
 }
 
@@ -46,6 +46,14 @@ func (f *agentFlags) register(fs *flag.FlagSet, env *Env) error {
 	fs.IntVar(&f.maxWorkFactor, "max-work-factor", 18, "highest scrypt work factor accepted in a payload (at most 20)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	// The log and pid file defaults are system paths, used by root only: a
+	// run by another user logs to stderr unless it names a file.
+	logFile, pidFile := "", ""
+	if os.Geteuid() == 0 {
+		logFile, pidFile = p.LogFile, p.PIDFile
+	}
+	fs.StringVar(&f.logFile, "log-file", logFile, "log file, reopened on SIGHUP (macOS root default /Library/Logs/rekey/rekey.log); empty: stderr")
+	fs.StringVar(&f.pidFile, "pid-file", pidFile, "pid file for log rotation to signal (macOS root default /var/run/rekey.pid); empty: none")
 	fs.DurationVar(&f.rescan, "rescan", 5*time.Minute, "full rescan interval of the managed preferences")
 	return nil
 }
@@ -112,28 +120,52 @@ func runAgent(ctx context.Context, env *Env, args []string) error {
 	if err := f.unprivilegedCheck(fs); err != nil {
 		return err
 	}
-	log, err := f.logger(env.Stderr)
+	var out io.Writer = env.Stderr
+	var logFile *platform.LogFile
+	if f.logFile != "" {
+		lf, err := platform.OpenLogFile(f.logFile)
+		if err != nil {
+			return fmt.Errorf("%w (give another --log-file, or --log-file '' for stderr)", err)
+		}
+		defer lf.Close()
+		logFile = lf
+		out = logFile
+	}
+	log, err := f.logger(out)
 	if err != nil {
 		return err
 	}
 	a, err := agent.New(f.config(log))
 	if err != nil {
+		log.Error("agent not started", "err", err)
 		return err
 	}
 	defer a.Close()
-	defer rescanOnHangup(ctx, a, log)()
+	if f.pidFile != "" { // written only once this agent holds the state folder
+		if err := platform.WritePIDFile(f.pidFile); err != nil {
+			return fmt.Errorf("%w (give another --pid-file, or --pid-file '' for none)", err)
+		}
+		defer func() {
+			if err := platform.RemovePIDFile(f.pidFile); err != nil {
+				log.Warn("remove pid file", "path", f.pidFile, "err", err)
+			}
+		}()
+	}
+	defer onHangup(ctx, a, logFile, log)()
 	if err := a.Run(ctx); err != nil {
+		log.Error("agent failed", "err", err)
 		return fmt.Errorf("agent: %w", err)
 	}
 	log.Info("agent stopped")
 	return nil
 }
 
-// rescanOnHangup makes SIGHUP ask the agent for a full re-read of the managed
-// preferences, the daemon convention, until the returned stop is called. It
-// is registered before the agent serves its socket, so a client that reaches
-// the agent may already send SIGHUP.
-func rescanOnHangup(ctx context.Context, a *agent.Agent, log *slog.Logger) (stop func()) {
+// onHangup makes SIGHUP reopen the log file (if there is one: newsyslog
+// renamed it and sent the signal) and ask the agent for a full re-read of the
+// managed preferences, the daemon conventions, until the returned stop is
+// called. It is registered before the agent serves its socket, so a client
+// that reaches the agent may already send SIGHUP.
+func onHangup(ctx context.Context, a *agent.Agent, logFile *platform.LogFile, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(ctx)
@@ -145,6 +177,11 @@ func rescanOnHangup(ctx context.Context, a *agent.Agent, log *slog.Logger) (stop
 			case <-ctx.Done():
 				return
 			case <-hup:
+				if logFile != nil {
+					if err := logFile.Reopen(); err != nil {
+						log.Error("SIGHUP: reopen the log file; still writing to the old one", "err", err)
+					}
+				}
 				log.Info("SIGHUP: rescanning the managed preferences")
 				a.Rescan()
 			}

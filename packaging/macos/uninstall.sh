@@ -35,9 +35,23 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-if launchctl print "system/$label" >/dev/null 2>&1; then
-	launchctl bootout "system/$label"
-fi
+# bootout can fail while launchd is busy stopping the job: try again, and go
+# on as soon as launchctl print no longer finds the service. If it is still
+# loaded after 5 tries, remove the files anyway (it will not start again
+# after a reboot) and exit 1 at the end.
+stuck=no
+tries=0
+while launchctl print "system/$label" >/dev/null 2>&1; do
+	if launchctl bootout "system/$label"; then
+		break
+	fi
+	tries=$((tries + 1))
+	if [ "$tries" -ge 5 ]; then
+		stuck=yes
+		break
+	fi
+	sleep 1
+done
 rm -f "/Library/LaunchDaemons/$label.plist" /var/run/rekey.sock "/etc/newsyslog.d/$label.conf"
 rm -rf /usr/local/rekey
 # The link is ours only if it still leads to our binary.
@@ -53,3 +67,7 @@ else
 	echo "rekey removed; state kept in $state (run with --purge to delete it)"
 fi
 rm -rf /usr/local/share/rekey
+if [ "$stuck" = yes ]; then
+	echo "launchctl bootout system/$label failed $tries times: the daemon may still run until the next reboot (or: sudo launchctl bootout system/$label)" >&2
+	exit 1
+fi
