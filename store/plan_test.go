@@ -32,3 +32,37 @@ func TestClearCoverageSeeksByDevice(t *testing.T) {
 		t.Fatalf("plan of %q: %q", clearCoverageSQL, plan)
 	}
 }
+
+// TestFreshnessReadsOnlyTheCheckIndex guards status against a scan of every
+// device of the tenant.
+func TestFreshnessReadsOnlyTheCheckIndex(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+freshnessSQL, "ten_x", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(detail, "devices") {
+			plan = append(plan, detail)
+		}
+	}
+	if len(plan) != 3 {
+		t.Fatalf("plan %q", plan)
+	}
+	for _, p := range plan {
+		if !strings.Contains(p, "COVERING INDEX devices_by_check (tenant_id=? AND coverage_checked_at") {
+			t.Errorf("freshness reads more than the index: %q", p)
+		}
+	}
+}

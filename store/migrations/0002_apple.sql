@@ -87,9 +87,10 @@ DROP TABLE devices;
 ALTER TABLE devices_new RENAME TO devices;
 ALTER TABLE coverage_new RENAME TO coverage;
 
--- The freshness of a tenant reads devices by their last check; a sync pass
--- reads them in its refresh order.
-CREATE INDEX devices_by_check ON devices (tenant_id, coverage_checked_at);
+-- The freshness of a tenant reads devices by their last check (released_at
+-- in the index so that it answers alone); a sync pass reads them in its
+-- refresh order.
+CREATE INDEX devices_by_check ON devices (tenant_id, coverage_checked_at, released_at);
 CREATE INDEX devices_by_rank ON devices (tenant_id, refresh_rank);
 
 -- Devices are kept for good: one that left the organisation is marked released.
