@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -148,7 +147,7 @@ func (s *Server) handleUnlock(w http.ResponseWriter, r *http.Request) {
 // readUnlock reads and checks an unlock body, wiping the raw bytes it read.
 func readUnlock(r *http.Request) (UnlockRequest, error) {
 	var req UnlockRequest
-	buf, err := io.ReadAll(r.Body)
+	buf, err := readSecretBody(r.Body)
 	defer clear(buf)
 	if err != nil {
 		return req, fmt.Errorf("read request body: %w", err)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -77,7 +76,7 @@ type CheckAnswer struct {
 // caller wipes req.PrivateKey.
 func readCredential(r *http.Request) (CredentialRequest, error) {
 	var req CredentialRequest
-	buf, err := io.ReadAll(r.Body)
+	buf, err := readSecretBody(r.Body)
 	defer clear(buf)
 	if err != nil {
 		return req, fmt.Errorf("read request body: %w", err)

@@ -2,6 +2,8 @@ package api
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -152,4 +154,22 @@ func hexRune(in []byte) (rune, int, bool) {
 		}
 	}
 	return r, 4, true
+}
+
+// readSecretBody reads a request body that may hold a password or key into
+// one buffer allocated up front, so no smaller copy is left behind by a
+// growing buffer; the caller clears it. Bodies are capped at MaxBodyBytes by
+// the server (http.MaxBytesReader), whose error is returned as is.
+func readSecretBody(r io.Reader) ([]byte, error) {
+	buf := make([]byte, MaxBodyBytes+1)
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return buf[:n], nil
+	case err != nil:
+		clear(buf[:n])
+		return nil, err
+	}
+	clear(buf)
+	return nil, fmt.Errorf("%w: request body larger than %d bytes", ErrInvalid, MaxBodyBytes)
 }

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -63,5 +65,27 @@ func TestSecretDecodesEveryEscapeEncodingJSONWrites(t *testing.T) {
 		if err := json.Unmarshal([]byte(bad), &s); err == nil {
 			t.Errorf("%s was accepted as a secret", bad)
 		}
+	}
+}
+
+func TestReadSecretBodyReadsWholeBodiesIntoOneBuffer(t *testing.T) {
+	for _, n := range []int{0, 1, 511, 512, 513, 4096, MaxBodyBytes} {
+		body := bytes.Repeat([]byte{'k'}, n)
+		got, err := readSecretBody(bytes.NewReader(body))
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("%d bytes: got %d bytes, err %v", n, len(got), err)
+		}
+		// One buffer allocated up front: a body of any size lands in it
+		// without the regrowth that leaves partial copies behind.
+		if cap(got) != MaxBodyBytes+1 {
+			t.Fatalf("%d bytes: buffer capacity %d, want the one up-front buffer of %d", n, cap(got), MaxBodyBytes+1)
+		}
+	}
+}
+
+func TestReadSecretBodyRefusesOversizedBodies(t *testing.T) {
+	body := bytes.Repeat([]byte{'k'}, MaxBodyBytes+10)
+	if got, err := readSecretBody(bytes.NewReader(body)); err == nil || got != nil || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("oversized body: got %d bytes, err %v", len(got), err)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
 )
@@ -31,7 +33,7 @@ func runCheck(ctx context.Context, env *Env, args []string) error {
 	defer c.Close()
 	var targets []store.Credential
 	if fs.NArg() == 1 {
-		cred, err := resolveCredential(ctx, c, fs.Arg(0), false)
+		cred, err := checkTarget(ctx, c, fs.Arg(0))
 		if err != nil {
 			return err
 		}
@@ -78,6 +80,48 @@ func runCheck(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%d of %d credentials %w; fix the key in Apple Business or School Manager, then 'rekey rotate'", rejected, len(checks), errRejected)
 	}
 	return nil
+}
+
+// checkTarget resolves check's CREDENTIAL: an active credential by id,
+// name, Key ID or Client ID; else a tenant by id or name, for its active
+// credential (a tenant keeps its name when a rotation brings a credential
+// of another name, and the old name then belongs to a retired key); else
+// any credential, to check a previous one.
+func checkTarget(ctx context.Context, c *api.Client, arg string) (store.Credential, error) {
+	creds, err := c.Credentials(ctx)
+	if err != nil {
+		return store.Credential{}, err
+	}
+	var active []store.Credential
+	for _, cr := range creds {
+		if cr.State == store.CredActive {
+			active = append(active, cr)
+		}
+	}
+	if len(agent.MatchTarget(arg, active)) > 0 {
+		return resolveCredential(ctx, c, arg, true)
+	}
+	tenants, err := c.Tenants(ctx)
+	if err != nil {
+		return store.Credential{}, err
+	}
+	var named []store.Tenant
+	for _, t := range tenants {
+		if t.ID == arg || strings.EqualFold(t.Name, arg) {
+			named = append(named, t)
+		}
+	}
+	if len(named) > 1 {
+		return store.Credential{}, fmt.Errorf("%d tenants are named %q; name the credential by its id or Key ID instead ('rekey credentials' lists them)", len(named), arg)
+	}
+	if len(named) == 1 {
+		for _, cr := range active {
+			if cr.TenantID == named[0].ID {
+				return cr, nil
+			}
+		}
+	}
+	return resolveCredential(ctx, c, arg, false)
 }
 
 // importAction is retry or dismiss: one import, one POST, the import after.

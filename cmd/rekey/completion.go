@@ -94,7 +94,7 @@ _rekey() {
 			}
 		}
 	}
-	fmt.Fprintf(w, "        %s)\n            mapfile -t COMPREPLY < <(compgen -f -- \"$cur\")\n            return ;;\n", strings.Join(paths, "|"))
+	fmt.Fprintf(w, "        %s)\n            compopt -o filenames 2>/dev/null\n            mapfile -t COMPREPLY < <(compgen -f -- \"$cur\")\n            return ;;\n", strings.Join(paths, "|"))
 	for _, name := range sortedKeys(flagValues) {
 		fmt.Fprintf(w, "        --%s)\n            mapfile -t COMPREPLY < <(compgen -W \"%s\" -- \"$cur\")\n            return ;;\n", name, flagValues[name])
 	}

@@ -69,12 +69,16 @@ func TestZshAndFishCompletionNameEveryCommandAndFlag(t *testing.T) {
 				}
 			}
 		}
-		if path, err := exec.LookPath(shell); err == nil {
-			script := filepath.Join(t.TempDir(), "rekey."+shell)
-			os.WriteFile(script, []byte(out), 0o644)
-			if msg, err := exec.Command(path, "-n", script).CombinedOutput(); err != nil {
-				t.Errorf("%s -n rejects the script: %v\n%s", shell, err, msg)
-			}
+		path, err := exec.LookPath(shell)
+		if err != nil {
+			t.Fatalf("%s is needed to check its completion script; `make tools` installs it", shell)
+		}
+		script := filepath.Join(t.TempDir(), "rekey."+shell)
+		if err := os.WriteFile(script, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := exec.Command(path, "-n", script).CombinedOutput(); err != nil {
+			t.Errorf("%s -n rejects the script: %v\n%s", shell, err, msg)
 		}
 	}
 	if code, _, _ := runCLI(t, "", "completion", "tcsh"); code != exitUsage {
@@ -92,11 +96,16 @@ func TestManPageDescribesEveryCommandFromTheTable(t *testing.T) {
 			t.Errorf("the man page lacks %s's usage line or example", c.name)
 		}
 	}
-	if groff, err := exec.LookPath("groff"); err == nil {
-		cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z")
-		cmd.Stdin = strings.NewReader(page)
-		if msg, err := cmd.CombinedOutput(); err != nil || len(msg) > 0 {
-			t.Errorf("groff warns about the man page: %v\n%s", err, msg)
-		}
+	if !strings.Contains(page, ".BI \"\\-\\-key \" \"FILE\"\n") || strings.Contains(page, "\" FILE\"") {
+		t.Errorf("a flag's value is not set in italics after the bold flag (.BI \"\\-\\-key \" \"FILE\")")
+	}
+	groff, err := exec.LookPath("groff")
+	if err != nil {
+		t.Fatal("groff is needed to check the man page; `make tools` installs it")
+	}
+	cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z")
+	cmd.Stdin = strings.NewReader(page)
+	if msg, err := cmd.CombinedOutput(); err != nil || len(msg) > 0 {
+		t.Errorf("groff warns about the man page: %v\n%s", err, msg)
 	}
 }

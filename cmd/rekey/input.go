@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,28 @@ func readLine(r io.Reader) (api.Secret, error) {
 	return line, nil
 }
 
+// promptLine is readLine of a person's answer at a prompt, given up when
+// ctx ends: Ctrl-C cancels the command's context rather than killing it,
+// and a read from a terminal cannot be interrupted. The read left behind
+// ends with the process, which is about to exit.
+func promptLine(ctx context.Context, r io.Reader) (api.Secret, error) {
+	type result struct {
+		line api.Secret
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		line, err := readLine(r)
+		ch <- result{line, err}
+	}()
+	select {
+	case res := <-ch:
+		return res.line, res.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+}
+
 // readSecretLine reads the first line of r as a password. An empty line or
 // empty input is a usage error.
 func readSecretLine(r io.Reader) (api.Secret, error) {
@@ -78,22 +101,23 @@ func readSecretLine(r io.Reader) (api.Secret, error) {
 }
 
 // readSecret prints prompt on w and reads one line from the terminal tty
-// without echo. Echo is turned off before the prompt appears, so nothing
-// typed after it can show. An empty line gives no bytes and no error. The
-// caller wipes the returned bytes.
-func readSecret(tty *os.File, w io.Writer, prompt string) ([]byte, error) {
+// without echo, giving up when ctx ends (Ctrl-C). Echo is turned off before
+// the prompt appears, so nothing typed after it can show, and back on
+// before it returns. An empty line gives no bytes and no error. The caller
+// wipes the returned bytes.
+func readSecret(ctx context.Context, tty *os.File, w io.Writer, prompt string) ([]byte, error) {
 	restore, err := platform.NoEcho(int(tty.Fd()))
 	if err != nil {
 		return nil, fmt.Errorf("turn off terminal echo: %w", err)
 	}
 	fmt.Fprint(w, prompt)
-	line, err := readSecretLine(tty)
+	line, err := promptLine(ctx, tty)
 	fmt.Fprintln(w)
 	if rerr := restore(); rerr != nil && err == nil {
 		err = fmt.Errorf("restore terminal: %w", rerr)
 	}
 	switch {
-	case errors.Is(err, errUsage): // an empty line: the caller decides
+	case errors.Is(err, io.EOF): // no password: the caller decides
 		return nil, nil
 	case err != nil:
 		line.Wipe()

@@ -49,3 +49,25 @@ func TestReadSecretLineRefusesEmptyAndReportsReadErrors(t *testing.T) {
 		t.Fatalf("pw %q, err %v", pw, err)
 	}
 }
+
+func TestTypedPathIsReadAsTheShellWouldReadIt(t *testing.T) {
+	for _, tc := range []struct{ typed, want string }{
+		{"/keys/acme.pem", "/keys/acme.pem"},
+		{"  /keys/acme.pem ", "/keys/acme.pem"},
+		{"'/Users/a/My Keys/acme.pem' ", "/Users/a/My Keys/acme.pem"},
+		{`"/Users/a/My Keys/acme.pem"`, "/Users/a/My Keys/acme.pem"},
+		{`/Users/a/My\ Keys/acme\ \(1\).pem `, "/Users/a/My Keys/acme (1).pem"},
+		{"~/Downloads/acme.pem", "/home/ann/Downloads/acme.pem"},
+		{"'~/x.pem'", "/home/ann/x.pem"},
+		{"~bob/x.pem", "~bob/x.pem"},
+		{"acme.pem", "acme.pem"},
+		{"'", "'"},
+	} {
+		if got := typedPath(tc.typed, "/home/ann"); got != tc.want {
+			t.Errorf("typedPath(%q) = %q, want %q", tc.typed, got, tc.want)
+		}
+	}
+	if got := typedPath("~/x.pem", ""); got != "~/x.pem" {
+		t.Errorf("without a home folder: %q, want it unchanged", got)
+	}
+}

@@ -69,9 +69,10 @@ a command prints JSON, and an error as the local API's error object
 		fs := commandFlags(c)
 		fmt.Fprintf(w, ".SS \"%s\"\n%s.\n", roff(c.usageLine(fs)), roff(c.summary))
 		for _, f := range flagsOf(fs) {
-			fmt.Fprintf(w, ".TP\n.B \\-\\-%s", roff(f.name))
-			if f.arg != "" {
-				fmt.Fprintf(w, " \" %s\"", roff(f.arg))
+			if f.arg != "" { // the flag in bold, its value in italics: .BI "\-\-key " FILE
+				fmt.Fprintf(w, ".TP\n.BI \"\\-\\-%s \" \"%s\"", roff(f.name), roff(f.arg))
+			} else {
+				fmt.Fprintf(w, ".TP\n.B \\-\\-%s", roff(f.name))
 			}
 			fmt.Fprintf(w, "\n%s", roff(f.usage))
 			if f.def != "" {

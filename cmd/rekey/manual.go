@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -39,7 +42,7 @@ func (in *credentialInput) register(fs *flag.FlagSet, add bool) {
 // complete asks on the terminal for each missing field, in the order the
 // Change Credential wizard asks: name, Client ID, Key ID, key file. Without
 // a terminal a missing field is a usage error naming its flag.
-func (in *credentialInput) complete(env *Env) error {
+func (in *credentialInput) complete(ctx context.Context, env *Env) error {
 	fields := []struct {
 		flag, prompt string
 		v            *string
@@ -54,15 +57,19 @@ func (in *credentialInput) complete(env *Env) error {
 		if *f.v != "" {
 			continue
 		}
-		if !isTTY || in.keyFile == "-" {
+		if !isTTY {
 			return usageError("%s is required (stdin is not a terminal to ask on)", f.flag)
 		}
 		fmt.Fprint(env.Stderr, f.prompt)
-		line, err := readLine(tty)
+		line, err := promptLine(ctx, tty)
 		if err != nil {
+			fmt.Fprintln(env.Stderr) // the error's line does not follow the prompt's
 			return fmt.Errorf("read %s: %w", strings.TrimPrefix(f.flag, "--"), err)
 		}
 		*f.v = strings.TrimSpace(string(line))
+		if f.v == &in.keyFile {
+			*f.v = typedPath(*f.v, env.Getenv("HOME"))
+		}
 		if *f.v == "" {
 			return usageError("%s is required", f.flag)
 		}
@@ -78,6 +85,30 @@ func (in *credentialInput) complete(env *Env) error {
 	return nil
 }
 
+// typedPath turns a file name typed or dropped at a prompt into a path, as
+// the shell would have for a flag: a file dragged onto a terminal arrives
+// quoted ('/Users/a/My Keys/k.pem') or with escaped spaces
+// (/Users/a/My\ Keys/k.pem), and a person types ~/Downloads/k.pem.
+func typedPath(s, home string) string {
+	s = strings.TrimSpace(s)
+	if n := len(s); n >= 2 && (s[0] == '\'' || s[0] == '"') && s[n-1] == s[0] {
+		s = s[1 : n-1]
+	} else if strings.Contains(s, `\`) {
+		var b strings.Builder
+		for i := 0; i < len(s); i++ {
+			if s[i] == '\\' && i+1 < len(s) {
+				i++
+			}
+			b.WriteByte(s[i])
+		}
+		s = b.String()
+	}
+	if home != "" && (s == "~" || strings.HasPrefix(s, "~/")) {
+		s = filepath.Join(home, s[1:])
+	}
+	return s
+}
+
 // keyFileArg refuses a --key value that is a key rather than a file name,
 // without repeating it: a key on the command line lands in the shell
 // history and in every user's process list.
@@ -90,10 +121,15 @@ func keyFileArg(v string) error {
 
 // request reads the key file (or stdin) into a request. The caller wipes
 // its PrivateKey.
-func (in *credentialInput) request(env *Env) (api.CredentialRequest, error) {
+func (in *credentialInput) request(ctx context.Context, env *Env) (api.CredentialRequest, error) {
 	req := api.CredentialRequest{Name: in.name, ClientID: in.clientID, KeyID: in.keyID, AuthCheck: in.authCheck,
 		TokenURL: in.tokenURL, APIBaseURL: in.apiBaseURL}
 	var r io.Reader = env.Stdin
+	if tty, ok := terminal(env.Stdin); ok && in.keyFile == "-" {
+		key, err := readPastedKey(ctx, tty, env.Stderr)
+		req.PrivateKey = key
+		return req, err
+	}
 	if in.keyFile != "-" {
 		f, err := os.Open(in.keyFile)
 		if err != nil {
@@ -108,6 +144,51 @@ func (in *credentialInput) request(env *Env) (api.CredentialRequest, error) {
 	}
 	req.PrivateKey = key
 	return req, nil
+}
+
+// readPastedKey reads a PEM key pasted on the terminal tty, with echo off
+// so that the key never shows on the screen or in its scrollback, up to its
+// -----END line (or the end of input). The caller wipes the key.
+func readPastedKey(ctx context.Context, tty *os.File, w io.Writer) (key api.Secret, err error) {
+	restore, err := platform.NoEcho(int(tty.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("turn off terminal echo: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(w)
+		if rerr := restore(); rerr != nil && err == nil {
+			err = fmt.Errorf("restore terminal: %w", rerr)
+		}
+		if err != nil {
+			key.Wipe()
+			key = nil
+		}
+	}()
+	fmt.Fprint(w, "Paste the private key (PEM; it is not shown): ")
+	key = make(api.Secret, 0, maxKeyFile+1) // no regrowth leaves an unwiped copy
+	for {
+		line, err := promptLine(ctx, tty)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return key, fmt.Errorf("read key: %w", err)
+		}
+		if len(key)+len(line)+1 > maxKeyFile {
+			line.Wipe()
+			return key, fmt.Errorf("read key: larger than %d bytes; paste the .p8/.pem key file's text", maxKeyFile)
+		}
+		key = append(append(key, line...), '\n')
+		end := bytes.HasPrefix(bytes.TrimSpace(line), []byte("-----END "))
+		line.Wipe()
+		if end {
+			break
+		}
+	}
+	if len(bytes.TrimSpace(key)) == 0 {
+		return key, usageError("--key -: nothing was pasted; paste the PEM text of the key downloaded from Apple, or give its file")
+	}
+	return key, nil
 }
 
 // readKey reads a PEM key of at most maxKeyFile bytes into a buffer sized
@@ -128,6 +209,16 @@ func readKey(r io.Reader) (api.Secret, error) {
 	return buf[:n], nil
 }
 
+// notAppliedFix is what to do after a manual rotation or add that failed
+// before anything changed: the record of the attempt waits in 'rekey status'
+// until it is dismissed or a later attempt supersedes it.
+func notAppliedFix(err error) string {
+	if !errors.Is(err, api.ErrNotApplied) {
+		return ""
+	}
+	return "; correct the Client ID, Key ID or key (or wait until the key is active in Apple Business or School Manager, or until its token endpoint can be reached) and run the command again"
+}
+
 func runRotate(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet("rotate", env.Stderr)
 	var in credentialInput
@@ -139,10 +230,10 @@ func runRotate(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := in.complete(env); err != nil {
+	if err := in.complete(ctx, env); err != nil {
 		return err
 	}
-	req, err := in.request(env)
+	req, err := in.request(ctx, env)
 	defer req.PrivateKey.Wipe()
 	if err != nil {
 		return err
@@ -171,7 +262,7 @@ func runRotate(ctx context.Context, env *Env, args []string) error {
 	}
 	steps.stop()
 	if err != nil {
-		return fmt.Errorf("rotate %s: %w", arg, err)
+		return fmt.Errorf("rotate %s: %w%s", arg, err, notAppliedFix(err))
 	}
 	if in.json {
 		return printJSON(env.Stdout, ans)
@@ -194,10 +285,10 @@ func runAdd(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() != 0 {
 		return usageError("add takes no arguments, got %q; pass the credential with --name, --client-id, --key-id and --key", fs.Arg(0))
 	}
-	if err := in.complete(env); err != nil {
+	if err := in.complete(ctx, env); err != nil {
 		return err
 	}
-	req, err := in.request(env)
+	req, err := in.request(ctx, env)
 	defer req.PrivateKey.Wipe()
 	if err != nil {
 		return err
@@ -216,7 +307,7 @@ func runAdd(ctx context.Context, env *Env, args []string) error {
 	}
 	steps.stop()
 	if err != nil {
-		return fmt.Errorf("add %q: %w", req.Name, err)
+		return fmt.Errorf("add %q: %w%s", req.Name, err, notAppliedFix(err))
 	}
 	if in.json {
 		return printJSON(env.Stdout, ans)

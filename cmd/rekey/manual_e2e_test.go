@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/apple/appletest"
@@ -58,7 +60,8 @@ func TestManualWorkflowsFromTheCLI(t *testing.T) {
 	typo := l.key(a.ClientID, false)
 	code, out, errOut = runAt(t, l.socket, "", "rotate", "Acme", "--name", "Acme 2027", "--client-id", typo.ClientID,
 		"--key-id", typo.KeyID, "--key", keyFile(t, typo))
-	if code != exitFailure || out != "" || !strings.Contains(errOut, "rejected") || !strings.Contains(errOut, "failed") {
+	if code != exitFailure || out != "" || !strings.Contains(errOut, "rejected") || !strings.Contains(errOut, "failed") ||
+		!strings.Contains(errOut, "run the command again") {
 		t.Fatalf("rotate to a key Apple rejects: exit %d, out %q, err %q", code, out, errOut)
 	}
 	st := statusJSON(t, l.socket)
@@ -169,7 +172,13 @@ func TestRotateAsksForMissingFieldsInWizardOrder(t *testing.T) {
 	l.push(l.entry("tty-add", "Acme", payload.IntentAdd, a, livePassphrase))
 	l.waitImport("tty-add", store.ImportApplied)
 	b := l.key(a.ClientID, true)
-	path := keyFile(t, b)
+	path := filepath.Join(t.TempDir(), "My Keys", "acme 2027.pem") // dropped onto the terminal, it arrives quoted
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	ptmx, tty, err := pty.Open()
 	if err != nil {
@@ -188,7 +197,7 @@ func TestRotateAsksForMissingFieldsInWizardOrder(t *testing.T) {
 	screen.waitFor(t, "Key ID: ")
 	type_(t, ptmx, b.KeyID+"\r")
 	screen.waitFor(t, "Private key file (.pem): ")
-	type_(t, ptmx, path+"\r")
+	type_(t, ptmx, "'"+path+"' \r")
 	if code := <-done; code != exitOK {
 		t.Fatalf("exit %d; screen:\n%s", code, screen.String())
 	}
@@ -198,5 +207,91 @@ func TestRotateAsksForMissingFieldsInWizardOrder(t *testing.T) {
 	secretFree(t, "the terminal", screen.String()+stdout.String(), b)
 	if ts := statusJSON(t, l.socket).Tenants[0]; ts.Active.KeyID != b.KeyID || ts.Active.Name != "Acme 2027" {
 		t.Fatalf("after the interactive rotation: %+v", ts)
+	}
+}
+
+// TestAKeyPastedOnTheTerminalIsNotShown: with --key - on a terminal, the
+// other fields are asked for, then the pasted PEM is read with echo off up
+// to its END line, without the Ctrl-D a pipe needs.
+func TestAKeyPastedOnTheTerminalIsNotShown(t *testing.T) {
+	l := startLiveAgent(t, map[string]string{payload.KeyAuthCheck: payload.AuthRequired})
+	k := l.key("", true)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	screen := newSyncBuffer()
+	go io.Copy(screen, ptmx)
+	stdout := newSyncBuffer()
+	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(l.socket)}
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(context.Background(), env, []string{"add", "--client-id", k.ClientID, "--key-id", k.KeyID, "--key", "-",
+			"--token-url", l.apple.TokenURL(), "--api-base-url", l.apple.APIBaseURL()})
+	}()
+	screen.waitFor(t, "Credential name: ")
+	type_(t, ptmx, "Acme\r")
+	screen.waitFor(t, "Paste the private key (PEM; it is not shown): ")
+	type_(t, ptmx, strings.ReplaceAll(string(k.PEM), "\n", "\r"))
+	if code := <-done; code != exitOK {
+		t.Fatalf("exit %d; screen:\n%s", code, screen.String())
+	}
+	if !strings.Contains(stdout.String(), `Added: tenant "Acme"`) {
+		t.Fatalf("stdout %q; screen:\n%s", stdout.String(), screen.String())
+	}
+	secretFree(t, "the terminal", screen.String()+stdout.String(), k)
+	if ts := statusJSON(t, l.socket).Tenants; len(ts) != 1 || ts[0].Active.KeyID != k.KeyID {
+		t.Fatalf("after the pasted add: %+v", ts)
+	}
+}
+
+// TestCtrlCAtAPromptEndsTheCommand: Ctrl-C cancels the command's context
+// (main turns SIGINT into that); a prompt waiting on the terminal gives up,
+// and a prompt without echo turns it back on.
+func TestCtrlCAtAPromptEndsTheCommand(t *testing.T) {
+	sock := startAgent(t, fakeAgent()) // i9 waits for a password
+	k, err := appletest.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args   []string
+		prompt string
+	}{
+		{[]string{"add"}, "Credential name: "},
+		{[]string{"add", "--name", "A", "--client-id", "BUSINESSAPI.x", "--key-id", "k", "--key", "-"}, "Paste the private key (PEM; it is not shown): "},
+		{[]string{"unlock", "i9"}, "Password for this import: "},
+		{[]string{"seal", "--name", "A", "--client-id", k.ClientID, "--key-id", k.KeyID, "--key", keyFile(t, k),
+			"--out", filepath.Join(t.TempDir(), "a.plist")}, "Passphrase: "},
+	} {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		screen := newSyncBuffer()
+		go io.Copy(screen, ptmx)
+		ctx, interrupt := context.WithCancel(context.Background())
+		env := &Env{Stdin: tty, Stdout: io.Discard, Stderr: tty, Getenv: socketEnv(sock)}
+		done := make(chan int, 1)
+		go func() { done <- Run(ctx, env, tc.args) }()
+		screen.waitFor(t, tc.prompt)
+		interrupt()
+		select {
+		case code := <-done:
+			if code != exitFailure {
+				t.Errorf("rekey %v interrupted at %q: exit %d, want %d", tc.args, tc.prompt, code, exitFailure)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("rekey %v still waits at %q after Ctrl-C", tc.args, tc.prompt)
+		}
+		screen.waitFor(t, "interrupted")
+		tio, err := unix.IoctlGetTermios(int(tty.Fd()), getTermios)
+		if err != nil || tio.Lflag&unix.ECHO == 0 {
+			t.Errorf("after Ctrl-C at %q the terminal does not echo (%v)", tc.prompt, err)
+		}
+		tty.Close()
+		ptmx.Close()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,5 +150,29 @@ func TestReadmeCurlExamplesWorkAsWritten(t *testing.T) {
 	}
 	if !applied {
 		t.Fatalf("the followed events lack the unlocked import being applied:\n%s", streamed.String())
+	}
+}
+
+// TestDocumentedSocketPathsAreTheDefaults: a copied curl example reaches the
+// agent only when its --unix-socket is a platform's default socket (or $SOCK).
+func TestDocumentedSocketPathsAreTheDefaults(t *testing.T) {
+	re := regexp.MustCompile(`--unix-socket\s+("?[^\s"]+"?)`)
+	for _, doc := range []string{"../../README.md", "../../docs/api.md", "../../docs/admin-guide.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			n++
+			switch strings.Trim(m[1], `"`) {
+			case "/run/rekey/rekey.sock", "/var/run/rekey.sock", "$SOCK":
+			default:
+				t.Errorf("%s: curl --unix-socket %s is neither platform's default socket", doc, m[1])
+			}
+		}
+		if doc != "../../docs/admin-guide.md" && n == 0 {
+			t.Errorf("%s has no curl --unix-socket example; is the pattern stale?", doc)
+		}
 	}
 }

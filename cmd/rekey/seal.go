@@ -50,7 +50,7 @@ func runSeal(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	pass, err := sealPassphrase(env, o.passwordFile)
+	pass, err := sealPassphrase(ctx, env, o.passwordFile)
 	if err != nil {
 		return err
 	}
@@ -185,7 +185,7 @@ func verifyWithApple(ctx context.Context, env *Env, tokenURL string, in payload.
 
 // sealPassphrase reads the passphrase from file, or asks twice on the
 // terminal without echo.
-func sealPassphrase(env *Env, file string) (string, error) {
+func sealPassphrase(ctx context.Context, env *Env, file string) (string, error) {
 	if file != "" {
 		list, err := payload.ReadPassphrases(file, platform.DefaultTrust())
 		if err != nil {
@@ -200,11 +200,11 @@ func sealPassphrase(env *Env, file string) (string, error) {
 	if !ok || !term.IsTerminal(int(tty.Fd())) {
 		return "", usageError("no terminal to ask for the passphrase on; use --password-file FILE (mode 0600)")
 	}
-	first, err := prompt(env, tty, "Passphrase: ")
+	first, err := prompt(ctx, env, tty, "Passphrase: ")
 	if err != nil {
 		return "", err
 	}
-	again, err := prompt(env, tty, "Passphrase again: ")
+	again, err := prompt(ctx, env, tty, "Passphrase again: ")
 	if err != nil {
 		return "", err
 	}
@@ -217,8 +217,8 @@ func sealPassphrase(env *Env, file string) (string, error) {
 	return first, nil
 }
 
-func prompt(env *Env, tty *os.File, text string) (string, error) {
-	b, err := readSecret(tty, env.Stderr, text)
+func prompt(ctx context.Context, env *Env, tty *os.File, text string) (string, error) {
+	b, err := readSecret(ctx, tty, env.Stderr, text)
 	if err != nil {
 		return "", fmt.Errorf("read passphrase: %w", err)
 	}

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/agent/payload"
+	"github.com/rekeyd/rekey/store"
 )
 
 func runStatus(ctx context.Context, env *Env, args []string) error {
@@ -66,7 +69,10 @@ func printStatus(w io.Writer, st api.Status) {
 		if imp.Reason != "" {
 			fmt.Fprintf(w, " (%s)", imp.Reason)
 		}
-		fmt.Fprintf(w, "  → rekey unlock %s\n", shortID(imp.ID))
+		if next := nextStep(imp); next != "" {
+			fmt.Fprintf(w, "  → %s", next)
+		}
+		fmt.Fprintln(w)
 	}
 	if r := st.LastRotation; r != nil {
 		fmt.Fprintf(w, "Last rotation: %s in tenant %s, %s at %s", r.ID, r.TenantID, r.Step, when(r.UpdatedAt))
@@ -75,6 +81,29 @@ func printStatus(w io.Writer, st api.Status) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// nextStep is the command that moves a pending import on, by its state:
+// a locked one is unlocked, one without a target is given one, a failed one
+// from a payload is retried or declined. A failed manual rotation or add has
+// no payload entry to retry: it is run again, and its record dismissed.
+func nextStep(imp store.Import) string {
+	id := shortID(imp.ID)
+	switch {
+	case imp.State == store.ImportPendingUnlock:
+		return "rekey unlock " + id
+	case imp.State == store.ImportNeedsTarget:
+		return "rekey unlock " + id + " --update CREDENTIAL (or --add)"
+	case imp.State == store.ImportFailed && imp.Source == agent.ManualSource:
+		cmd := "rotate"
+		if imp.Intent == payload.IntentAdd {
+			cmd = "add"
+		}
+		return "run 'rekey " + cmd + "' again with the corrected credential; 'rekey dismiss " + id + "' clears this"
+	case imp.State == store.ImportFailed:
+		return "rekey retry " + id + " once the cause is fixed, or rekey dismiss " + id
+	}
+	return "" // applying: the agent is on it
 }
 
 func printSummary(w io.Writer, label string, c *api.CredentialSummary) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/store"
 )
@@ -78,5 +79,52 @@ func TestImportsAndCredentialsListings(t *testing.T) {
 	}
 	if code, _, _ := runAt(t, sock, "", "credentials", "extra"); code != exitUsage {
 		t.Fatalf("credentials extra: %d, want usage", code)
+	}
+}
+
+// TestStatusNamesTheNextStepOfEachPendingImport: a failed import is retried
+// or dismissed, not unlocked; a failed manual one is run again.
+func TestStatusNamesTheNextStepOfEachPendingImport(t *testing.T) {
+	f := fakeAgent()
+	plist := "/Library/Managed Preferences/com.github.rekeyd.rekey.plist"
+	pending := []store.Import{
+		{ID: "locked-import", Name: "Locked", Source: plist, State: store.ImportPendingUnlock},
+		{ID: "no-target-import", Name: "No target", Source: plist, State: store.ImportNeedsTarget},
+		{ID: "failed-payload", Name: "Late key", Source: plist, State: store.ImportFailed, Reason: "rejected"},
+		{ID: "manual-0123456789abcdef", Name: "Typo", Source: agent.ManualSource, Intent: "update", State: store.ImportFailed, Reason: "rejected"},
+		{ID: "manual-fedcba9876543210", Name: "Typo", Source: agent.ManualSource, Intent: "add", State: store.ImportFailed, Reason: "rejected"},
+		{ID: "busy-import", Name: "Busy", Source: plist, State: store.ImportApplying},
+	}
+	status := f.StatusFunc
+	f.StatusFunc = func(ctx context.Context) (api.Status, error) {
+		st, err := status(ctx)
+		st.PendingImports = pending
+		return st, err
+	}
+	code, out, errOut := runAt(t, startAgent(t, f), "", "status")
+	if code != exitOK {
+		t.Fatalf("status: exit %d, %s", code, errOut)
+	}
+	lines := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		for _, imp := range pending {
+			if strings.Contains(line, shortID(imp.ID)) {
+				lines[imp.ID] = line
+			}
+		}
+	}
+	for id, want := range map[string]string{
+		"locked-import":           "→ rekey unlock locked-import",
+		"no-target-import":        "→ rekey unlock no-target-import --update CREDENTIAL (or --add)",
+		"failed-payload":          "→ rekey retry failed-payload once the cause is fixed, or rekey dismiss failed-payload",
+		"manual-0123456789abcdef": "→ run 'rekey rotate' again with the corrected credential; 'rekey dismiss manual-01234' clears this",
+		"manual-fedcba9876543210": "→ run 'rekey add' again with the corrected credential; 'rekey dismiss manual-fedcb' clears this",
+	} {
+		if !strings.HasSuffix(lines[id], want) {
+			t.Errorf("status line of %s is %q, want it to end with %q", id, lines[id], want)
+		}
+	}
+	if strings.Contains(lines["busy-import"], "→") || strings.Contains(lines["manual-0123456789abcdef"], "unlock") {
+		t.Errorf("a hint where none applies:\n%s", out)
 	}
 }

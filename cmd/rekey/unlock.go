@@ -102,7 +102,7 @@ func (u *unlockCmd) run(ctx context.Context) (store.Import, error) {
 			}
 		}
 		if imp.State != store.ImportNeedsTarget && u.req.Password == nil {
-			if err := u.askPassword(); err != nil {
+			if err := u.askPassword(ctx); err != nil {
 				return store.Import{}, err
 			}
 		}
@@ -115,9 +115,9 @@ func (u *unlockCmd) run(ctx context.Context) (store.Import, error) {
 		switch {
 		case errors.Is(err, api.ErrWrongPassword) && tries < maxPasswordTries:
 			fmt.Fprintln(u.env.Stderr, "That password is wrong; try again.")
-			err = u.askPassword()
+			err = u.askPassword(ctx)
 		case errors.Is(err, api.ErrPasswordRequired) && tries < maxPasswordTries:
-			err = u.askPassword()
+			err = u.askPassword(ctx)
 		case errors.Is(err, api.ErrNeedsChoice) && !u.chosen:
 			fmt.Fprintln(u.env.Stderr, err.Error())
 			err = u.choose(ctx)
@@ -141,9 +141,9 @@ func (u *unlockCmd) explain(err error) error {
 	return fmt.Errorf("unlock %s: %w", u.id, err)
 }
 
-func (u *unlockCmd) askPassword() error {
+func (u *unlockCmd) askPassword(ctx context.Context) error {
 	u.req.Password.Wipe()
-	pw, err := readSecret(u.tty, u.env.Stderr, "Password for this import: ")
+	pw, err := readSecret(ctx, u.tty, u.env.Stderr, "Password for this import: ")
 	if err != nil {
 		return fmt.Errorf("read password: %w", err)
 	}
@@ -174,7 +174,7 @@ func (u *unlockCmd) choose(ctx context.Context) error {
 	}
 	for {
 		fmt.Fprint(w, "Choice: ")
-		raw, err := readLine(u.tty)
+		raw, err := promptLine(ctx, u.tty)
 		if err != nil {
 			return fmt.Errorf("read choice: %w", err)
 		}
