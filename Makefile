@@ -15,7 +15,7 @@ PKG_ARCH    ?= $(shell $(GO) env GOARCH)
 PKG_TAG     := $(patsubst v%,%,$(shell git describe --tags --abbrev=0 2>/dev/null))
 PKG_VERSION ?= $(if $(PKG_TAG),$(PKG_TAG),0.1.0)
 
-.PHONY: all build tools test fmt-check vet staticcheck lint-ci unit cross fuzz fuzz-short bench demo clean package package-check soak man
+.PHONY: all build tools test fmt-check vet staticcheck lint-ci unit cross fuzz fuzz-short bench bench-speed demo clean package package-check soak man
 
 all: build
 
@@ -64,6 +64,20 @@ fuzz-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(PKGS)
+
+# The speed figures of docs/BENCHMARKS.md ("Speed"), each with the load
+# average before it: push latency of the watcher, push → cut-over event,
+# status during rotations (10,000 devices), device pages and status at
+# 1,000,000 devices, and an idle agent process over a minute. Run it on a
+# quiet machine.
+SPEED_BENCHES := ./agent/source/:PushLatency:300x ./agent/:PushToCutoverEvent:1x \
+	./agent/:StatusDuringRotations:20000x ./agent/:MillionDevices:20000x ./agent/:IdleProcess:1x
+bench-speed:
+	@set -e; for t in $(SPEED_BENCHES); do \
+		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$${rest#*:}; \
+		echo "loadavg before $$name: $$(cat /proc/loadavg 2>/dev/null)"; \
+		$(GO) test -run '^$$' -bench "^Benchmark$$name\$$" -benchtime $$n -timeout 60m $$pkg; \
+	done; echo "loadavg after: $$(cat /proc/loadavg 2>/dev/null)"
 
 demo:
 	$(GO) run ./cmd/rekey demo

@@ -117,7 +117,11 @@ type Agent struct {
 	released map[string]bool
 
 	srcInfo sync.Map // payload path → api.SourceInfo: what Status shows, read without waiting for mu
-	status  statusFlight
+	status  statusFlight[*statusSnap]
+	// snap is the prepared status; statusGen counts changes (statussnap.go).
+	snap      atomic.Pointer[statusSnap]
+	building  atomic.Pointer[snapBuild]
+	statusGen atomic.Uint64
 
 	syncs *syncer
 

@@ -71,15 +71,20 @@ func (a *Agent) tryImport(ctx context.Context, id string, in attemptInput) error
 		return err
 	}
 	defer cred.Wipe()
-	imp, err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
-		imp.ClientID, imp.KeyID = cred.ClientID, cred.KeyID
-		imp.Attempts++
-		return nil
-	})
+	imp, err := a.st.Import(ctx, id)
 	if err != nil {
 		return storeErr(err)
 	}
 	d, err := a.decide(ctx, imp, cred, in)
+	if err == nil && d.Action == ActionUpdate {
+		// Stage records the identity and counts the attempt in its own
+		// transaction: one write fewer on the way to the cut-over.
+		return a.rotate(ctx, imp, w, cred, d.Target)
+	}
+	imp, cerr := a.countAttempt(ctx, id, cred)
+	if cerr != nil {
+		return cerr
+	}
 	if err != nil {
 		return err
 	}
@@ -91,10 +96,22 @@ func (a *Agent) tryImport(ctx context.Context, id string, in attemptInput) error
 		a.setImport(ctx, id, store.ImportNeedsTarget, d.Reason, "")
 	case ActionAdd:
 		return a.add(ctx, imp, w, cred)
-	case ActionUpdate:
-		return a.rotate(ctx, imp, w, cred, d.Target)
 	}
 	return nil
+}
+
+// countAttempt records the credential's identity on the import and counts
+// one more attempt (which the retry backoff grows with).
+func (a *Agent) countAttempt(ctx context.Context, id string, cred *payload.Credential) (store.Import, error) {
+	imp, err := a.st.UpdateImport(ctx, id, func(imp *store.Import) error {
+		imp.ClientID, imp.KeyID = cred.ClientID, cred.KeyID
+		imp.Attempts++
+		return nil
+	})
+	if err != nil {
+		return imp, storeErr(err)
+	}
+	return imp, nil
 }
 
 // decrypt opens the payload with the UI's password or the passphrase file.
@@ -136,7 +153,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 // decide applies a UI's choice (add, or update of a named target) when there
 // is one, else the payload's intent and target, both through Decide.
 func (a *Agent) decide(ctx context.Context, imp store.Import, cred *payload.Credential, in attemptInput) (Decision, error) {
-	creds, err := a.st.Credentials(ctx)
+	creds, err := a.st.CredentialsInUse(ctx) // Decide looks at active and previous ones only
 	if err != nil {
 		return Decision{}, storeErr(err)
 	}

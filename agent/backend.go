@@ -9,7 +9,10 @@ import (
 	"github.com/rekeyd/rekey/store"
 )
 
-var _ api.Backend = (*Agent)(nil)
+var (
+	_ api.Backend       = (*Agent)(nil)
+	_ api.StatusEncoder = (*Agent)(nil)
+)
 
 func (a *Agent) Credentials(ctx context.Context) ([]store.Credential, error) {
 	return a.st.Credentials(ctx)

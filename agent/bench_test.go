@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bufio"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -75,9 +76,10 @@ func BenchmarkPushToCutover(b *testing.B) {
 }
 
 // BenchmarkIdle measures what an idle agent with one tenant costs: CPU time
-// over REKEY_IDLE_DURATION (default 60 s; the whole test process, which
-// also holds the fake Apple server, idle too), resident memory and live
-// heap. It runs once whatever b.N is.
+// and wake-ups (context switches summed over the threads, from /proc; Linux
+// only) over REKEY_IDLE_DURATION (default 60 s; the whole test process,
+// which also holds the fake Apple server, idle too), resident memory and
+// live heap. It runs once whatever b.N is.
 func BenchmarkIdle(b *testing.B) {
 	idle := 60 * time.Second
 	if v := os.Getenv("REKEY_IDLE_DURATION"); v != "" {
@@ -92,13 +94,16 @@ func BenchmarkIdle(b *testing.B) {
 	h.untilImport("idle", store.ImportApplied)
 	runtime.GC()
 
-	before := cpuTime(b)
+	before, switchesBefore := cpuTime(b), ctxSwitches()
 	start := time.Now()
 	time.Sleep(idle) // the measurement: the agent has nothing to do
-	cpu := cpuTime(b) - before
+	cpu, switches := cpuTime(b)-before, ctxSwitches()-switchesBefore
 	wall := time.Since(start)
 
 	b.ReportMetric(ms(cpu)*float64(time.Minute)/float64(wall), "cpu-ms/min")
+	if switchesBefore >= 0 {
+		b.ReportMetric(float64(switches)*float64(time.Minute)/float64(wall), "wakeups/min")
+	}
 	b.ReportMetric(float64(rssBytes(b))/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(heapBytes())/(1<<20), "heap-MiB")
 	b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
@@ -115,6 +120,32 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatalf("getrusage: %v", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ctxSwitches is the sum of the voluntary and involuntary context switches
+// of this process's threads (Linux /proc; -1 where it is missing). A thread
+// that wakes up from a sleep or a wait is switched in once.
+func ctxSwitches() int64 {
+	tasks, err := filepath.Glob("/proc/self/task/*/status")
+	if err != nil || len(tasks) == 0 {
+		return -1
+	}
+	var n int64
+	for _, p := range tasks {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			for _, key := range []string{"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"} {
+				if rest, ok := strings.CutPrefix(line, key); ok {
+					v, _ := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+					n += v
+				}
+			}
+		}
+	}
+	return n
 }
 
 // rssBytes is the resident set size now (Linux: VmRSS), or the peak

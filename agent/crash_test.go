@@ -74,6 +74,10 @@ func crashChild(point string) int {
 
 // crashCase is one crash point: what the import does, and what the store
 // must hold at the instant of the crash (proving where the child died).
+// Joined steps (docs/store.md) have no point between them: an update is
+// staged in the transaction that moves its import to applying, and is
+// validated in the transaction that cuts it over (all three in one with
+// the auth check off).
 type crashCase struct {
 	name      string
 	point     string
@@ -81,16 +85,20 @@ type crashCase struct {
 	rotStep   store.Step        // the rotation's step at the crash; "" = no rotation yet
 	impState  store.ImportState // the import's state at the crash
 	failedRot bool              // recovery fails the rotation cleanly and the import is retried
+	authOff   bool              // the payload turns the auth check off
+	// validated: no child; the store is left with the update validated and
+	// not cut over, as an agent that recorded the two steps apart leaves it.
+	validated bool
 }
 
 var crashCases = []crashCase{
-	{"add-applying", "import.applying", true, "", store.ImportApplying, false},
-	{"add-committed", "add.committed", true, "", store.ImportApplied, false},
-	{"update-applying", "import.applying", false, "", store.ImportApplying, false},
-	{"staged", string(store.EvRotationStaged), false, store.StepStaged, store.ImportApplying, true},
-	{"validated", string(store.EvRotationValidated), false, store.StepValidated, store.ImportApplying, false},
-	{"cutover", string(store.EvRotationCutover), false, store.StepCutover, store.ImportApplied, false},
-	{"confirmed", string(store.EvRotationConfirmed), false, store.StepConfirmed, store.ImportApplied, false},
+	{name: "add-applying", point: "import.applying", add: true, impState: store.ImportApplying},
+	{name: "add-committed", point: "add.committed", add: true, impState: store.ImportApplied},
+	{name: "staged", point: string(store.EvRotationStaged), rotStep: store.StepStaged, impState: store.ImportApplying, failedRot: true},
+	{name: "validated", rotStep: store.StepValidated, impState: store.ImportApplying, validated: true},
+	{name: "cutover", point: string(store.EvRotationCutover), rotStep: store.StepCutover, impState: store.ImportApplied},
+	{name: "cutover-auth-off", point: string(store.EvRotationCutover), rotStep: store.StepCutover, impState: store.ImportApplied, authOff: true},
+	{name: "confirmed", point: string(store.EvRotationConfirmed), rotStep: store.StepConfirmed, impState: store.ImportApplied},
 }
 
 func TestCrashAtEveryRecordedStep(t *testing.T) {
@@ -123,8 +131,15 @@ func crashAndRecover(t *testing.T, tc crashCase) {
 		next = h.key("")
 		entry = withID("next", h.entry("Beta", payload.IntentAdd, "", next, testPassphrase))
 	}
+	if tc.authOff {
+		h.settings[payload.KeyAuthCheck] = payload.AuthOff
+	}
 	h.push(first, entry)
-	h.runCrashChild(tc.point)
+	if tc.validated {
+		h.leaveValidated(entry, "next", tenant.TenantID)
+	} else {
+		h.runCrashChild(tc.point)
+	}
 
 	// The store as the crash left it: consistent, and stopped where expected.
 	st, err := store.Open(h.state, store.Options{})
@@ -191,6 +206,41 @@ func crashAndRecover(t *testing.T, tc crashCase) {
 		t.Fatalf("rotation resumed at cut-over: %v; want it only after a crash at validated", resumed)
 	}
 	h.healthy()
+}
+
+// leaveValidated records import id of entry and its rotation up to
+// validated straight in the store, with no agent running.
+func (h *harness) leaveValidated(entry payload.PayloadEntry, id, tenantID string) {
+	h.t.Helper()
+	ctx := context.Background()
+	doc, err := payload.MarshalPayload([]payload.PayloadEntry{entry}, h.settings)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	parsed, err := payload.Parse(doc)
+	if err != nil || len(parsed.Entries) != 1 {
+		h.t.Fatalf("parse the entry: %v", err)
+	}
+	cred, err := payload.Decrypt(entry.Ciphertext, []string{testPassphrase}, 10)
+	if err != nil {
+		h.t.Fatalf("decrypt the entry: %v", err)
+	}
+	st, err := store.Open(h.state, store.Options{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer st.Close()
+	if _, _, err := st.RecordImport(ctx, store.Import{ID: id, Hash: parsed.Entries[0].Hash, Source: h.payloadPath(), Name: entry.Name}); err != nil {
+		h.t.Fatal(err)
+	}
+	rot, _, _, err := st.Stage(ctx, tenantID, store.NewCredential{Name: entry.Name, ClientID: cred.ClientID, KeyID: cred.KeyID,
+		Scope: cred.Scope, KeyPEM: cred.PEM, Origin: store.OriginManaged, ImportID: id})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := st.Validated(ctx, rot.ID); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 // runCrashChild runs the agent in a child process until it kills itself at point.

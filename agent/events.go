@@ -20,8 +20,8 @@ func (a *Agent) publish(ctx context.Context, ev store.Event) {
 		ev = saved
 	}
 	a.logEvent(ev)
+	a.changed()
 	a.hub.Publish(ev)
-	kick(a.statusKick)
 }
 
 // announce logs and fans out an event the store returned after writing it to
@@ -33,15 +33,19 @@ func (a *Agent) announce(ev store.Event) {
 		return
 	}
 	a.logEvent(ev)
+	a.changed()
 	a.hub.Publish(ev)
-	kick(a.statusKick)
 }
 
-// progress fans out an event without recording it (sync progress).
+// progress fans out an event without recording it (sync progress). The
+// counts in the status moved: the next status request rebuilds it, but the
+// status file waits for the sync's end, as a page comes every few
+// milliseconds.
 func (a *Agent) progress(ev store.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = a.cfg.Now()
 	}
+	a.statusGen.Add(1)
 	a.hub.Publish(ev)
 }
 

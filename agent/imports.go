@@ -44,7 +44,7 @@ type sourceState struct {
 func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	defer kick(a.statusKick)
+	defer a.changed()
 	src := a.sources[snap.Path]
 	if src == nil {
 		src = &sourceState{Path: snap.Path, User: snap.User}
@@ -74,8 +74,12 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	if snap.User == "" {
 		a.syncs.setSettings(doc.Settings)
 	}
-	a.publish(ctx, store.Event{Kind: store.EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
-		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}})
+	read := &store.Event{Kind: store.EvSourceRead, Message: fmt.Sprintf("payload read: %d entries", len(doc.Entries)),
+		Fields: map[string]string{"path": snap.Path, "entries": strconv.Itoa(len(doc.Entries))}}
+	if len(doc.Entries) == 0 || len(doc.Problems) > 0 {
+		a.publish(ctx, *read)
+		read = nil
+	}
 	for _, p := range doc.Problems {
 		a.publish(ctx, store.Event{Kind: store.EvImportInvalid, Message: "payload entry refused: " + p.Error(),
 			Fields: map[string]string{"path": snap.Path}})
@@ -83,18 +87,34 @@ func (a *Agent) handleSnapshot(ctx context.Context, snap source.Snapshot) {
 	ids := make(map[string]bool, len(doc.Entries))
 	for _, e := range doc.Entries {
 		ids[e.ImportID] = true
-		a.recordEntry(ctx, snap.Path, doc.Settings, e)
+		a.recordEntry(ctx, snap.Path, doc.Settings, e, read) // the read is recorded with the first entry
+		read = nil
 	}
 	a.withdraw(ctx, src, ids)
 	src.ids = ids
 }
 
-// recordEntry records one entry as an import and attempts it when it can go on.
-func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settings, e payload.Entry) {
-	imp, created, err := a.st.RecordImport(ctx, store.Import{
+// recordEntry records one entry as an import and attempts it when it can
+// go on. A read event, when given, is recorded first in the same
+// transaction (one fsync for both), or on its own if that fails.
+func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settings, e payload.Entry, read *store.Event) {
+	var lead []store.Event
+	if read != nil {
+		if read.Time.IsZero() {
+			read.Time = a.cfg.Now()
+		}
+		lead = append(lead, *read)
+	}
+	imp, evs, err := a.st.RecordImportLogged(ctx, store.Import{
 		ID: e.ImportID, Hash: e.Hash, Source: path, Name: e.Name,
 		Intent: e.Intent, Target: e.Target, State: store.ImportPendingUnlock,
-	})
+	}, lead...)
+	if err != nil && read != nil {
+		a.publish(ctx, *read) // the transaction that carried it failed
+	}
+	for _, ev := range evs {
+		a.announce(ev) // the read, then import.recorded when the import is new
+	}
 	switch {
 	case errors.Is(err, store.ErrImportConflict):
 		a.publish(ctx, store.Event{Kind: store.EvImportConflict, ImportID: e.ImportID,
@@ -105,9 +125,6 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 		a.log.Error("record import", "import", e.ImportID, "err", err)
 		a.keepUnrecorded(ctx, path, set, e, err)
 		return
-	}
-	if created {
-		a.publish(ctx, store.Event{Kind: store.EvImportRecorded, ImportID: imp.ID, Message: fmt.Sprintf("import %q recorded", imp.Name)})
 	}
 	switch imp.State {
 	case store.ImportApplied, store.ImportAlreadyPresent, store.ImportSuperseded, store.ImportDismissed, store.ImportApplying:
@@ -156,18 +173,18 @@ func (a *Agent) publishUnrecorded(ctx context.Context, id, reason string) {
 // withdraw marks waiting imports of src whose entry is not in keep as
 // withdrawn. Credentials they created stay; they are owned locally now.
 func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]bool) {
-	imps, err := a.st.Imports(ctx)
+	for id, w := range a.waiting {
+		if w.source == src.Path && !keep[id] {
+			delete(a.waiting, id) // its entry is gone: nothing to attempt
+		}
+	}
+	imps, err := a.st.WithdrawCandidates(ctx, src.Path)
 	if err != nil {
 		a.log.Error("list imports", "err", err)
 		return
 	}
-	for id, w := range a.waiting {
-		if w.unrecorded && w.source == src.Path && !keep[id] {
-			delete(a.waiting, id) // never recorded: nothing to withdraw
-		}
-	}
 	for _, imp := range imps {
-		if imp.Source != src.Path || keep[imp.ID] {
+		if keep[imp.ID] {
 			continue
 		}
 		delete(a.waiting, imp.ID)
@@ -195,13 +212,15 @@ func (a *Agent) release(ctx context.Context, imp store.Import) {
 		a.released[c.ID] = true // local already: not read again on every file change
 		return
 	}
-	if err := a.st.SetOrigin(ctx, c.ID, store.OriginLocal); err != nil {
+	ev, err := a.st.SetOriginLogged(ctx, c.ID, store.OriginLocal, store.Event{Kind: store.EvCredentialReleased, Time: a.cfg.Now(),
+		TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
+		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
+	if err != nil {
 		a.log.Error("release credential", "credential", c.ID, "err", err)
 		return
 	}
 	a.released[c.ID] = true
-	a.publish(ctx, store.Event{Kind: store.EvCredentialReleased, TenantID: c.TenantID, CredentialID: c.ID, ImportID: imp.ID,
-		Message: fmt.Sprintf("credential %q is now owned locally: its payload entry was removed; nothing was deleted", c.Name)})
+	a.announce(ev) // written with the change of origin
 }
 
 // setImport moves an import to state with a reason, records its tenant when

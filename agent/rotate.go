@@ -27,6 +27,9 @@ type verdict struct {
 	confirmed bool   // the new credential got a token, which confirms it
 	reason    string // when not ok: why
 	transient bool   // when not ok: the failure may pass by itself
+	// event is the auth.check event to record (nil when the check is
+	// off): the caller records it with its next step, or publishes it.
+	event []store.Event
 }
 
 // gate runs the auth check for a new credential under the import's
@@ -37,19 +40,26 @@ func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) 
 		return verdict{ok: true}
 	}
 	res := a.cfg.Checker.Check(ctx, authTarget(w.settings, cred))
-	a.publish(ctx, store.Event{Kind: store.EvAuthCheck, Message: "auth check: " + checkText(res),
+	ev := []store.Event{{Kind: store.EvAuthCheck, Time: a.cfg.Now(), Message: "auth check: " + checkText(res),
 		Fields: checkFields(res, map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID,
-			"outcome": string(outcome(res)), "policy": policy})})
+			"outcome": string(outcome(res)), "policy": policy})}}
 	switch outcome(res) {
 	case apple.Accepted:
-		return verdict{ok: true, confirmed: true}
+		return verdict{ok: true, confirmed: true, event: ev}
 	case apple.Rejected:
-		return verdict{reason: "the token endpoint rejected the new credential: " + res.Reason}
+		return verdict{reason: "the token endpoint rejected the new credential: " + res.Reason, event: ev}
 	default: // Unreachable
 		if policy == payload.AuthRequired {
-			return verdict{reason: "auth check required but the token endpoint is unreachable: " + res.Reason, transient: true}
+			return verdict{reason: "auth check required but the token endpoint is unreachable: " + res.Reason, transient: true, event: ev}
 		}
-		return verdict{ok: true}
+		return verdict{ok: true, event: ev}
+	}
+}
+
+// publishCheck publishes the auth.check event of v on its own.
+func (a *Agent) publishCheck(ctx context.Context, v verdict) {
+	for _, ev := range v.event {
+		a.publish(ctx, ev)
 	}
 }
 
@@ -70,6 +80,7 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 	a.setImport(ctx, imp.ID, store.ImportApplying, "adding a new credential", "")
 	crashPoint("import.applying")
 	v := a.gate(ctx, w, cred)
+	a.publishCheck(ctx, v)
 	if !v.ok {
 		a.failImport(ctx, imp.ID, v.reason, v.transient)
 		return nil
@@ -92,53 +103,58 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 }
 
 // rotate replaces target with cred: staged → validated → cutover →
-// confirmed, each step recorded before the next begins.
+// confirmed, each step recorded before the next begins. With the auth check
+// off nothing happens between staging and validation, so the three steps
+// share one transaction; otherwise the check runs on the staged credential
+// and validation and cut-over share one (docs/store.md, "Joined steps").
 func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential, target store.Credential) error {
 	if newer, ok := a.newerApplied(ctx, imp, target.TenantID); ok {
 		delete(a.waiting, imp.ID)
 		a.setImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
 		return nil
 	}
-	imp, err := a.st.UpdateImport(ctx, imp.ID, func(i *store.Import) error {
-		i.State, i.Reason, i.TenantID = store.ImportApplying, fmt.Sprintf("replacing %q", target.Name), target.TenantID
-		return nil
-	})
-	if err != nil {
-		return storeErr(err)
-	}
-	crashPoint("import.applying")
 	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
 		return err
 	}
-	rot, pending, staged, err := a.st.Stage(ctx, target.TenantID, newCredential(imp, cred, w))
-	if errors.Is(err, store.ErrInvariant) {
-		a.failImport(ctx, imp.ID, "stage the new credential: "+err.Error(), true)
-		return nil
-	}
-	if err != nil {
-		return storeErr(err)
-	}
-	a.announce(staged)
-	crashPoint(string(store.EvRotationStaged))
-
-	v := a.gate(ctx, w, cred)
-	if !v.ok {
-		failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
+	nc := newCredential(imp, cred, w)
+	var v verdict
+	var pending store.Credential
+	if w.settings.AuthCheck == payload.AuthOff {
+		_, _, evs, err := a.st.StageAndCutover(ctx, target.TenantID, nc)
 		if err != nil {
+			return a.stageFailed(ctx, imp.ID, cred, err)
+		}
+		for _, ev := range evs {
+			a.announce(ev) // staged, validated, cutover, the import applied
+		}
+		a.cutDone(ctx)
+	} else {
+		rot, staged, ev, err := a.st.Stage(ctx, target.TenantID, nc)
+		if err != nil {
+			return a.stageFailed(ctx, imp.ID, cred, err)
+		}
+		pending = staged
+		a.announce(ev)
+		crashPoint(string(store.EvRotationStaged))
+		if v = a.gate(ctx, w, cred); !v.ok {
+			a.publishCheck(ctx, v)
+			failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
+			if err != nil {
+				return storeErr(err)
+			}
+			a.announce(failed)
+			a.failImport(ctx, imp.ID, v.reason, v.transient)
+			return nil
+		}
+		evs, err := a.st.ValidateAndCutover(ctx, rot.ID, v.event...)
+		if err != nil {
+			a.publishCheck(ctx, v)
 			return storeErr(err)
 		}
-		a.announce(failed)
-		a.failImport(ctx, imp.ID, v.reason, v.transient)
-		return nil
-	}
-	validated, err := a.st.Validated(ctx, rot.ID)
-	if err != nil {
-		return storeErr(err)
-	}
-	a.announce(validated)
-	crashPoint(string(store.EvRotationValidated))
-	if err := a.cutover(ctx, rot); err != nil {
-		return err
+		for _, ev := range evs {
+			a.announce(ev) // the auth check, validated, cutover, the import applied
+		}
+		a.cutDone(ctx)
 	}
 	if !w.manual {
 		a.followPayload(ctx, target.TenantID)
@@ -151,6 +167,20 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	a.supersedeOlder(ctx, imp, target.TenantID)
 	a.syncs.schedule(target.TenantID)
 	return nil
+}
+
+// stageFailed handles a Stage that did not commit: the attempt is counted
+// (the backoff grows with it) and the import failed for a retry when the
+// store refused an invariant; any other error is a store failure.
+func (a *Agent) stageFailed(ctx context.Context, id string, cred *payload.Credential, err error) error {
+	if _, cerr := a.countAttempt(ctx, id, cred); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, store.ErrInvariant) {
+		a.failImport(ctx, id, "stage the new credential: "+err.Error(), true)
+		return nil
+	}
+	return storeErr(err)
 }
 
 // dropLeftover fails an unfinished rotation that an earlier attempt of import
@@ -182,8 +212,15 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 	}
 	a.announce(ev)
 	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
-	crashPoint(string(store.EvRotationCutover))
+	a.cutDone(ctx)
 	return nil
+}
+
+// cutDone follows a committed and announced cut-over: the key of a
+// credential it retired leaves the WAL.
+func (a *Agent) cutDone(ctx context.Context) {
+	a.st.FinishWipes(ctx)
+	crashPoint(string(store.EvRotationCutover))
 }
 
 // confirm retires a tenant's previous credential once the active one has
@@ -210,38 +247,32 @@ func (a *Agent) importApplied(ctx context.Context, id, tenantID, reason string) 
 func (a *Agent) markAuth(ctx context.Context, credID string) {
 	if err := a.st.MarkAuth(ctx, credID, a.cfg.Now()); err != nil {
 		a.log.Error("record auth", "credential", credID, "err", err)
+		return
 	}
+	a.changed() // the status shows the last accepted token exchange
 }
 
 // newerApplied reports an applied import for tenantID created after imp.
 func (a *Agent) newerApplied(ctx context.Context, imp store.Import, tenantID string) (string, bool) {
-	imps, err := a.st.Imports(ctx)
+	o, err := a.st.NewerApplied(ctx, tenantID, imp.CreatedAt, imp.ID)
 	if err != nil {
 		return "", false
 	}
-	for _, o := range imps {
-		if o.ID != imp.ID && o.TenantID == tenantID && o.State == store.ImportApplied && o.CreatedAt.After(imp.CreatedAt) {
-			return o.ID, true
-		}
-	}
-	return "", false
+	return o.ID, true
 }
 
 // supersedeOlder marks older imports still waiting for the same tenant as superseded.
 func (a *Agent) supersedeOlder(ctx context.Context, imp store.Import, tenantID string) {
-	imps, err := a.st.Imports(ctx)
+	imps, err := a.st.ImportsOf(ctx, tenantID, store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed)
 	if err != nil {
 		return
 	}
 	for _, o := range imps {
-		if o.ID == imp.ID || o.TenantID != tenantID || o.CreatedAt.After(imp.CreatedAt) {
+		if o.ID == imp.ID || o.CreatedAt.After(imp.CreatedAt) {
 			continue
 		}
-		switch o.State {
-		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
-			delete(a.waiting, o.ID)
-			a.setImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
-		}
+		delete(a.waiting, o.ID)
+		a.setImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
 	}
 }
 
@@ -255,7 +286,9 @@ func (a *Agent) followPayload(ctx context.Context, tenantID string) {
 	}
 	if err := a.st.SetEndpoints(ctx, tenantID, "", ""); err != nil {
 		a.log.Error("clear tenant endpoints", "tenant", tenantID, "err", err)
+		return
 	}
+	a.changed()
 }
 
 // newCredential is the store's record of cred for import imp: managed when

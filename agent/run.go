@@ -109,7 +109,7 @@ func (a *Agent) retryDue(ctx context.Context) {
 			w.transient = false
 			if w.unrecorded {
 				w.unrecorded = false
-				a.recordEntry(ctx, w.source, w.settings, w.entry)
+				a.recordEntry(ctx, w.source, w.settings, w.entry, nil)
 				continue
 			}
 			if err := a.attempt(ctx, id, attemptInput{}); err != nil {

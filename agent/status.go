@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/statusfile"
@@ -13,54 +14,70 @@ import (
 )
 
 // Status is the whole picture: agent, source, tenants, waiting imports and
-// the last rotation. It never holds secrets. Concurrent callers share builds
-// (see statusFlight); the answer is read-only.
+// the last rotation. It never holds secrets. It is served from the snapshot
+// in memory (statussnap.go), rebuilt after each change; the answer is
+// read-only.
 func (a *Agent) Status(ctx context.Context) (api.Status, error) {
-	return a.status.do(ctx, a.buildStatus)
+	s, err := a.snapshot(ctx)
+	if err != nil {
+		return api.Status{}, err
+	}
+	return s.st, nil
 }
 
-// statusFlight lets the callers of Status that arrive while a build is
-// running share the next build, which starts after all of them asked: every
-// answer reflects every change its caller could have seen, and a crowd of
-// pollers costs one build at a time instead of one each (and one SQLite
-// connection each).
-type statusFlight struct {
+// StatusJSON is Status encoded as GET /v1/status answers it, encoded once
+// per snapshot.
+func (a *Agent) StatusJSON(ctx context.Context) ([]byte, error) {
+	s, err := a.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.json, nil
+}
+
+// statusFlight lets the callers that need a status rebuilt and arrive
+// while a build is running share the next build, which starts after all of
+// them asked: every answer reflects every change its caller could have
+// seen, and a crowd of pollers costs one build at a time instead of one
+// each (and one SQLite connection each).
+type statusFlight[T any] struct {
 	build sync.Mutex // held for the one build running
 	mu    sync.Mutex
-	next  *statusCall // not started yet: callers join it
+	next  *statusCall[T] // not started yet: callers join it
 }
 
-type statusCall struct {
+type statusCall[T any] struct {
 	done chan struct{}
-	st   api.Status
+	v    T
 	err  error
 }
 
-func (f *statusFlight) do(ctx context.Context, build func(context.Context) (api.Status, error)) (api.Status, error) {
+func (f *statusFlight[T]) do(ctx context.Context, build func(context.Context) (T, error)) (T, error) {
 	f.mu.Lock()
 	c := f.next
 	if c == nil {
-		c = &statusCall{done: make(chan struct{})}
+		c = &statusCall[T]{done: make(chan struct{})}
 		f.next = c
 		go f.run(context.WithoutCancel(ctx), c, build) // shared: no one caller may cancel it
 	}
 	f.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.st, c.err
+		return c.v, c.err
 	case <-ctx.Done():
-		return api.Status{}, ctx.Err()
+		var zero T
+		return zero, ctx.Err()
 	}
 }
 
 // run waits for the running build to end, closes c to newcomers and builds.
-func (f *statusFlight) run(ctx context.Context, c *statusCall, build func(context.Context) (api.Status, error)) {
+func (f *statusFlight[T]) run(ctx context.Context, c *statusCall[T], build func(context.Context) (T, error)) {
 	f.build.Lock()
 	defer f.build.Unlock()
 	f.mu.Lock()
 	f.next = nil
 	f.mu.Unlock()
-	c.st, c.err = build(ctx)
+	c.v, c.err = build(ctx)
 	close(c.done)
 }
 
@@ -68,18 +85,14 @@ func (f *statusFlight) run(ctx context.Context, c *statusCall, build func(contex
 func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 	st := api.Status{Agent: api.AgentInfo{Version: a.cfg.Version, PID: os.Getpid(), UID: euid(), Started: a.started}}
 	st.Source = a.sourceInfo()
-	tenants, err := a.st.Tenants(ctx)
+	o, err := a.st.Overview(ctx)
 	if err != nil {
-		return st, fmt.Errorf("list tenants: %w", err)
+		return st, fmt.Errorf("read status: %w", err)
 	}
-	creds, err := a.st.Credentials(ctx)
-	if err != nil {
-		return st, fmt.Errorf("list credentials: %w", err)
-	}
-	st.Tenants = make([]api.TenantStatus, 0, len(tenants))
-	for _, t := range tenants {
+	st.Tenants = make([]api.TenantStatus, 0, len(o.Tenants))
+	for _, t := range o.Tenants {
 		ts := api.TenantStatus{ID: t.ID, Name: t.Name, Scope: t.Scope, LastSync: t.LastSyncAt, LastSyncError: t.SyncError}
-		for _, c := range creds {
+		for _, c := range o.InUse {
 			if c.TenantID != t.ID {
 				continue
 			}
@@ -91,33 +104,25 @@ func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 			}
 		}
 		ts.Counts = t.Counts
-		ts.Devices, ts.Coverage = t.Counts.Devices, t.Counts.Coverage
+		ts.Devices, ts.Coverage = a.tenantCounts(t)
 		if ts.Freshness, err = a.st.CoverageFreshness(ctx, t.ID, a.cfg.Now().Add(-a.syncs.settings().SyncInterval)); err != nil {
 			return st, fmt.Errorf("read coverage freshness: %w", err)
 		}
 		st.Tenants = append(st.Tenants, ts)
 	}
-	imps, err := a.st.Imports(ctx)
-	if err != nil {
-		return st, fmt.Errorf("list imports: %w", err)
+	st.PendingImports = o.Waiting
+	if st.PendingImports == nil {
+		st.PendingImports = []store.Import{}
 	}
-	st.PendingImports = []store.Import{}
-	for _, imp := range imps {
-		switch imp.State {
-		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed, store.ImportApplying:
-			st.PendingImports = append(st.PendingImports, imp)
-		}
-	}
-	rots, err := a.st.Rotations(ctx)
-	if err != nil {
-		return st, fmt.Errorf("list rotations: %w", err)
-	}
-	for i := range rots {
-		if st.LastRotation == nil || rots[i].StartedAt.After(st.LastRotation.StartedAt) {
-			st.LastRotation = &rots[i]
-		}
-	}
+	st.LastRotation = o.LastRotation
 	return st, nil
+}
+
+// tenantCounts is the tenant's device and coverage counts for the status:
+// the one place the status reads them, from the tenant row's counters
+// (store.TenantCounts, kept in the transaction that changes the rows).
+func (a *Agent) tenantCounts(t store.Tenant) (devices, coverage int) {
+	return t.Counts.Devices, t.Counts.Coverage
 }
 
 func summary(c store.Credential) *api.CredentialSummary {
@@ -140,11 +145,23 @@ func (a *Agent) sourceInfo() api.SourceInfo {
 func (a *Agent) setSourceVerdict(src *sourceState, errText string) {
 	src.LastErr = errText
 	a.srcInfo.Store(src.Path, api.SourceInfo{Path: src.Path, LastRead: src.LastRead, LastError: errText})
+	a.changed()
 }
 
-// statusLoop rewrites the status plist after every change, coalescing
-// bursts, and once more on the way out.
+// statusFileWindow is how long the status loop lets changes gather before
+// it rebuilds the status and rewrites the file: a pushed update makes ten
+// or so changes within milliseconds, and each rewrite costs fsyncs on the
+// disk the store commits to.
+const statusFileWindow = 100 * time.Millisecond
+
+// statusLoop rewrites the status plist after changes, once per window of
+// statusFileWindow that the first change opens, and once more on the way
+// out. The status the API serves does not wait for it: a request after a
+// change rebuilds it at once (statussnap.go).
 func (a *Agent) statusLoop(ctx context.Context) {
+	window := time.NewTimer(statusFileWindow)
+	window.Stop()
+	defer window.Stop()
 	for {
 		a.writeStatus(context.WithoutCancel(ctx))
 		select {
@@ -152,6 +169,17 @@ func (a *Agent) statusLoop(ctx context.Context) {
 			a.writeStatus(context.WithoutCancel(ctx))
 			return
 		case <-a.statusKick:
+		}
+		window.Reset(statusFileWindow)
+		select {
+		case <-ctx.Done():
+			a.writeStatus(context.WithoutCancel(ctx))
+			return
+		case <-window.C:
+		}
+		select { // the write that follows covers changes made in the window
+		case <-a.statusKick:
+		default:
 		}
 	}
 }

@@ -68,6 +68,13 @@ func TestStatusAnswersWhileARotationIsInProgress(t *testing.T) {
 		t.Fatalf("before cutover the old key is active: %+v", st.Tenants)
 	}
 	release()
+	// A client that saw the cut-over gets a status built after it.
+	h.waitFor("cut-over", func(e store.Event) bool {
+		return e.Kind == store.EvRotationCutover && e.ImportID == upd.ImportID
+	})
+	if st, err = client.Status(ctx); err != nil || len(st.Tenants) != 1 || st.Tenants[0].Active.KeyID != b.KeyID {
+		t.Fatalf("status after the cut-over event: %+v, %v; want %s active", st.Tenants, err, b.KeyID)
+	}
 	h.waitImport(upd.ImportID, store.ImportApplied)
 	if got := h.active("").KeyID; got != b.KeyID {
 		t.Fatalf("after the rotation the active key is %s, want %s", got, b.KeyID)

@@ -29,7 +29,7 @@ func (g *gatedBuilds) build(context.Context) (api.Status, error) {
 }
 
 func TestStatusCallersNeverGetABuildStartedBeforeTheyAsked(t *testing.T) {
-	var f statusFlight
+	var f statusFlight[api.Status]
 	g := newGatedBuilds()
 	first := make(chan api.Status, 1)
 	go func() { st, _ := f.do(context.Background(), g.build); first <- st }()
@@ -57,7 +57,7 @@ func TestStatusCallersNeverGetABuildStartedBeforeTheyAsked(t *testing.T) {
 }
 
 func TestStatusCallerThatGivesUpDoesNotCancelOthers(t *testing.T) {
-	var f statusFlight
+	var f statusFlight[api.Status]
 	g := newGatedBuilds()
 	ctx, cancel := context.WithCancel(context.Background())
 	gaveUp := make(chan error, 1)

@@ -60,61 +60,76 @@ func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Ev
 // is no longer the active one (a rollback happened meanwhile).
 func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
 	var ev Event
-	retired := "" // an older previous credential retired, its key wiped
 	err := s.write(ctx, "cut over", func(tx *sql.Tx, now time.Time) error {
-		r, err := rotationIn(ctx, tx, rotationID, StepValidated)
-		if err != nil {
-			return err
-		}
-		active, err := credIn(ctx, tx, r.TenantID, CredActive)
-		if err != nil {
-			return err
-		}
-		if active.ID != r.FromCredentialID {
-			return fmt.Errorf("rotation %s replaces %s but %s is active now; fail it and stage again: %w",
-				r.ID, r.FromCredentialID, active.ID, ErrState)
-		}
-		prev, err := credIn(ctx, tx, r.TenantID, CredPrevious)
-		switch {
-		case err == nil:
-			if err := retire(ctx, tx, now, prev.ID); err != nil {
-				return err
-			}
-			retired = prev.ID
-		case !errors.Is(err, ErrState):
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE credentials SET state = 'previous' WHERE id = ?`, active.ID); err != nil {
-			return fmt.Errorf("demote credential %s: %w", active.ID, err)
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE credentials SET state = 'active', activated_at = ?
-			WHERE id = ? AND state = 'pending'`, now.UnixNano(), r.ToCredentialID)
-		if err != nil {
-			return fmt.Errorf("activate credential %s: %w", r.ToCredentialID, err)
-		}
-		if err := mustAffect(res, "pending credential", r.ToCredentialID); err != nil {
-			return err
-		}
-		if err := setStep(ctx, tx, now, &r, StepCutover, ""); err != nil {
-			return err
-		}
-		if r.ImportID != "" {
-			if _, err := tx.ExecContext(ctx, `UPDATE imports SET state = 'applied', reason = '', tenant_id = ?,
-				credential_id = ?, updated_at = ? WHERE id = ?`, r.TenantID, r.ToCredentialID, now.UnixNano(), r.ImportID); err != nil {
-				return fmt.Errorf("apply import %s: %w", r.ImportID, err)
-			}
-		}
-		e := rotEvent(r, EvRotationCutover, "new credential is active; the old one is kept as previous")
-		if retired != "" {
-			e.Fields["retired"] = retired
-		}
-		ev, err = insertEvent(ctx, tx, now, e)
+		var err error
+		ev, err = cutover(ctx, tx, now, rotationID)
 		return err
 	})
-	if err == nil && retired != "" {
-		s.checkpointWipe(ctx)
+	if err == nil {
+		s.afterCutover(ctx, ev)
 	}
 	return ev, err
+}
+
+// afterCutover checkpoints the WAL after a cut-over that retired an older
+// previous credential (its event names it), so that the wiped key is gone
+// from rekey.db-wal when the method returns (wipe.go).
+func (s *Store) afterCutover(ctx context.Context, cut Event) {
+	if cut.Fields["retired"] != "" {
+		s.checkpointWipe(ctx)
+	}
+}
+
+// cutover is Cutover inside tx.
+func cutover(ctx context.Context, tx *sql.Tx, now time.Time, rotationID string) (Event, error) {
+	r, err := rotationIn(ctx, tx, rotationID, StepValidated)
+	if err != nil {
+		return Event{}, err
+	}
+	active, err := credIn(ctx, tx, r.TenantID, CredActive)
+	if err != nil {
+		return Event{}, err
+	}
+	if active.ID != r.FromCredentialID {
+		return Event{}, fmt.Errorf("rotation %s replaces %s but %s is active now; fail it and stage again: %w",
+			r.ID, r.FromCredentialID, active.ID, ErrState)
+	}
+	var retired string
+	prev, err := credIn(ctx, tx, r.TenantID, CredPrevious)
+	switch {
+	case err == nil:
+		if err := retire(ctx, tx, now, prev.ID); err != nil {
+			return Event{}, err
+		}
+		retired = prev.ID
+	case !errors.Is(err, ErrState):
+		return Event{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE credentials SET state = 'previous' WHERE id = ?`, active.ID); err != nil {
+		return Event{}, fmt.Errorf("demote credential %s: %w", active.ID, err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE credentials SET state = 'active', activated_at = ?
+		WHERE id = ? AND state = 'pending'`, now.UnixNano(), r.ToCredentialID)
+	if err != nil {
+		return Event{}, fmt.Errorf("activate credential %s: %w", r.ToCredentialID, err)
+	}
+	if err := mustAffect(res, "pending credential", r.ToCredentialID); err != nil {
+		return Event{}, err
+	}
+	if err := setStep(ctx, tx, now, &r, StepCutover, ""); err != nil {
+		return Event{}, err
+	}
+	if r.ImportID != "" {
+		if _, err := tx.ExecContext(ctx, `UPDATE imports SET state = 'applied', reason = '', tenant_id = ?,
+			credential_id = ?, updated_at = ? WHERE id = ?`, r.TenantID, r.ToCredentialID, now.UnixNano(), r.ImportID); err != nil {
+			return Event{}, fmt.Errorf("apply import %s: %w", r.ImportID, err)
+		}
+	}
+	e := rotEvent(r, EvRotationCutover, "new credential is active; the old one is kept as previous")
+	if retired != "" {
+		e.Fields["retired"] = retired
+	}
+	return insertEvent(ctx, tx, now, e)
 }
 
 // Confirm retires the tenant's previous credential and wipes its key, and

@@ -25,8 +25,24 @@ func scanImport(sc interface{ Scan(...any) error }) (Import, error) {
 // A known ID with the same Hash returns the stored import; with another Hash
 // it fails with ErrImportConflict and changes nothing.
 func (s *Store) RecordImport(ctx context.Context, im Import) (Import, bool, error) {
+	im, err := importDefaults(im)
+	if err != nil {
+		return Import{}, false, err
+	}
+	var out Import
+	created := false
+	err = s.write(ctx, "record import", func(tx *sql.Tx, now time.Time) error {
+		var err error
+		out, created, err = recordImport(ctx, tx, now, im)
+		return err
+	})
+	return out, created, err
+}
+
+// importDefaults checks a new import and fills in its defaults.
+func importDefaults(im Import) (Import, error) {
 	if im.ID == "" || im.Hash == "" {
-		return Import{}, false, errors.New("record import: empty ID or Hash; give the ImportID and the entry's SHA-256")
+		return im, errors.New("record import: empty ID or Hash; give the ImportID and the entry's SHA-256")
 	}
 	if im.Intent == "" {
 		im.Intent = "auto"
@@ -34,28 +50,26 @@ func (s *Store) RecordImport(ctx context.Context, im Import) (Import, bool, erro
 	if im.State == "" {
 		im.State = ImportPendingUnlock
 	}
-	var out Import
-	created := false
-	err := s.write(ctx, "record import", func(tx *sql.Tx, now time.Time) error {
-		stored, err := getOne(ctx, tx, scanImport, "import", im.ID, `SELECT `+importCols+` FROM imports WHERE id = ?`, im.ID)
-		if err == nil {
-			if stored.Hash != im.Hash {
-				return fmt.Errorf("import %q: %w", im.ID, ErrImportConflict)
-			}
-			out = stored
-			return nil
+	return im, nil
+}
+
+// recordImport is RecordImport inside tx, with im's defaults filled in.
+func recordImport(ctx context.Context, tx *sql.Tx, now time.Time, im Import) (Import, bool, error) {
+	stored, err := getOne(ctx, tx, scanImport, "import", im.ID, `SELECT `+importCols+` FROM imports WHERE id = ?`, im.ID)
+	if err == nil {
+		if stored.Hash != im.Hash {
+			return Import{}, false, fmt.Errorf("import %q: %w", im.ID, ErrImportConflict)
 		}
-		if !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		im.CreatedAt, im.UpdatedAt = now, now
-		if err := putImport(ctx, tx, im, true); err != nil {
-			return err
-		}
-		out, created = im, true
-		return nil
-	})
-	return out, created, err
+		return stored, false, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return Import{}, false, err
+	}
+	im.CreatedAt, im.UpdatedAt = now, now
+	if err := putImport(ctx, tx, im, true); err != nil {
+		return Import{}, false, err
+	}
+	return im, true, nil
 }
 
 // putImport inserts or updates every mutable column of an import.

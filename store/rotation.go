@@ -122,48 +122,63 @@ func (s *Store) Stage(ctx context.Context, tenantID string, nc NewCredential) (R
 	var c Credential
 	var ev Event
 	err := s.write(ctx, "stage rotation", func(tx *sql.Tx, now time.Time) error {
-		t, err := getOne(ctx, tx, scanTenant, "tenant", tenantID, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, tenantID)
-		if err != nil {
-			return err
-		}
-		if t.Scope != nc.Scope {
-			return fmt.Errorf("credential scope %s does not match tenant scope %s: %w", nc.Scope, t.Scope, ErrInvariant)
-		}
-		open, err := getOne(ctx, tx, scanRot, "unfinished rotation of tenant", tenantID,
-			`SELECT `+rotCols+` FROM rotations WHERE tenant_id = ? AND step IN ('staged', 'validated')`, tenantID)
-		switch {
-		case err == nil:
-			return fmt.Errorf("tenant %q already has rotation %s at step %s; fail it or finish it first: %w",
-				tenantID, open.ID, open.Step, ErrInvariant)
-		case !errors.Is(err, ErrNotFound):
-			return err
-		}
-		active, err := credIn(ctx, tx, tenantID, CredActive)
-		if err != nil {
-			return err
-		}
-		if c, err = s.insertCred(ctx, tx, now, tenantID, nc, CredPending); err != nil {
-			return err
-		}
-		r = Rotation{ID: newID("rot_"), TenantID: tenantID, ImportID: nc.ImportID, FromCredentialID: active.ID,
-			ToCredentialID: c.ID, Step: StepStaged, StartedAt: now, UpdatedAt: now}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO rotations (id, tenant_id, import_id, from_credential_id,
-			to_credential_id, step, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.ID, r.TenantID, nullStr(r.ImportID), r.FromCredentialID, r.ToCredentialID, string(r.Step),
-			now.UnixNano(), now.UnixNano()); err != nil {
-			return fmt.Errorf("insert rotation: %w", err)
-		}
-		if err := settleImport(ctx, tx, now, nc.ImportID, ImportApplying, "", c); err != nil {
-			return err
-		}
-		ev, err = insertEvent(ctx, tx, now, rotEvent(r, EvRotationStaged,
-			fmt.Sprintf("credential %q staged to replace %q", c.Name, active.Name)))
+		var err error
+		r, c, ev, err = s.stage(ctx, tx, now, tenantID, nc)
 		return err
 	})
 	if err != nil {
 		return Rotation{}, Credential{}, Event{}, err
 	}
 	return r, c, ev, nil
+}
+
+// stage is Stage inside tx. The import (if any) moves to applying, takes the
+// credential's identity and counts one more attempt.
+func (s *Store) stage(ctx context.Context, tx *sql.Tx, now time.Time, tenantID string, nc NewCredential) (Rotation, Credential, Event, error) {
+	var r Rotation
+	t, err := getOne(ctx, tx, scanTenant, "tenant", tenantID, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, tenantID)
+	if err != nil {
+		return r, Credential{}, Event{}, err
+	}
+	if t.Scope != nc.Scope {
+		return r, Credential{}, Event{}, fmt.Errorf("credential scope %s does not match tenant scope %s: %w", nc.Scope, t.Scope, ErrInvariant)
+	}
+	open, err := getOne(ctx, tx, scanRot, "unfinished rotation of tenant", tenantID,
+		`SELECT `+rotCols+` FROM rotations WHERE tenant_id = ? AND step IN ('staged', 'validated')`, tenantID)
+	switch {
+	case err == nil:
+		return r, Credential{}, Event{}, fmt.Errorf("tenant %q already has rotation %s at step %s; fail it or finish it first: %w",
+			tenantID, open.ID, open.Step, ErrInvariant)
+	case !errors.Is(err, ErrNotFound):
+		return r, Credential{}, Event{}, err
+	}
+	active, err := credIn(ctx, tx, tenantID, CredActive)
+	if err != nil {
+		return r, Credential{}, Event{}, err
+	}
+	c, err := s.insertCred(ctx, tx, now, tenantID, nc, CredPending)
+	if err != nil {
+		return r, Credential{}, Event{}, err
+	}
+	r = Rotation{ID: newID("rot_"), TenantID: tenantID, ImportID: nc.ImportID, FromCredentialID: active.ID,
+		ToCredentialID: c.ID, Step: StepStaged, StartedAt: now, UpdatedAt: now}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO rotations (id, tenant_id, import_id, from_credential_id,
+		to_credential_id, step, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.TenantID, nullStr(r.ImportID), r.FromCredentialID, r.ToCredentialID, string(r.Step),
+		now.UnixNano(), now.UnixNano()); err != nil {
+		return r, Credential{}, Event{}, fmt.Errorf("insert rotation: %w", err)
+	}
+	if err := settleImport(ctx, tx, now, nc.ImportID, ImportApplying, "", c); err != nil {
+		return r, Credential{}, Event{}, err
+	}
+	if nc.ImportID != "" {
+		if _, err := tx.ExecContext(ctx, `UPDATE imports SET attempts = attempts + 1 WHERE id = ?`, nc.ImportID); err != nil {
+			return r, Credential{}, Event{}, fmt.Errorf("count attempt of import %q: %w", nc.ImportID, err)
+		}
+	}
+	ev, err := insertEvent(ctx, tx, now, rotEvent(r, EvRotationStaged,
+		fmt.Sprintf("credential %q staged to replace %q", c.Name, active.Name)))
+	return r, c, ev, err
 }
 
 // credIn returns the tenant's credential in state st, or ErrState if none.
@@ -214,15 +229,21 @@ func rotEvent(r Rotation, kind EventKind, msg string) Event {
 func (s *Store) Validated(ctx context.Context, rotationID string) (Event, error) {
 	var ev Event
 	err := s.write(ctx, "record validation", func(tx *sql.Tx, now time.Time) error {
-		r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
-		if err != nil || r.Step == StepValidated {
-			return err
-		}
-		if err := setStep(ctx, tx, now, &r, StepValidated, ""); err != nil {
-			return err
-		}
-		ev, err = insertEvent(ctx, tx, now, rotEvent(r, EvRotationValidated, "staged credential validated"))
+		var err error
+		ev, err = validate(ctx, tx, now, rotationID)
 		return err
 	})
 	return ev, err
+}
+
+// validate is Validated inside tx.
+func validate(ctx context.Context, tx *sql.Tx, now time.Time, rotationID string) (Event, error) {
+	r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
+	if err != nil || r.Step == StepValidated {
+		return Event{}, err
+	}
+	if err := setStep(ctx, tx, now, &r, StepValidated, ""); err != nil {
+		return Event{}, err
+	}
+	return insertEvent(ctx, tx, now, rotEvent(r, EvRotationValidated, "staged credential validated"))
 }

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -62,6 +63,23 @@ type Backend interface {
 	// falls behind has its channel closed (dropped) rather than blocking the
 	// agent. Hub implements this.
 	Subscribe(buffer int) (<-chan store.Event, func())
+}
+
+// StatusEncoder is an optional Backend capability: the status already
+// encoded as GET /v1/status answers it (EncodeStatus), so a poll costs no
+// encoding. The server uses it when the Backend has it.
+type StatusEncoder interface {
+	StatusJSON(ctx context.Context) ([]byte, error)
+}
+
+// EncodeStatus encodes st exactly as GET /v1/status answers it.
+func EncodeStatus(st Status) ([]byte, error) {
+	st.Tenants, st.PendingImports = nonNil(st.Tenants), nonNil(st.PendingImports)
+	var b bytes.Buffer
+	if err := newEncoder(&b).Encode(st); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // Sentinel errors a Backend returns and the server maps to stable codes; the

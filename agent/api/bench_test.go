@@ -103,8 +103,9 @@ func (s *sqliteStatus) Status(ctx context.Context) (api.Status, error) {
 
 // BenchmarkStatusConcurrentClients measures GET /v1/status over the real
 // socket with 1, 50 and 200 clients, each on its own connection, against a
-// backend that queries SQLite per request (backend=sqlite) and one that
-// answers a prepared status (backend=memory: the API layer's own cost).
+// backend that queries SQLite per request (backend=sqlite), one that
+// answers a prepared status (backend=memory: the API layer's own cost) and
+// one that answers it already encoded (backend=encoded, as the agent does).
 func BenchmarkStatusConcurrentClients(b *testing.B) {
 	db := newSQLiteStatus(b)
 	prepared, err := db.Status(context.Background())
@@ -118,8 +119,19 @@ func BenchmarkStatusConcurrentClients(b *testing.B) {
 		{"sqlite", db.Status},
 		{"memory", func(context.Context) (api.Status, error) { return prepared, nil }},
 	}
-	for _, be := range backends {
-		sock, _ := apitest.Serve(b, api.Config{Backend: &apitest.Fake{StatusFunc: be.status}})
+	for _, be := range append(backends, struct {
+		name   string
+		status func(context.Context) (api.Status, error)
+	}{"encoded", nil}) {
+		var backend api.Backend = &apitest.Fake{StatusFunc: be.status}
+		if be.status == nil {
+			body, err := api.EncodeStatus(prepared)
+			if err != nil {
+				b.Fatal(err)
+			}
+			backend = preEncoded{&apitest.Fake{StatusFunc: func(context.Context) (api.Status, error) { return prepared, nil }}, body}
+		}
+		sock, _ := apitest.Serve(b, api.Config{Backend: backend})
 		for _, clients := range []int{1, 50, 200} {
 			b.Run(fmt.Sprintf("backend=%s/clients=%d", be.name, clients), func(b *testing.B) {
 				benchStatus(b, sock, clients)
@@ -167,3 +179,11 @@ func benchStatus(b *testing.B, sock string, clients int) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 }
+
+// preEncoded is a Fake with the StatusEncoder capability, answering body.
+type preEncoded struct {
+	*apitest.Fake
+	body []byte
+}
+
+func (p preEncoded) StatusJSON(context.Context) ([]byte, error) { return p.body, nil }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
+	"github.com/rekeyd/rekey/agent/api/apitest"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -34,6 +35,12 @@ func TestAnswersMatchGolden(t *testing.T) {
 		}, nil
 	}
 	_, sock := serveFake(t, f)
+	// A backend that encodes its status beforehand answers the same bytes.
+	encSock, _ := apitest.Serve(t, api.Config{Backend: encodingFake{f}, Version: "1.2.3"})
+	_, plain := raw(t, sock, "GET", "/v1/status", "")
+	if _, pre := raw(t, encSock, "GET", "/v1/status", ""); pre != plain {
+		t.Errorf("status encoded beforehand differs from the encoded answer:\n%s\nwant:\n%s", pre, plain)
+	}
 	for _, tc := range []struct{ name, method, path string }{
 		{"status", "GET", "/v1/status"},
 		{"health", "GET", "/v1/health"},
@@ -55,4 +62,15 @@ func TestAnswersMatchGolden(t *testing.T) {
 			t.Errorf("%s %s differs from %s (run with -update to accept):\n%s", tc.method, tc.path, golden, body)
 		}
 	}
+}
+
+// encodingFake adds the StatusEncoder capability to a Fake.
+type encodingFake struct{ *apitest.Fake }
+
+func (e encodingFake) StatusJSON(ctx context.Context) ([]byte, error) {
+	st, err := e.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return api.EncodeStatus(st)
 }

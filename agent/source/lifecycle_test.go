@@ -183,7 +183,7 @@ func TestPeriodicRescan(t *testing.T) {
 	clock.Advance(rescan)
 	h.expect(path, content(2))
 
-	writeAtomic(t, path, content(3))
+	writeInPlace(t, path, content(3))
 	clock.waitArmed(t, debounce)
 	clock.Advance(debounce)
 	h.expect(path, content(3))

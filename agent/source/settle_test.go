@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +15,9 @@ func TestHalfWrittenContentWaitsForSettle(t *testing.T) {
 	path := filepath.Join(dir, domain+".plist")
 	clock := newFakeClock()
 	const debounce, settle = 5 * time.Millisecond, 70 * time.Millisecond
+	writeInPlace(t, path, content(0))
 	h := start(t, Config{Dir: dir, Clock: clock, Debounce: debounce, Settle: settle, Valid: completePlist})
-	h.expectAbsent(path)
+	h.expect(path, content(0))
 	h.quiet()
 
 	full := content(1)
@@ -89,14 +91,51 @@ func TestDebounceWindowDoesNotSlide(t *testing.T) {
 	h.expectAbsent(path)
 	h.quiet()
 
-	// Writes keep coming, but the window opened by the first one closes on
-	// time and the file is read once, holding the latest content.
 	writeAtomic(t, path, content(1))
+	h.expect(path, content(1)) // read at once: no window
+
+	// Writes in place keep coming, but the window opened by the first one
+	// closes on time and the file is read once, holding the latest content.
+	writeInPlace(t, path, content(2))
 	clock.waitArmed(t, debounce)
 	clock.Advance(debounce / 2)
-	events.waitRelevant(t, 1) // the rename of the first write
-	writeAtomic(t, path, content(2))
-	events.waitRelevant(t, 1) // the rename of the second, inside the window
+	events.waitRelevant(t, 1) // the write in place (truncation, then data)
+	writeInPlace(t, path, content(3))
+	events.waitRelevant(t, 1) // the second write, inside the window
 	clock.Advance(debounce / 2)
-	h.expect(path, content(2))
+	h.expect(path, content(3))
+}
+
+func TestHalfWrittenNewFileIsNotActedOn(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, domain+".plist")
+	clock := newFakeClock()
+	const debounce, settle = 5 * time.Millisecond, 70 * time.Millisecond
+	h := start(t, Config{Dir: dir, Clock: clock, Debounce: debounce, Settle: settle, Valid: completePlist})
+	h.expectAbsent(path)
+	h.quiet()
+
+	// Created in place: the create is read at once, finds half a payload,
+	// and holds it back; the writes that follow wait for the window.
+	full := content(1)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(full[:len(full)/2]); err != nil {
+		t.Fatal(err)
+	}
+	clock.waitArmed(t, settle) // the leading read found it invalid
+	clock.waitArmed(t, debounce)
+	h.quiet()
+	if _, err := f.Write(full[len(full)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(debounce)
+	h.expect(path, full)
+	clock.Advance(settle)
+	h.quiet() // the settle re-read finds nothing new
 }

@@ -184,15 +184,7 @@ func (w *Watcher) step(ctx context.Context, ticker Ticker) bool {
 		if !ok {
 			return w.restart(ctx)
 		}
-		// Attribute-only events come in floods from Spotlight and backup
-		// tools on macOS; a mode or owner change alone (which can change
-		// the trust verdict) is seen at the next read or rescan.
-		rel := ev.Op != fsnotify.Chmod && w.relevant(ev.Name)
-		w.cfg.Logger.Debug("file event", "event", ev.String(), "relevant", rel)
-		if rel {
-			w.arm()
-		}
-		return true
+		return w.events(ctx, ev)
 	case err, ok := <-w.watchErrors():
 		if !ok {
 			return w.restart(ctx)

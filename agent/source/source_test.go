@@ -194,18 +194,50 @@ func TestIdenticalRewritesEmitNothing(t *testing.T) {
 	h.quiet() // the initial scan is over
 	for i := range 6 {
 		if i%2 == 0 {
-			writeAtomic(t, path, content(1))
+			writeAtomic(t, path, content(1)) // read at once
 		} else {
 			writeInPlace(t, path, content(1))
+			clock.waitArmed(t, debounce)
+			clock.Advance(debounce)
 		}
-		clock.waitArmed(t, debounce)
-		clock.Advance(debounce)
 		h.quiet() // the pass read the file and said nothing
 	}
 	writeAtomic(t, path, content(2))
-	clock.waitArmed(t, debounce)
-	clock.Advance(debounce)
 	h.expect(path, content(2))
+}
+
+func TestRenameIsReadAtOnceAndWritesInPlaceWait(t *testing.T) {
+	dir := t.TempDir()
+	machine := filepath.Join(dir, domain+".plist")
+	alice := filepath.Join(dir, "alice", domain+".plist")
+	if err := os.Mkdir(filepath.Join(dir, "alice"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, alice, content(1))
+	clock := newFakeClock()
+	const debounce = 5 * time.Millisecond
+	h := start(t, Config{Dir: dir, UserPrefs: true, Clock: clock, Debounce: debounce, Valid: completePlist})
+	h.expectAbsent(machine)
+	h.expect(alice, content(1))
+	h.quiet()
+
+	// The clock never moves: a file renamed into place needs no window.
+	for i := 2; i < 6; i++ {
+		writeAtomic(t, machine, content(i))
+		h.expect(machine, content(i))
+		writeAtomic(t, alice, content(i))
+		if s := h.expect(alice, content(i)); s.User != "alice" {
+			t.Fatalf("User = %q, want alice", s.User)
+		}
+	}
+	// A write in place waits for the window; a rename after it does not,
+	// so the machine file is reported first.
+	writeInPlace(t, alice, content(10))
+	clock.waitArmed(t, debounce)
+	writeAtomic(t, machine, content(11))
+	h.expect(machine, content(11))
+	clock.Advance(debounce)
+	h.expect(alice, content(10))
 }
 
 func TestBurstConvergesOnLastContent(t *testing.T) {
