@@ -52,6 +52,10 @@ type Config struct {
 	// looks for tenants due a sync and rotations waiting for confirmation
 	// (tests send ticks and move Now instead of waiting).
 	SyncTicks <-chan time.Time
+	// AppleRequestsPerMinute is the ceiling on requests to Apple per tenant
+	// when the payload sets no RequestsPerMinute; 0 adapts to Apple's rate
+	// limit (docs/apple.md). The demo and tests against a local fake raise it.
+	AppleRequestsPerMinute int
 	// AppleSleep waits between retries of a request to Apple (syncs, and
 	// auth checks when Checker is nil). Nil: a real timer that honours ctx.
 	AppleSleep func(ctx context.Context, d time.Duration) error
@@ -162,7 +166,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.syncs = &syncer{st: st, log: a.log, now: a.cfg.Now, ticks: cfg.SyncTicks, checker: a.cfg.Checker, apple: ap,
 		publish: a.publish, progress: a.progress, confirmed: a.confirmed,
-		bg: context.Background(), running: make(map[string]bool), set: payload.DefaultSettings()}
+		bg: context.Background(), running: make(map[string]bool), set: payload.DefaultSettings(),
+		perMinute: cfg.AppleRequestsPerMinute, budgets: make(map[string]tenantBudget)}
 	return a, nil
 }
 

@@ -35,12 +35,13 @@ func (b *appleBackend) client(t AuthTarget) *apple.Client {
 	return c
 }
 
-// Check exchanges the credential for a token and classifies the answer.
+// Check exchanges the credential for a token and classifies the answer. A
+// refusal blamed on the system clock is unreachable, never rejected.
 func (b *appleBackend) Check(ctx context.Context, t AuthTarget) apple.CheckResult {
 	return b.client(t).Check(ctx, t.Credential)
 }
 
-// Sync pages the tenant's devices and coverage into sink.
-func (b *appleBackend) Sync(ctx context.Context, t AuthTarget, cursor string, sink apple.Sink, progress func(apple.Progress)) error {
-	return b.client(t).Sync(ctx, t.Credential, cursor, sink, progress)
+// Sync runs the tenant's sync pass from state into sink, paid from budget.
+func (b *appleBackend) Sync(ctx context.Context, t AuthTarget, budget *apple.Budget, state apple.SyncState, sink apple.Sink, progress func(apple.Progress)) error {
+	return b.client(t).Sync(ctx, t.Credential, budget, state, sink, progress)
 }

@@ -24,11 +24,8 @@ func (a *Agent) Import(ctx context.Context, id string) (store.Import, error) {
 }
 func (a *Agent) Rotations(ctx context.Context) ([]store.Rotation, error) { return a.st.Rotations(ctx) }
 
-func (a *Agent) Devices(ctx context.Context, tenantID, after string, limit int) ([]store.Device, string, error) {
-	if _, err := a.st.Tenant(ctx, tenantID); err != nil {
-		return nil, "", err
-	}
-	return a.st.Devices(ctx, tenantID, after, limit)
+func (a *Agent) Devices(ctx context.Context, tenantID string, q store.DeviceQuery) ([]store.Device, string, error) {
+	return a.st.ListDevices(ctx, tenantID, q)
 }
 
 // Unlock decrypts a waiting import with a UI's password and choice. The API

@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if point := os.Getenv(envCrashPoint); point != "" {
 		os.Exit(crashChild(point))
 	}
+	if tenant := os.Getenv(envSyncKillTenant); tenant != "" {
+		os.Exit(syncKillChild(tenant))
+	}
 	if os.Getenv(envSecondAgent) != "" {
 		os.Exit(secondAgentChild())
 	}
@@ -53,7 +56,7 @@ func crashChild(point string) int {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 	})
-	a, err := agent.New(agent.Config{
+	a, err := agent.New(agent.Config{AppleRequestsPerMinute: 1e9,
 		PrefsDir: os.Getenv(envCrashPrefs), StateDir: os.Getenv(envCrashState), PassphraseFile: os.Getenv(envCrashPass),
 		Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, Version: "crash-child",
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),

@@ -34,6 +34,7 @@ type harness struct {
 	done   chan error
 	// Settings written into every payload; the fake Apple's URLs by default.
 	settings map[string]string
+	last     payload.PayloadEntry // the entry addTenant pushed
 }
 
 // harnessOption adjusts the agent's config before it starts.
@@ -64,7 +65,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 }
 
 func (h *harness) config() agent.Config {
-	return agent.Config{PrefsDir: h.prefs, StateDir: h.state, Socket: h.socket, PassphraseFile: h.pass,
+	return agent.Config{AppleRequestsPerMinute: 1e9, PrefsDir: h.prefs, StateDir: h.state, Socket: h.socket, PassphraseFile: h.pass,
 		Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, Version: "test"}
 }
 

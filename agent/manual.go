@@ -248,9 +248,13 @@ func (a *Agent) Check(ctx context.Context, credentialID string) (api.CheckAnswer
 	res := a.cfg.Checker.Check(ctx, target)
 	target.Key = nil
 	ans := api.CheckAnswer{CredentialID: c.ID, Name: c.Name, ClientID: c.ClientID, KeyID: c.KeyID,
-		Outcome: string(outcome(res)), Reason: res.Reason, CheckedAt: a.cfg.Now(), LastAuthAt: c.LastAuthAt}
+		Outcome: string(outcome(res)), Reason: res.Reason, CheckedAt: a.cfg.Now(), LastAuthAt: c.LastAuthAt,
+		AppleErrorID: res.ErrorID}
+	if res.ClockSkew != 0 {
+		ans.ClockSkew = res.ClockSkew.String()
+	}
 	a.publish(ctx, store.Event{Kind: store.EvAuthCheck, TenantID: c.TenantID, CredentialID: c.ID, Message: "auth check: " + checkText(res),
-		Fields: map[string]string{"client_id": c.ClientID, "key_id": c.KeyID, "outcome": ans.Outcome, "trigger": "check"}})
+		Fields: checkFields(res, map[string]string{"client_id": c.ClientID, "key_id": c.KeyID, "outcome": ans.Outcome, "trigger": "check"})})
 	if outcome(res) == apple.Accepted {
 		ctx := context.WithoutCancel(ctx)
 		if c.State == store.CredActive {

@@ -11,7 +11,7 @@ import (
 )
 
 // crashHook, when set, is called at every recorded step of an import and a
-// rotation. Only tests set it (to kill the process at that instant); the
+// rotation, and for every device whose coverage a sync stored. Only tests set it (to kill the process at that instant); the
 // production binary has no way to arm it.
 var crashHook func(point string)
 
@@ -41,7 +41,8 @@ func (a *Agent) gate(ctx context.Context, w *waiting, cred *payload.Credential) 
 	}
 	res := a.cfg.Checker.Check(ctx, authTarget(w.settings, cred))
 	ev := []store.Event{{Kind: store.EvAuthCheck, Time: a.cfg.Now(), Message: "auth check: " + checkText(res),
-		Fields: map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID, "outcome": string(outcome(res)), "policy": policy}}}
+		Fields: checkFields(res, map[string]string{"client_id": cred.ClientID, "key_id": cred.KeyID,
+			"outcome": string(outcome(res)), "policy": policy})}}
 	switch outcome(res) {
 	case apple.Accepted:
 		return verdict{ok: true, confirmed: true, event: ev}
@@ -60,6 +61,18 @@ func (a *Agent) publishCheck(ctx context.Context, v verdict) {
 	for _, ev := range v.event {
 		a.publish(ctx, ev)
 	}
+}
+
+// checkFields adds to fields what a check result says beyond its outcome:
+// Apple's error id and a clock found off.
+func checkFields(res apple.CheckResult, fields map[string]string) map[string]string {
+	if res.ErrorID != "" {
+		fields["apple_error_id"] = res.ErrorID
+	}
+	if res.ClockSkew != 0 {
+		fields["clock_skew"] = res.ClockSkew.String()
+	}
+	return fields
 }
 
 // add creates a new tenant with the credential as its active one.

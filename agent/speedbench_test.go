@@ -245,7 +245,7 @@ func BenchmarkMillionDevices(b *testing.B) {
 // benchSerial is the serial of device i of a benchmark tenant: sortable.
 func benchSerial(i int) string { return fmt.Sprintf("C%09d", i) }
 
-// fillDevices stores n devices for tenantID in sync pages of 5,000.
+// fillDevices stores n devices for tenantID, 5,000 to a transaction.
 func fillDevices(b *testing.B, st *store.Store, tenantID string, n int) {
 	b.Helper()
 	const page = 5000
@@ -262,7 +262,10 @@ func fillDevices(b *testing.B, st *store.Store, tenantID string, n int) {
 					Serial: serial, Description: "AppleCare+", Status: "ACTIVE", StartDate: "2025-01-01", EndDate: "2028-01-01"}}})
 			}
 		}
-		if err := st.SyncPage(ctx, tenantID, devs, dcs, ""); err != nil {
+		if err := st.UpsertDevices(ctx, tenantID, devs); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.UpsertCoverage(ctx, tenantID, dcs); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -103,8 +103,10 @@ func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 				ts.Previous = summary(c)
 			}
 		}
-		if ts.Devices, ts.Coverage, err = a.tenantCounts(ctx, t); err != nil {
-			return st, fmt.Errorf("count tenant records: %w", err)
+		ts.Counts = t.Counts
+		ts.Devices, ts.Coverage = a.tenantCounts(t)
+		if ts.Freshness, err = a.st.CoverageFreshness(ctx, t.ID, a.cfg.Now().Add(-a.syncs.settings().SyncInterval)); err != nil {
+			return st, fmt.Errorf("read coverage freshness: %w", err)
 		}
 		st.Tenants = append(st.Tenants, ts)
 	}
@@ -117,10 +119,10 @@ func (a *Agent) buildStatus(ctx context.Context) (api.Status, error) {
 }
 
 // tenantCounts is the tenant's device and coverage counts for the status:
-// the one place the status reads them. The counts come from the tenant row
-// once it keeps them (docs/status.md).
-func (a *Agent) tenantCounts(ctx context.Context, t store.Tenant) (devices, coverage int, err error) {
-	return a.st.Counts(ctx, t.ID)
+// the one place the status reads them, from the tenant row's counters
+// (store.TenantCounts, kept in the transaction that changes the rows).
+func (a *Agent) tenantCounts(t store.Tenant) (devices, coverage int) {
+	return t.Counts.Devices, t.Counts.Coverage
 }
 
 func summary(c store.Credential) *api.CredentialSummary {

@@ -41,16 +41,22 @@ type syncer struct {
 
 	bg context.Context // lives as long as Run; background syncs use it
 
+	// perMinute is the ceiling on requests to Apple per tenant when the
+	// payload sets none (Config.AppleRequestsPerMinute); 0 adapts.
+	perMinute int
+
 	mu      sync.Mutex
-	running map[string]bool  // tenant id → sync running
-	set     payload.Settings // of the most recent machine-scope payload read
+	running map[string]bool         // tenant id → sync running
+	set     payload.Settings        // of the most recent machine-scope payload read
+	budgets map[string]tenantBudget // tenant id → its requests to Apple
 }
 
-// SyncTenant imports the tenant's devices and coverage now with its active
-// credential, resuming an interrupted sync from its cursor. A failure is
-// recorded on the tenant (SyncError) and cleared by the next success. The
-// sync.finished or sync.failed event is published once the sync is over, so
-// a new sync of the tenant may start as soon as it is seen.
+// SyncTenant runs the tenant's sync pass now with its active credential:
+// it resumes the pass under way (stopped by an error, a restart, a kill or
+// a rotation) or begins a new one. A failure is recorded on the tenant
+// (SyncError) and cleared by the next success. The sync.finished,
+// sync.paused or sync.failed event is published once the sync is over, so a
+// new sync of the tenant may start as soon as it is seen.
 func (a *Agent) SyncTenant(ctx context.Context, tenantID string) error {
 	return a.syncs.tenant(ctx, tenantID)
 }
@@ -126,13 +132,24 @@ func (s *syncer) due(ctx context.Context) {
 			waiting[c.TenantID] = true
 		}
 	}
+	now := s.now()
 	for _, ten := range tenants {
-		if interval > 0 && s.now().Sub(ten.LastSyncAt) >= interval {
+		if syncDue(ten, interval, now) {
 			s.schedule(ten.ID)
 		} else if waiting[ten.ID] {
 			s.confirmPending(ctx, ten.ID)
 		}
 	}
+}
+
+// syncDue reports whether a tenant's sync should run at now: a pass is
+// under way (it resumes, unless Apple asked for a wait that has not passed)
+// or the interval has passed since the last finished one.
+func syncDue(t store.Tenant, interval time.Duration, now time.Time) bool {
+	if interval <= 0 || now.Before(t.SyncPausedUntil) {
+		return false
+	}
+	return !t.SyncPassStartedAt.IsZero() || now.Sub(t.LastSyncAt) >= interval
 }
 
 // schedule starts a background sync of tenantID unless one runs or syncing
@@ -176,10 +193,34 @@ func (s *syncer) tenant(ctx context.Context, tenantID string) error {
 	return err
 }
 
+// budget returns the tenant's request budget, new when the ceiling
+// (the payload's RequestsPerMinute, else Config.AppleRequestsPerMinute)
+// changed.
+func (s *syncer) budget(tenantID string) *apple.Budget {
+	perMinute := s.settings().RequestsPerMinute
+	if perMinute == 0 {
+		perMinute = s.perMinute
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tb, ok := s.budgets[tenantID]
+	if !ok || tb.perMinute != perMinute {
+		tb = tenantBudget{apple.NewBudget(float64(perMinute)), perMinute}
+		s.budgets[tenantID] = tb
+	}
+	return tb.Budget
+}
+
+// tenantBudget is a tenant's budget and the ceiling it was made with.
+type tenantBudget struct {
+	*apple.Budget
+	perMinute int
+}
+
 // once runs one sync and returns the event that ends it (none when the
 // sync could not start).
 func (s *syncer) once(ctx context.Context, tenantID string) (store.Event, error) {
-	ten, err := s.st.Tenant(ctx, tenantID)
+	before, err := s.st.Tenant(ctx, tenantID)
 	if err != nil {
 		return store.Event{}, fmt.Errorf("read tenant: %w", err)
 	}
@@ -188,35 +229,86 @@ func (s *syncer) once(ctx context.Context, tenantID string) (store.Event, error)
 		return store.Event{}, err
 	}
 	defer func() { target.Key = nil }()
+	ten, err := s.st.BeginPass(ctx, tenantID)
+	if err != nil {
+		return store.Event{}, fmt.Errorf("begin sync pass: %w", err)
+	}
 	s.publish(ctx, store.Event{Kind: store.EvSyncStarted, TenantID: tenantID, CredentialID: cred.ID,
 		Message: fmt.Sprintf("sync of %q started with credential %q", ten.Name, cred.Name),
-		Fields:  map[string]string{"resumed": strconv.FormatBool(ten.SyncCursor != "")}})
-	sink := &storeSink{st: s.st, tenantID: tenantID, cursor: ten.SyncCursor}
-	err = s.apple.Sync(ctx, target, ten.SyncCursor, sink, func(p apple.Progress) {
-		s.progress(store.Event{Kind: store.EvSyncProgress, TenantID: tenantID, Message: fmt.Sprintf("synced %d devices", p.Devices),
+		Fields:  map[string]string{"resumed": strconv.FormatBool(!before.SyncPassStartedAt.IsZero())}})
+	sink := &storeSink{st: s.st, tenantID: tenantID, since: ten.SyncPassStartedAt}
+	b := s.budget(tenantID)
+	progress := func(p apple.Progress) {
+		s.progress(store.Event{Kind: store.EvSyncProgress, TenantID: tenantID,
+			Message: fmt.Sprintf("listed %d devices, read the coverage of %d", p.Devices, p.Checked),
 			Fields: map[string]string{"pages": strconv.Itoa(p.Pages), "devices": strconv.Itoa(p.Devices),
-				"coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total)}})
-	})
-	if err != nil {
-		// Keep the cursor of the last page stored (the one the sync started
-		// from when none was), even when ctx was cancelled.
-		if serr := s.st.SetSync(context.WithoutCancel(ctx), tenantID, sink.cursor, ten.LastSyncAt, err.Error()); serr != nil {
-			s.log.Error("record sync failure", "tenant", tenantID, "err", serr)
-		}
-		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: " + err.Error()},
-			fmt.Errorf("sync: %w", err)
+				"checked": strconv.Itoa(p.Checked), "coverage": strconv.Itoa(p.Coverage), "total": strconv.Itoa(p.Total),
+				"rate_per_minute": strconv.FormatFloat(p.Rate, 'f', 1, 64)}})
 	}
-	if err := s.st.SetSync(ctx, tenantID, "", s.now(), ""); err != nil {
+	state := apple.SyncState{Cursor: ten.SyncCursor, Listed: ten.SyncListed}
+	err = s.apple.Sync(ctx, target, b, state, sink, progress)
+	if errors.Is(err, apple.ErrCursorRefused) {
+		// Apple no longer takes the stored cursor: read the list again from
+		// the first page. Coverage read in this pass is not read again.
+		if rerr := s.st.RestartList(ctx, tenantID); rerr != nil {
+			return s.stopped(ctx, tenantID, cred.ID, fmt.Errorf("restart device list: %w", rerr))
+		}
+		s.publish(ctx, store.Event{Kind: store.EvSyncRestarted, TenantID: tenantID, CredentialID: cred.ID,
+			Message: "Apple refused the stored device list cursor; reading the device list again from the first page",
+			Fields:  errorFields(err)})
+		err = s.apple.Sync(ctx, target, b, apple.SyncState{}, sink, progress)
+	}
+	if err != nil {
+		return s.stopped(ctx, tenantID, cred.ID, err)
+	}
+	if err := s.st.EndPass(ctx, tenantID, s.now()); err != nil {
 		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
 			fmt.Errorf("record sync: %w", err)
 	}
 	// The active credential just got a token: a rotation waiting for that is
 	// confirmed before the sync is reported finished.
 	s.confirmed(ctx, tenantID, cred.ID)
-	devices, coverage, _ := s.st.Counts(ctx, tenantID)
+	after, _ := s.st.Tenant(ctx, tenantID)
+	n := after.Counts
 	return store.Event{Kind: store.EvSyncFinished, TenantID: tenantID, CredentialID: cred.ID,
-		Message: fmt.Sprintf("sync finished: %d devices, %d coverage records", devices, coverage),
-		Fields:  map[string]string{"devices": strconv.Itoa(devices), "coverage": strconv.Itoa(coverage)}}, nil
+		Message: fmt.Sprintf("sync finished: %d devices (%d released), %d coverage records", n.Devices, n.Released, n.Coverage),
+		Fields: map[string]string{"devices": strconv.Itoa(n.Devices), "coverage": strconv.Itoa(n.Coverage),
+			"released": strconv.Itoa(n.Released), "newly_released": strconv.Itoa(sink.released),
+			"active": strconv.Itoa(n.Active), "expired": strconv.Itoa(n.Expired), "none": strconv.Itoa(n.None),
+			"unknown": strconv.Itoa(n.Unknown)}}, nil
+}
+
+// stopped records a sync that stopped with err, its progress kept: a pause
+// Apple asked for (sync.paused, resumed after it) or a failure (sync.failed,
+// resumed on the next tick).
+func (s *syncer) stopped(ctx context.Context, tenantID, credID string, err error) (store.Event, error) {
+	var pe *apple.PausedError
+	var until time.Time
+	if errors.As(err, &pe) {
+		until = pe.Until
+	}
+	if serr := s.st.SyncStopped(context.WithoutCancel(ctx), tenantID, err.Error(), until); serr != nil {
+		s.log.Error("record sync stop", "tenant", tenantID, "err", serr)
+	}
+	ev := store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: credID, Message: "sync failed: " + err.Error(),
+		Fields: errorFields(err)}
+	if !until.IsZero() {
+		ev.Kind, ev.Message = store.EvSyncPaused, "sync paused: "+err.Error()
+		if ev.Fields == nil {
+			ev.Fields = map[string]string{}
+		}
+		ev.Fields["until"] = until.UTC().Format(time.RFC3339)
+	}
+	return ev, fmt.Errorf("sync: %w", err)
+}
+
+// errorFields are the event fields of an error from Apple: the error id
+// Apple asks for in support requests.
+func errorFields(err error) map[string]string {
+	if id := apple.ErrorID(err); id != "" {
+		return map[string]string{"apple_error_id": id}
+	}
+	return nil
 }
 
 // confirmPending checks the active credential of a tenant that still keeps
@@ -284,43 +376,4 @@ func (s *syncer) endpoints(ten store.Tenant) (tokenURL, apiBaseURL string) {
 		tokenURL, apiBaseURL = ten.TokenURL, ten.APIBaseURL
 	}
 	return tokenURL, apiBaseURL
-}
-
-// storeSink writes a sync into the tenant, one transaction per page.
-type storeSink struct {
-	st       *store.Store
-	tenantID string
-	cursor   string // last cursor committed (the stored one before any page)
-}
-
-var _ apple.Sink = (*storeSink)(nil)
-
-// Page stores the page's devices and coverage together with its cursor.
-func (s *storeSink) Page(ctx context.Context, ds []apple.Device, cs []apple.DeviceCoverage, next string) error {
-	devices := make([]store.Device, 0, len(ds))
-	for _, d := range ds {
-		devices = append(devices, store.Device{Serial: d.Serial, AppleID: d.ID, Model: d.Model,
-			ProductFamily: d.ProductFamily, Status: d.Status, Attrs: d.Attributes})
-	}
-	coverage := make([]store.DeviceCoverage, 0, len(cs))
-	for _, dc := range cs {
-		recs := make([]store.Coverage, 0, len(dc.Records))
-		for _, r := range dc.Records {
-			recs = append(recs, store.Coverage{ID: r.ID, Serial: dc.Serial, Description: r.Description, Status: r.Status,
-				StartDate: dateOf(r.Start), EndDate: dateOf(r.End), Attrs: r.Attributes})
-		}
-		coverage = append(coverage, store.DeviceCoverage{Serial: dc.Serial, Records: recs})
-	}
-	if err := s.st.SyncPage(ctx, s.tenantID, devices, coverage, next); err != nil {
-		return fmt.Errorf("store sync page: %w", err)
-	}
-	s.cursor = next
-	return nil
-}
-
-func dateOf(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
 }

@@ -122,7 +122,7 @@ func jamfSchema() ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-var pfmTypes = map[string]string{"string": "string", "data": "data", "array": "array", "dict": "dictionary"}
+var pfmTypes = map[string]string{"string": "string", "integer": "integer", "data": "data", "array": "array", "dict": "dictionary"}
 
 // manifestSubkey renders one payload field as a ProfileManifests subkey.
 func manifestSubkey(f payload.Field, nested bool) map[string]any {

@@ -75,6 +75,12 @@ func checks(now time.Time, staleAfter time.Duration) []check {
 			FROM rotations r JOIN credentials c ON c.id = r.to_credential_id
 			WHERE r.step IN ('staged', 'validated') AND c.state <> 'pending'`, nil},
 	}
+	for _, c := range counters {
+		n := `(SELECT count(*) FROM ` + c.from + ` WHERE x.tenant_id = t.id` + c.where + `)`
+		cs = append(cs, check{"counter", `SELECT t.id, 'tenant counts ' || t.` + c.column + ` || ' ` + c.what +
+			`, the table holds ' || ` + n + ` || '; see docs/store.md (Counters)' FROM tenants t
+			WHERE t.` + c.column + ` <> ` + n, nil})
+	}
 	if staleAfter > 0 {
 		cs = append(cs, check{"stale-rotation", `SELECT id, 'rotation at step ' || step || ' since ' ||
 			strftime('%Y-%m-%dT%H:%M:%SZ', started_at / 1000000000, 'unixepoch') || '; resume or fail it'
@@ -82,4 +88,29 @@ func checks(now time.Time, staleAfter time.Duration) []check {
 			[]any{now.Add(-staleAfter).UnixNano()}})
 	}
 	return cs
+}
+
+// counters are the tenant row's counters and what each counts.
+var counters = []struct{ column, what, from, where string }{
+	{"device_count", "devices", "devices x", ""},
+	{"coverage_count", "coverage records", "coverage x", ""},
+	{"released_count", "released devices", "devices x", " AND x.released_at IS NOT NULL"},
+	{"active_count", "active devices", "devices x", " AND x.released_at IS NULL AND x.coverage_state = 'active'"},
+	{"expired_count", "expired devices", "devices x", " AND x.released_at IS NULL AND x.coverage_state = 'expired'"},
+	{"none_count", "devices without coverage", "devices x", " AND x.released_at IS NULL AND x.coverage_state = 'none'"},
+	{"unknown_count", "devices of unknown coverage", "devices x", " AND x.released_at IS NULL AND x.coverage_state = 'unknown'"},
+}
+
+// Recount sets every tenant's counters from count(*), in one transaction:
+// the repair for a "counter" problem of Check (a hand edit of the database).
+func (s *Store) Recount(ctx context.Context) error {
+	return s.write(ctx, "recount tenants", func(tx *sql.Tx, now time.Time) error {
+		for _, c := range counters {
+			if _, err := tx.ExecContext(ctx, `UPDATE tenants SET `+c.column+` = (SELECT count(*) FROM `+c.from+
+				` WHERE x.tenant_id = tenants.id`+c.where+`)`); err != nil {
+				return fmt.Errorf("recount %s: %w", c.column, err)
+			}
+		}
+		return nil
+	})
 }

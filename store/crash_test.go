@@ -235,7 +235,7 @@ func verifyReported(t *testing.T, s *store.Store, kill int, line string) {
 		}
 		n := 0
 		for _, d := range devs {
-			if strings.HasPrefix(d.Serial, f[2]) && len(d.Coverage) == 1 && d.CoverageState == "covered" {
+			if strings.HasPrefix(d.Serial, f[2]) && len(d.Coverage) == 1 && d.CoverageState == "active" {
 				n++
 			}
 		}

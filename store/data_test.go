@@ -114,7 +114,7 @@ func TestDevicesPageBySerialWithCoverage(t *testing.T) {
 		t.Fatalf("paged %d devices, want 25", len(all))
 	}
 	d3, d4, d5 := all[3], all[4], all[5]
-	if d3.Model != "Mac15,3" || d3.CoverageState != "covered" || len(d3.Coverage) != 1 || d3.Coverage[0].ID != "b" {
+	if d3.Model != "Mac15,3" || d3.CoverageState != "active" || len(d3.Coverage) != 1 || d3.Coverage[0].ID != "b" {
 		t.Fatalf("SN003 = %+v", d3)
 	}
 	if d4.CoverageState != "none" || d5.CoverageState != "unknown" {

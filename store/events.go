@@ -33,7 +33,13 @@ const (
 	EvSyncStarted  EventKind = "sync.started"  // a tenant's device sync began
 	EvSyncProgress EventKind = "sync.progress" // counts so far; fanned out only
 	EvSyncFinished EventKind = "sync.finished" // the sync completed
-	EvSyncFailed   EventKind = "sync.failed"   // the sync stopped; the reason is in Message
+	EvSyncFailed   EventKind = "sync.failed"   // the sync stopped; the reason is in Message, Apple's error id in apple_error_id
+	// EvSyncRestarted: Apple refused the stored device list cursor; the list
+	// is read again from the first page (fields: apple_error_id).
+	EvSyncRestarted EventKind = "sync.restarted"
+	// EvSyncPaused: Apple asked for a wait longer than a sync waits; the
+	// pass resumes after it (fields: until, apple_error_id).
+	EvSyncPaused EventKind = "sync.paused"
 )
 
 // EventKinds is every declared kind, in the order of docs/api.md.
@@ -42,5 +48,5 @@ var EventKinds = []EventKind{
 	EvImportRecorded, EvImportInvalid, EvImportConflict, EvImportState,
 	EvRotationStaged, EvRotationValidated, EvRotationCutover, EvRotationConfirmed, EvRotationFailed, EvRotationResumed,
 	EvCredentialAdded, EvCredentialRetired, EvCredentialReleased, EvTenantRollback, EvAuthCheck,
-	EvSyncStarted, EvSyncProgress, EvSyncFinished, EvSyncFailed,
+	EvSyncStarted, EvSyncProgress, EvSyncFinished, EvSyncFailed, EvSyncRestarted, EvSyncPaused,
 }

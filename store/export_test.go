@@ -26,7 +26,7 @@ func (s *Store) BulkDevices(ctx context.Context, tenantID, prefix string, n int)
 	at := s.now().UnixNano()
 	q := fmt.Sprintf(`WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)
 		INSERT INTO devices (tenant_id, serial, model, product_family, status, coverage_state, updated_at)
-		SELECT ?1, ?2 || printf('%%08d', i), 'Mac14,2', 'Mac', 'ASSIGNED', 'covered', ?3 FROM c;
+		SELECT ?1, ?2 || printf('%%08d', i), 'Mac14,2', 'Mac', 'ASSIGNED', 'active', ?3 FROM c;
 		WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)
 		INSERT INTO coverage (tenant_id, id, serial, description, status, start_date, end_date, updated_at)
 		SELECT ?1, 'cov-' || ?2 || printf('%%08d', i), ?2 || printf('%%08d', i), 'AppleCare+', 'ACTIVE',

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// TestClearCoverageUsesTheSerialIndex guards against a per-device scan of
+// TestClearCoverageSeeksByDevice guards against a per-device scan of
 // the tenant's coverage in every sync page.
-func TestClearCoverageUsesTheSerialIndex(t *testing.T) {
+func TestClearCoverageSeeksByDevice(t *testing.T) {
 	s, err := Open(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,41 @@ func TestClearCoverageUsesTheSerialIndex(t *testing.T) {
 		}
 		plan = append(plan, detail)
 	}
-	if len(plan) != 1 || !strings.Contains(plan[0], "coverage_by_serial (tenant_id=? AND serial=?)") {
+	if len(plan) != 1 || !strings.Contains(plan[0], "PRIMARY KEY (tenant_id=? AND serial=?)") {
 		t.Fatalf("plan of %q: %q", clearCoverageSQL, plan)
+	}
+}
+
+// TestFreshnessReadsOnlyTheCheckIndex guards status against a scan of every
+// device of the tenant.
+func TestFreshnessReadsOnlyTheCheckIndex(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+freshnessSQL, "ten_x", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(detail, "devices") {
+			plan = append(plan, detail)
+		}
+	}
+	if len(plan) != 3 {
+		t.Fatalf("plan %q", plan)
+	}
+	for _, p := range plan {
+		if !strings.Contains(p, "COVERING INDEX devices_by_check (tenant_id=? AND coverage_checked_at") {
+			t.Errorf("freshness reads more than the index: %q", p)
+		}
 	}
 }

@@ -8,13 +8,18 @@ import (
 	"time"
 )
 
-const tenantCols = `id, name, scope, created_at, last_sync_at, sync_cursor, sync_error, token_url, api_base_url`
+const tenantCols = `id, name, scope, created_at, last_sync_at, sync_cursor, sync_error, token_url, api_base_url,
+	sync_pass_started_at, sync_listed_at IS NOT NULL, sync_paused_until, device_count, coverage_count,
+	released_count, active_count, expired_count, none_count, unknown_count`
 
 func scanTenant(sc interface{ Scan(...any) error }) (Tenant, error) {
 	var t Tenant
-	var created, synced sql.NullInt64
-	err := sc.Scan(&t.ID, &t.Name, &t.Scope, &created, &synced, &t.SyncCursor, &t.SyncError, &t.TokenURL, &t.APIBaseURL)
+	var created, synced, pass, paused sql.NullInt64
+	n := &t.Counts
+	err := sc.Scan(&t.ID, &t.Name, &t.Scope, &created, &synced, &t.SyncCursor, &t.SyncError, &t.TokenURL, &t.APIBaseURL,
+		&pass, &t.SyncListed, &paused, &n.Devices, &n.Coverage, &n.Released, &n.Active, &n.Expired, &n.None, &n.Unknown)
 	t.CreatedAt, t.LastSyncAt = fromNano(created), fromNano(synced)
+	t.SyncPassStartedAt, t.SyncPausedUntil = fromNano(pass), fromNano(paused)
 	return t, err
 }
 

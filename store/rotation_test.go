@@ -289,7 +289,7 @@ func TestCutoverTouchesNoTenantData(t *testing.T) {
 	if diff := cmp.Diff(before, after); diff != "" {
 		t.Fatalf("tenant data changed by cutover (-before +after):\n%s", diff)
 	}
-	if after[0].CoverageState != "covered" || after[1].CoverageState != "none" || len(after[0].Coverage) != 1 {
+	if after[0].CoverageState != "active" || after[1].CoverageState != "none" || len(after[0].Coverage) != 1 {
 		t.Fatalf("coverage not stored as given: %+v", after)
 	}
 }

@@ -103,11 +103,34 @@ type Tenant struct {
 	LastSyncAt time.Time `json:"last_sync_at,omitzero"`
 	SyncCursor string    `json:"-"` // where an interrupted sync resumes
 	SyncError  string    `json:"last_sync_error,omitempty"`
+	// SyncPassStartedAt is when the sync pass under way began (zero when
+	// none is): coverage read since then is not read again when it resumes.
+	SyncPassStartedAt time.Time `json:"sync_pass_started_at,omitzero"`
+	// SyncListed: the pass under way has read the whole device list.
+	SyncListed bool `json:"-"`
+	// SyncPausedUntil: Apple asked for a wait longer than a sync waits; the
+	// pass resumes after this time.
+	SyncPausedUntil time.Time    `json:"sync_paused_until,omitzero"`
+	Counts          TenantCounts `json:"counts"`
 	// TokenURL and APIBaseURL are the endpoints the manual add that created
 	// the tenant gave (APIBaseURL "" = Apple's for the scope); both ""
 	// means the tenant follows the payload's Settings.
 	TokenURL   string `json:"token_url,omitempty"`
 	APIBaseURL string `json:"api_base_url,omitempty"`
+}
+
+// TenantCounts are the tenant's counters, kept by the store in the
+// transaction that changes the rows they count (Store.Check compares them
+// with count(*)). The per-state counts are of devices still in the
+// organisation; Released counts the others.
+type TenantCounts struct {
+	Devices  int `json:"devices"`
+	Coverage int `json:"coverage"` // coverage records
+	Released int `json:"released"`
+	Active   int `json:"active"`
+	Expired  int `json:"expired"`
+	None     int `json:"none"`
+	Unknown  int `json:"unknown"`
 }
 
 // Credential is a credential's record. It never holds key material: the
@@ -178,6 +201,14 @@ type Rotation struct {
 	UpdatedAt        time.Time `json:"updated_at"`
 }
 
+// Coverage states of a device, from its records (docs/apple.md).
+const (
+	CoverageActive  = "active"  // a record is ACTIVE and has not ended
+	CoverageExpired = "expired" // only inactive or ended records
+	CoverageNone    = "none"    // Apple lists no coverage
+	CoverageUnknown = "unknown" // never read, or the last read failed
+)
+
 // Device is one organisation device of a tenant, keyed by serial number.
 type Device struct {
 	Serial        string          `json:"serial"`
@@ -186,29 +217,47 @@ type Device struct {
 	ProductFamily string          `json:"product_family,omitempty"`
 	Status        string          `json:"status,omitempty"`
 	Attrs         json.RawMessage `json:"attrs,omitempty"` // the rest of Apple's attributes
-	// CoverageState: "unknown" (never fetched, or the fetch failed),
-	// "none" (fetched, Apple lists no coverage), "covered".
-	CoverageState string     `json:"coverage_state"`
-	Coverage      []Coverage `json:"coverage,omitempty"` // filled by ListDevices
-	UpdatedAt     time.Time  `json:"updated_at"`
+	// CoverageState is one of CoverageActive, CoverageExpired, CoverageNone,
+	// CoverageUnknown. On input an empty state keeps the stored one.
+	CoverageState string `json:"coverage_state"`
+	// CoverageEnd is the latest end date of its records; zero when it has
+	// none or an active record is open-ended.
+	CoverageEnd       time.Time  `json:"coverage_end,omitzero"`
+	CoverageCheckedAt time.Time  `json:"coverage_checked_at,omitzero"` // zero: never read
+	ReleasedAt        time.Time  `json:"released_at,omitzero"`         // zero while in the organisation
+	Coverage          []Coverage `json:"coverage,omitempty"`           // filled by Devices and ListDevices
+	UpdatedAt         time.Time  `json:"updated_at"`
+	// RefreshRank is its place in the refresh order of the sync pass under
+	// way (CoverageDue only).
+	RefreshRank int64 `json:"-"`
 }
 
-// Coverage is one AppleCare/warranty record of a device, keyed by its id.
+// Coverage is one AppleCare/warranty record of a device, keyed by (serial,
+// id): Apple gives every device under one AppleCare+ agreement the same id.
+// Dates are RFC 3339; empty when Apple sends none (EndDate of an open-ended
+// subscription, ContractCancelDate of a record never cancelled).
 type Coverage struct {
-	ID          string          `json:"id"`
-	Serial      string          `json:"serial"`
-	Description string          `json:"description,omitempty"`
-	Status      string          `json:"status,omitempty"`
-	StartDate   string          `json:"start_date,omitempty"`
-	EndDate     string          `json:"end_date,omitempty"`
-	Attrs       json.RawMessage `json:"attrs,omitempty"`
+	ID                 string          `json:"id"`
+	Serial             string          `json:"serial"`
+	Description        string          `json:"description,omitempty"`
+	Status             string          `json:"status,omitempty"`       // ACTIVE or INACTIVE
+	PaymentType        string          `json:"payment_type,omitempty"` // ABE_SUBSCRIPTION, PAID_UP_FRONT, SUBSCRIPTION, NONE
+	AgreementNumber    string          `json:"agreement_number,omitempty"`
+	IsRenewable        bool            `json:"is_renewable"`
+	IsCanceled         bool            `json:"is_canceled"`
+	ContractCancelDate string          `json:"contract_cancel_date,omitempty"`
+	StartDate          string          `json:"start_date,omitempty"`
+	EndDate            string          `json:"end_date,omitempty"`
+	Attrs              json.RawMessage `json:"attrs,omitempty"`
 }
 
-// DeviceCoverage is the full coverage answer for one device: an empty
-// Records list means Apple lists none (CoverageState "none").
+// DeviceCoverage is the result of reading one device's coverage: the full
+// list of its records (empty: Apple lists none), or Failed when the read
+// failed (the state becomes unknown and the stored records stay).
 type DeviceCoverage struct {
 	Serial  string
 	Records []Coverage
+	Failed  bool
 }
 
 // Event is one entry of the append-only audit log, and the unit the API

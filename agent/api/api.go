@@ -24,9 +24,9 @@ type Backend interface {
 	// Import returns one import; store.ErrNotFound when there is none.
 	Import(ctx context.Context, id string) (store.Import, error)
 	Rotations(ctx context.Context) ([]store.Rotation, error)
-	// Devices pages a tenant's devices by serial: those after `after`, at most
-	// limit, and the cursor of the next page ("" on the last page).
-	Devices(ctx context.Context, tenantID, after string, limit int) ([]store.Device, string, error)
+	// Devices pages a tenant's devices by serial, filtered as q says; the
+	// second result is the serial to page on from ("" on the last page).
+	Devices(ctx context.Context, tenantID string, q store.DeviceQuery) ([]store.Device, string, error)
 	// Unlock decrypts a waiting import with req.Password and applies it,
 	// honouring req.Intent and req.Target. It returns the import as it stands
 	// afterwards. Errors: ErrWrongPassword, ErrPasswordRequired,
@@ -141,6 +141,12 @@ type TenantStatus struct {
 	Coverage      int                `json:"coverage"`
 	LastSync      time.Time          `json:"last_sync,omitzero"`
 	LastSyncError string             `json:"last_sync_error,omitempty"`
+	// Counts are the tenant's counters: released devices and, among those
+	// still in the organisation, how many are in each coverage state.
+	Counts store.TenantCounts `json:"counts"`
+	// Freshness says how current the coverage is: the oldest read, the
+	// devices never read, and those not read within the sync interval.
+	Freshness store.Freshness `json:"coverage_freshness"`
 }
 
 // CredentialSummary names a credential without anything secret.

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"syscall"
 	"unicode/utf8"
 
@@ -157,18 +156,12 @@ func (c *Client) Rotations(ctx context.Context) ([]store.Rotation, error) {
 	return v.Rotations, c.do(ctx, "GET", "/v1/rotations", nil, &v)
 }
 
-// Devices answers GET /v1/tenants/{id}/devices?after=&limit= (limit 0: the server's default).
-func (c *Client) Devices(ctx context.Context, tenantID, after string, limit int) (DevicePage, error) {
-	q := url.Values{}
-	if after != "" {
-		q.Set("after", after)
-	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
+// Devices answers GET /v1/tenants/{id}/devices with q's filters (limit 0:
+// the server's default).
+func (c *Client) Devices(ctx context.Context, tenantID string, q store.DeviceQuery) (DevicePage, error) {
 	path := "/v1/tenants/" + url.PathEscape(tenantID) + "/devices"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
+	if v := DeviceQueryValues(q); len(v) > 0 {
+		path += "?" + v.Encode()
 	}
 	var v DevicePage
 	return v, c.do(ctx, "GET", path, nil, &v)

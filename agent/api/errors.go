@@ -28,6 +28,7 @@ var errorCodes = []struct {
 	{ErrRateLimited, http.StatusTooManyRequests, "rate_limited"},
 	{ErrDropped, http.StatusServiceUnavailable, "events_dropped"},
 	{store.ErrNotFound, http.StatusNotFound, "not_found"},
+	{store.ErrBadQuery, http.StatusBadRequest, "invalid_request"},
 	{store.ErrState, http.StatusConflict, "conflict"},
 	{store.ErrImportConflict, http.StatusConflict, "import_conflict"},
 	{store.ErrInvariant, http.StatusConflict, "invariant"},

@@ -27,6 +27,8 @@ func TestAnswersMatchGolden(t *testing.T) {
 				Active:   &api.CredentialSummary{ID: "c2", Name: "Acme 2026", ClientID: "BUSINESSAPI.9f1c", KeyID: "k-2026", Since: t0},
 				Previous: &api.CredentialSummary{ID: "c1", Name: "Acme 2025", ClientID: "BUSINESSAPI.9f1c", KeyID: "k-2025", Since: t0.Add(-time.Hour)},
 				Devices:  1200, Coverage: 950, LastSync: t0,
+				Counts:    store.TenantCounts{Devices: 1200, Coverage: 950, Released: 3, Active: 700, Expired: 180, None: 300, Unknown: 17},
+				Freshness: store.Freshness{OldestCheck: t0.Add(-36 * time.Hour), Never: 17, Stale: 40},
 			}},
 			PendingImports: []store.Import{{ID: "i9", Hash: "ab12", Source: "/Library/Managed Preferences/com.github.rekeyd.rekey.plist", Name: "Acme 2027", Intent: "auto", State: store.ImportPendingUnlock, CreatedAt: t0, UpdatedAt: t0}},
 			LastRotation:   &store.Rotation{ID: "r1", TenantID: "t1", ImportID: "i8", FromCredentialID: "c1", ToCredentialID: "c2", Step: store.StepCutover, StartedAt: t0, UpdatedAt: t0},

@@ -111,16 +111,12 @@ func (s *Server) handleRotations(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
-	limit := DefaultPageSize
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxPageSize {
-			writeError(w, fmt.Errorf("%w: limit %q must be a number from 1 to %d", ErrInvalid, v, MaxPageSize))
-			return
-		}
-		limit = n
+	q, err := DeviceQueryOf(r.URL.Query())
+	if err != nil {
+		writeError(w, err)
+		return
 	}
-	devs, next, err := s.cfg.Backend.Devices(r.Context(), r.PathValue("id"), r.URL.Query().Get("after"), limit)
+	devs, next, err := s.cfg.Backend.Devices(r.Context(), r.PathValue("id"), q)
 	answer(w, DevicePage{Devices: nonNil(devs), Next: next}, err)
 }
 

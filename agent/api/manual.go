@@ -64,6 +64,12 @@ type CheckAnswer struct {
 	Reason       string    `json:"reason,omitempty"`
 	CheckedAt    time.Time `json:"checked_at"`
 	LastAuthAt   time.Time `json:"last_auth_at,omitzero"` // the last accepted exchange, this one included
+	// ClockSkew is set ("20m0s") when the token endpoint refused and its
+	// clock is more than five minutes from ours: the outcome is then
+	// unreachable, not rejected.
+	ClockSkew string `json:"clock_skew,omitempty"`
+	// AppleErrorID is errors[0].id of Apple's answer, when it had one.
+	AppleErrorID string `json:"apple_error_id,omitempty"`
 }
 
 // readCredential reads a credential body, wiping the raw bytes it read. The

@@ -48,8 +48,20 @@ func sampleFake() *apitest.Fake {
 		RotationsFunc: func(context.Context) ([]store.Rotation, error) {
 			return []store.Rotation{{ID: "r1", TenantID: "t1", Step: store.StepCutover, StartedAt: t0}}, nil
 		},
-		DevicesFunc: func(_ context.Context, tenant, after string, limit int) ([]store.Device, string, error) {
-			return []store.Device{{Serial: after + "X" + fmt.Sprint(limit), CoverageState: "none"}}, "next-" + tenant, nil
+		DevicesFunc: func(_ context.Context, tenant string, q store.DeviceQuery) ([]store.Device, string, error) {
+			serial := q.After + "X" + fmt.Sprint(q.Limit) + q.Coverage + q.SerialPrefix + q.Released
+			if !q.EndBefore.IsZero() {
+				serial += q.EndBefore.Format(time.DateOnly)
+			}
+			return []store.Device{{Serial: serial, AppleID: serial, Model: "MacBook Pro (14-inch, 2024)",
+				ProductFamily: "Mac", Status: "ASSIGNED", CoverageState: store.CoverageActive,
+				CoverageEnd: time.Date(2028, 3, 1, 0, 0, 0, 0, time.UTC), CoverageCheckedAt: t0, UpdatedAt: t0,
+				Coverage: []store.Coverage{
+					{ID: "AGR000000001", Serial: serial, Description: "AppleCare+", Status: "ACTIVE", PaymentType: "PAID_UP_FRONT",
+						AgreementNumber: "AGR000000001", IsRenewable: true, StartDate: "2025-03-01T00:00:00Z", EndDate: "2028-03-01T00:00:00Z"},
+					{ID: serial + "-C0", Serial: serial, Description: "Limited Warranty", Status: "INACTIVE", PaymentType: "NONE",
+						StartDate: "2024-03-01T00:00:00Z", EndDate: "2025-03-01T00:00:00Z"},
+				}}}, "next-" + tenant, nil
 		},
 		DismissFunc: func(_ context.Context, id string) (store.Import, error) {
 			d := imp
@@ -71,7 +83,7 @@ func serveFake(t *testing.T, f *apitest.Fake) (*api.Client, string) {
 
 func TestEveryEndpointAnswersThroughTheClient(t *testing.T) {
 	f := sampleFake()
-	c, _ := serveFake(t, f)
+	c, sock := serveFake(t, f)
 	ctx := context.Background()
 
 	h, err := c.Health(ctx)
@@ -103,13 +115,20 @@ func TestEveryEndpointAnswersThroughTheClient(t *testing.T) {
 	if err != nil || len(rots) != 1 || rots[0].Step != store.StepCutover {
 		t.Fatalf("rotations %+v, %v", rots, err)
 	}
-	page, err := c.Devices(ctx, "t1", "A1", 7)
-	if err != nil || page.Next != "next-t1" || page.Devices[0].Serial != "A1X7" {
+	page, err := c.Devices(ctx, "t1", store.DeviceQuery{After: "A1", Limit: 7, Coverage: "expired", SerialPrefix: "C02",
+		Released: "only", EndBefore: time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil || page.Next != "next-t1" || page.Devices[0].Serial != "A1X7expiredC02only2027-03-01" {
 		t.Fatalf("devices %+v, %v", page, err)
 	}
-	page, err = c.Devices(ctx, "t1", "", 0)
+	page, err = c.Devices(ctx, "t1", store.DeviceQuery{})
 	if err != nil || page.Devices[0].Serial != fmt.Sprintf("X%d", api.DefaultPageSize) {
 		t.Fatalf("devices default page %+v, %v", page, err)
+	}
+	for _, bad := range []string{"coverage=covered", "end_before=2027-13-01", "released=maybe", "limit=0"} {
+		code, body := raw(t, sock, "GET", "/v1/tenants/t1/devices?"+bad, "")
+		if code != http.StatusBadRequest || !strings.Contains(body, strings.Split(bad, "=")[0]) {
+			t.Errorf("%s: %d %s, want 400 naming the parameter", bad, code, body)
+		}
 	}
 	d, err := c.Dismiss(ctx, "i1")
 	if err != nil || d.State != store.ImportDismissed {

@@ -44,14 +44,22 @@ const (
 // Defaults for the zero values of Client's tuning fields.
 const (
 	DefaultAssertionLifetime = 10 * time.Minute
-	DefaultConcurrency       = 8
-	DefaultPageLimit         = 1000
+	DefaultPageLimit         = 1000 // Apple's maximum; always asked for
 	DefaultMaxTries          = 5
-	DefaultMaxRetryAfter     = 60 * time.Second
-	DefaultBackoffBase       = time.Second
-	DefaultBackoffMax        = 30 * time.Second
-	defaultTokenLifetime     = time.Hour
-	tokenMargin              = 5 * time.Minute
+	DefaultMaxRetryAfter     = time.Hour // a longer Retry-After pauses the sync
+	DefaultBatchSize         = 50
+	DefaultBatchInterval     = 30 * time.Second
+	// IssuedAtBackdate is how far before now a client assertion says it was
+	// issued, so that a token endpoint whose clock is a little behind ours
+	// does not refuse it as issued in the future.
+	IssuedAtBackdate = 60 * time.Second
+	// MaxClockSkew is how far the token endpoint's Date may be from the
+	// local clock before a refusal is blamed on the clock.
+	MaxClockSkew         = 5 * time.Minute
+	DefaultBackoffBase   = time.Second
+	DefaultBackoffMax    = 30 * time.Second
+	defaultTokenLifetime = time.Hour
+	tokenMargin          = 5 * time.Minute
 )
 
 // Sentinel errors callers branch on.
@@ -95,17 +103,17 @@ func (c Credential) GoString() string { return c.String() }
 type Client struct {
 	TokenURL   string       // default DefaultTokenURL
 	APIBaseURL string       // default by scope: BusinessBaseURL or SchoolBaseURL
-	HTTP       *http.Client // default: a client with a 60 s timeout and keep-alives sized for Concurrency
+	HTTP       *http.Client // default: a client with a 60 s timeout and keep-alives for the most workers a budget allows
 
 	Clock  Clock                                            // default: the real clock
 	Sleep  func(ctx context.Context, d time.Duration) error // default: a timer that honours ctx
 	Jitter func(max time.Duration) time.Duration            // default: uniform in [0, max]
 
-	AssertionLifetime time.Duration // exp - iat of the client assertion; default 10 min
-	Concurrency       int           // coverage requests in flight; default 8
-	PageLimit         int           // orgDevices limit parameter; default 1000
-	MaxTries          int           // attempts per request on 429/5xx/network errors; default 5
-	MaxRetryAfter     time.Duration // cap on a Retry-After wait; default 60 s
+	AssertionLifetime time.Duration // exp - now of the client assertion; default 10 min
+	MaxTries          int           // attempts per request on 5xx/network errors; default 5
+	MaxRetryAfter     time.Duration // longest Retry-After waited; longer pauses the sync; default 1 h
+	BatchSize         int           // coverage reads per commit; default 50
+	BatchInterval     time.Duration // longest time coverage reads wait to be committed; default 30 s
 	BackoffBase       time.Duration // first 5xx backoff, doubled each try; default 1 s
 	BackoffMax        time.Duration // cap on the 5xx backoff; default 30 s
 
@@ -170,7 +178,7 @@ func (c *Client) httpClient() *http.Client {
 	defer c.mu.Unlock()
 	if c.defHTTP == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 2 * c.concurrency()
+		tr.MaxIdleConnsPerHost = 2 * maxWorkers
 		tr.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 		c.defHTTP = &http.Client{Transport: tr, Timeout: 60 * time.Second}
 	}
@@ -183,8 +191,6 @@ func orDefault[T int | time.Duration](v, def T) T {
 	}
 	return def
 }
-
-func (c *Client) concurrency() int { return orDefault(c.Concurrency, DefaultConcurrency) }
 
 func (c *Client) tokenURL() string {
 	if c.TokenURL != "" {
@@ -268,6 +274,7 @@ type errorBody struct {
 // apiErrors is the JSON:API error answer of Apple's API.
 type apiErrors struct {
 	Errors []struct {
+		ID     string `json:"id"`
 		Status string `json:"status"`
 		Code   string `json:"code"`
 		Title  string `json:"title"`
@@ -283,7 +290,13 @@ type StatusError struct {
 	Status int
 	Code   string // OAuth error or API error code, when given
 	Detail string
-	kind   error // ErrRejected or ErrUnreachable, or nil
+	// ID is errors[0].id of Apple's ErrorResponse: Apple asks for it in
+	// support requests.
+	ID string
+	// ClockSkew is how far the answer's Date was from the local clock, when
+	// that is more than MaxClockSkew (the refusal is then blamed on the clock).
+	ClockSkew time.Duration
+	kind      error // ErrRejected or ErrUnreachable, or nil
 }
 
 func (e *StatusError) Error() string {
@@ -294,7 +307,34 @@ func (e *StatusError) Error() string {
 	if e.Detail != "" {
 		msg += ": " + e.Detail
 	}
+	if e.ClockSkew != 0 {
+		msg += "; " + SkewMessage(e.ClockSkew)
+	}
+	if e.ID != "" {
+		msg += " (Apple error id " + e.ID + ")"
+	}
 	return msg
+}
+
+// SkewMessage says how far off the local clock is: skew is the remote
+// clock minus the local one, reported to the minute (an HTTP Date has
+// whole seconds).
+func SkewMessage(skew time.Duration) string {
+	dir := "behind"
+	if skew < 0 {
+		dir, skew = "ahead of", -skew
+	}
+	return fmt.Sprintf("system clock is off by %s (%s the token endpoint's): set the time (NTP) and retry",
+		skew.Round(time.Minute), dir)
+}
+
+// ErrorID returns Apple's error id (errors[0].id) carried by err, or "".
+func ErrorID(err error) string {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.ID
+	}
+	return ""
 }
 
 // Unwrap returns ErrRejected or ErrUnreachable when the status says which.

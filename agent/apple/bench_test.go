@@ -11,11 +11,25 @@ import (
 )
 
 // countSink only counts, so the benchmark measures the client and the wire.
-type countSink struct{ devices, records int }
+type countSink struct {
+	listed           []apple.Device
+	devices, records int
+}
 
-func (s *countSink) Page(_ context.Context, d []apple.Device, c []apple.DeviceCoverage, _ string) error {
-	s.devices += len(d)
+func (s *countSink) Page(_ context.Context, d []apple.Device, _ string) error {
+	s.listed = append(s.listed, d...)
+	return nil
+}
+
+func (s *countSink) Due(_ context.Context, n int) ([]apple.Device, error) {
+	due := s.listed[:min(n, len(s.listed))]
+	s.listed = s.listed[len(due):]
+	return due, nil
+}
+
+func (s *countSink) Coverage(_ context.Context, c []apple.DeviceCoverage) error {
 	for _, dc := range c {
+		s.devices++
 		s.records += len(dc.Records)
 	}
 	return nil
@@ -23,12 +37,12 @@ func (s *countSink) Page(_ context.Context, d []apple.Device, c []apple.DeviceCo
 
 // BenchmarkSync syncs a whole organisation from the local fake over real
 // HTTP on loopback: one orgDevices request per 1000 devices and one
-// appleCareCoverage request per device, 8 in flight.
+// appleCareCoverage request per device, as many in flight as an
+// unlimited budget allows (the most workers).
 func BenchmarkSync(b *testing.B) {
 	for _, n := range []int{1_000, 100_000} {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-			srv := appletest.New()
-			b.Cleanup(srv.Close)
+			srv := newServer(b)
 			srv.SetDevices(n)
 			key, err := srv.NewCredential(apple.ScopeBusiness)
 			if err != nil {
@@ -40,7 +54,7 @@ func BenchmarkSync(b *testing.B) {
 			start := time.Now()
 			for b.Loop() {
 				sink := &countSink{}
-				if err := client.Sync(b.Context(), cred, "", sink, nil); err != nil {
+				if err := client.Sync(b.Context(), cred, apple.NewBudget(1e12), apple.SyncState{}, sink, nil); err != nil {
 					b.Fatal(err)
 				}
 				if sink.devices != n || sink.records != appletest.CoverageTotal(n) {

@@ -21,7 +21,7 @@ func TestCheckAcceptedTokenIsCachedForSync(t *testing.T) {
 	if res.Outcome != apple.Accepted || res.Err != nil {
 		t.Fatalf("Check = %+v, want accepted; fake refused: %v", res, f.srv.Rejections())
 	}
-	if err := f.client.Sync(t.Context(), f.cred, "", newSink(), nil); err != nil {
+	if err := f.sync(t.Context(), newSink(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.srv.Stats().TokensIssued; got != 1 {
@@ -65,9 +65,10 @@ func TestCheckRejected(t *testing.T) {
 			fakeSaw: "kid"},
 		{name: "unknown client id", edit: func(_ *fixture, c *apple.Credential) { c.ClientID = "BUSINESSAPI.unknown" },
 			fakeSaw: "not registered"},
-		{name: "assertion already expired by the clock", edit: func(f *fixture, _ *apple.Credential) {
-			f.client.Clock = laterClock{f.clock, -2 * time.Hour}
-		}, fakeSaw: "expired"},
+		{name: "wrong key and a clock within five minutes", edit: func(f *fixture, c *apple.Credential) {
+			c.Key = other
+			f.client.Clock = laterClock{f.clock, -4 * time.Minute}
+		}, fakeSaw: "signature"},
 		{name: "fake says invalid_client", edit: func(f *fixture, _ *apple.Credential) {
 			f.srv.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.InvalidClient})
 		}},
@@ -171,7 +172,7 @@ func TestTokenCachedForItsLifetimeMinusMargin(t *testing.T) {
 	f.srv.SetTokenLifetime(20 * time.Minute) // margin is 5 min: reused until minute 15
 	sync := func() {
 		t.Helper()
-		if err := f.client.Sync(t.Context(), f.cred, "", newSink(), nil); err != nil {
+		if err := f.sync(t.Context(), newSink(), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -204,7 +205,7 @@ func TestAssertionClaims(t *testing.T) {
 	_, c2 := decodeJWT(t, a2)
 	want := map[string]any{
 		"iss": f.cred.ClientID, "sub": f.cred.ClientID, "aud": apple.Audience,
-		"iat": float64(at.Unix()), "exp": float64(at.Add(apple.DefaultAssertionLifetime).Unix()),
+		"iat": float64(at.Add(-apple.IssuedAtBackdate).Unix()), "exp": float64(at.Add(apple.DefaultAssertionLifetime).Unix()),
 	}
 	for k, v := range want {
 		if c1[k] != v {
@@ -216,5 +217,39 @@ func TestAssertionClaims(t *testing.T) {
 	}
 	if c1["jti"] == "" || c1["jti"] == c2["jti"] {
 		t.Errorf("jti %v and %v: want distinct UUIDs", c1["jti"], c2["jti"])
+	}
+}
+
+func TestCheckBlamesAWrongClockNotTheKey(t *testing.T) {
+	f := newFixture(t, 0)
+	f.client.Clock = laterClock{f.clock, -2 * time.Hour}
+	res := f.client.Check(t.Context(), f.cred)
+	if res.Outcome != apple.Unreachable || errors.Is(res.Err, apple.ErrRejected) || !errors.Is(res.Err, apple.ErrUnreachable) {
+		t.Fatalf("Check with a clock two hours behind = %+v, want unreachable", res)
+	}
+	if res.ClockSkew != 2*time.Hour || !strings.Contains(res.Reason, "system clock is off by 2h0m0s") {
+		t.Fatalf("skew %v, reason %q", res.ClockSkew, res.Reason)
+	}
+	if !strings.Contains(strings.Join(f.srv.Rejections(), "\n"), "expired") {
+		t.Errorf("the fake refused for %q, want an expired assertion", f.srv.Rejections())
+	}
+}
+
+func TestCheckBackdatedIssuedAtSurvivesASlowServerClock(t *testing.T) {
+	f := newFixture(t, 0)
+	// The token endpoint's clock is 100 s behind ours: an iat of "now" would
+	// be 100 s in its future, beyond its minute of leeway.
+	f.client.Clock = laterClock{f.clock, 100 * time.Second}
+	if res := f.client.Check(t.Context(), f.cred); res.Outcome != apple.Accepted {
+		t.Fatalf("Check = %+v, want accepted", res)
+	}
+}
+
+func TestCheckKeepsApplesErrorID(t *testing.T) {
+	f := newFixture(t, 0)
+	f.srv.Fail(appletest.Fault{Endpoint: appletest.TokenEndpoint, Mode: appletest.ServerError, Times: -1})
+	res := f.client.Check(t.Context(), f.cred)
+	if res.Outcome != apple.Unreachable || res.ErrorID == "" || !strings.Contains(res.Reason, "Apple error id "+res.ErrorID) {
+		t.Fatalf("Check = %+v, want unreachable with Apple's error id", res)
 	}
 }

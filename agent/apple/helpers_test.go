@@ -16,7 +16,6 @@ import (
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 )
 
-// clock is a settable clock shared by the client and the fake.
 // laterClock is c moved by d.
 type laterClock struct {
 	c apple.Clock
@@ -25,6 +24,7 @@ type laterClock struct {
 
 func (l laterClock) Now() time.Time { return l.c.Now().Add(l.d) }
 
+// clock is a settable clock shared by the client and the fake.
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -50,6 +50,7 @@ type fixture struct {
 	cred   apple.Credential
 	client *apple.Client
 	clock  *clock
+	budget *apple.Budget // fast enough that it never waits
 
 	mu     sync.Mutex
 	sleeps []time.Duration
@@ -57,7 +58,8 @@ type fixture struct {
 
 func newFixture(t testing.TB, devices int) *fixture {
 	t.Helper()
-	f := &fixture{srv: appletest.New(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	f := &fixture{srv: appletest.New(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)},
+		budget: apple.NewBudget(1e12)}
 	t.Cleanup(f.srv.Close)
 	f.srv.SetClock(f.clock)
 	f.srv.SetDevices(devices)
@@ -77,10 +79,20 @@ func newFixture(t testing.TB, devices int) *fixture {
 	return f
 }
 
+// newServer starts a fake closed when the test ends.
+func newServer(tb testing.TB) *appletest.Server {
+	srv := appletest.New()
+	tb.Cleanup(srv.Close)
+	return srv
+}
+
 // sleep records the wait and advances the shared clock instead of sleeping.
+// Waits under a millisecond (a fast budget's pacing) are not recorded.
 func (f *fixture) sleep(ctx context.Context, d time.Duration) error {
 	f.mu.Lock()
-	f.sleeps = append(f.sleeps, d)
+	if d >= time.Millisecond {
+		f.sleeps = append(f.sleeps, d)
+	}
 	f.mu.Unlock()
 	f.clock.Add(d)
 	return ctx.Err()
@@ -92,16 +104,18 @@ func (f *fixture) waits() []time.Duration {
 	return slices.Clone(f.sleeps)
 }
 
-// memSink is a test sink that keeps every page it accepted, as a store
-// would in one transaction per page.
+// memSink is a test sink that keeps what a store would: the listed
+// devices, each device's latest coverage read, and where the pass stands.
 type memSink struct {
 	mu        sync.Mutex
 	devices   map[string]apple.Device
+	order     []string // device ids in list order
 	coverage  map[string]apple.DeviceCoverage
-	cursor    string
-	commits   int
+	state     apple.SyncState
+	pages     int
+	batches   int
 	dupes     []string
-	failAfter int // Page fails on commit number failAfter+1 (0 = never)
+	failAfter int // Coverage fails on batch number failAfter+1 (0 = never)
 	failed    bool
 }
 
@@ -113,24 +127,45 @@ func newSink() *memSink {
 	return &memSink{devices: map[string]apple.Device{}, coverage: map[string]apple.DeviceCoverage{}}
 }
 
-func (s *memSink) Page(_ context.Context, devices []apple.Device, coverage []apple.DeviceCoverage, next string) error {
+func (s *memSink) Page(_ context.Context, ds []apple.Device, next string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failAfter > 0 && s.commits == s.failAfter && !s.failed {
-		s.failed = true
-		return errSinkFull
-	}
-	for _, d := range devices {
+	for _, d := range ds {
 		if _, ok := s.devices[d.ID]; ok {
 			s.dupes = append(s.dupes, d.ID)
+		} else {
+			s.order = append(s.order, d.ID)
 		}
 		s.devices[d.ID] = d
 	}
-	for _, c := range coverage {
+	s.state = apple.SyncState{Cursor: next, Listed: next == ""}
+	s.pages++
+	return nil
+}
+
+func (s *memSink) Due(_ context.Context, n int) ([]apple.Device, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []apple.Device
+	for _, id := range s.order {
+		if _, ok := s.coverage[id]; !ok && len(out) < n {
+			out = append(out, s.devices[id])
+		}
+	}
+	return out, nil
+}
+
+func (s *memSink) Coverage(_ context.Context, batch []apple.DeviceCoverage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failAfter > 0 && s.batches == s.failAfter && !s.failed {
+		s.failed = true
+		return errSinkFull
+	}
+	for _, c := range batch {
 		s.coverage[c.DeviceID] = c
 	}
-	s.cursor = next
-	s.commits++
+	s.batches++
 	return nil
 }
 
@@ -147,7 +182,7 @@ func (s *memSink) records() int {
 func (s *memSink) checkComplete(t *testing.T, n int) {
 	t.Helper()
 	if len(s.dupes) > 0 {
-		t.Errorf("devices committed twice: %v", s.dupes[:min(5, len(s.dupes))])
+		t.Errorf("devices listed twice: %v", s.dupes[:min(5, len(s.dupes))])
 	}
 	if len(s.devices) != n {
 		t.Errorf("sink holds %d devices, want %d", len(s.devices), n)
@@ -161,16 +196,21 @@ func (s *memSink) checkComplete(t *testing.T, n int) {
 		if !ok {
 			t.Fatalf("coverage of %s missing", id)
 		}
-		if len(c.Records) != appletest.CoverageCount(i) {
-			t.Fatalf("device %s has %d coverage records, want %d", id, len(c.Records), appletest.CoverageCount(i))
+		if len(c.Records) != appletest.CoverageCount(i) || c.Failed {
+			t.Fatalf("device %s has %d coverage records (failed %v), want %d", id, len(c.Records), c.Failed, appletest.CoverageCount(i))
 		}
 	}
 	if got, want := s.records(), appletest.CoverageTotal(n); got != want {
 		t.Errorf("sink holds %d coverage records, want %d", got, want)
 	}
-	if s.cursor != "" {
-		t.Errorf("final cursor = %q, want empty (sync finished)", s.cursor)
+	if !s.state.Listed || s.state.Cursor != "" {
+		t.Errorf("final state = %+v, want listed", s.state)
 	}
+}
+
+// sync runs a pass from the sink's state with the fixture's budget.
+func (f *fixture) sync(ctx context.Context, s *memSink, progress func(apple.Progress)) error {
+	return f.client.Sync(ctx, f.cred, f.budget, s.state, s, progress)
 }
 
 func durations(ds ...int) []time.Duration {

@@ -55,7 +55,7 @@ func TestResolveCredential(t *testing.T) {
 }
 
 func TestNextPageStaysOnTheAPIOrigin(t *testing.T) {
-	c := &Client{PageLimit: 10}
+	c := &Client{}
 	base := "https://api-business.apple.com"
 	page := func(next, cursor string) listAnswer {
 		var p listAnswer
@@ -69,10 +69,11 @@ func TestNextPageStaysOnTheAPIOrigin(t *testing.T) {
 		err          string
 	}{
 		{name: "last page", page: page("", "")},
-		{name: "both given", page: page(base+"/v1/orgDevices?cursor=abc&limit=10", "abc"),
-			cursor: "abc", next: base + "/v1/orgDevices?cursor=abc&limit=10"},
-		{name: "relative link", page: page("/v1/orgDevices?cursor=abc", ""), cursor: "abc", next: base + "/v1/orgDevices?cursor=abc"},
-		{name: "cursor only", page: page("", "abc"), cursor: "abc", next: base + "/v1/orgDevices?cursor=abc&limit=10"},
+		{name: "both given", page: page(base+"/v1/orgDevices?cursor=abc&limit=1000", "abc"),
+			cursor: "abc", next: base + "/v1/orgDevices?cursor=abc&limit=1000"},
+		{name: "link with only the cursor gets the limit", page: page("/v1/orgDevices?cursor=abc", ""),
+			cursor: "abc", next: base + "/v1/orgDevices?cursor=abc&limit=1000"},
+		{name: "cursor only", page: page("", "abc"), cursor: "abc", next: base + "/v1/orgDevices?cursor=abc&limit=1000"},
 		{name: "link to another host", page: page("https://evil.example/v1/orgDevices?cursor=abc", "abc"), err: "refusing"},
 		{name: "link downgraded to http", page: page("http://api-business.apple.com/v1/orgDevices?cursor=abc", "abc"), err: "refusing"},
 		{name: "link without cursor", page: page(base+"/v1/orgDevices?page=2", ""), err: "without a cursor"},

@@ -23,58 +23,126 @@ type netError struct {
 func (e *netError) Error() string   { return fmt.Sprintf("%s: %v", e.op, e.err) }
 func (e *netError) Unwrap() []error { return []error{ErrUnreachable, e.err} }
 
-// retry runs attempt up to MaxTries times. attempt returns the HTTP status
-// (0 when there was no answer) and headers. A 429 waits for Retry-After
-// (capped at MaxRetryAfter, plus up to 10% jitter); a 5xx or a transport
-// error backs off exponentially from BackoffBase; anything else is final.
-func (c *Client) retry(ctx context.Context, op string, attempt func() (int, http.Header, error)) error {
-	tries := orDefault(c.MaxTries, DefaultMaxTries)
-	var err error
-	for i := range tries {
-		var status int
-		var hdr http.Header
-		status, hdr, err = attempt()
+// ErrPaused: Apple asked for a wait longer than a sync waits (more than
+// MaxRetryAfter). The sync stopped with its progress kept; a PausedError
+// says when it may resume.
+var ErrPaused = errors.New("apple asked for a longer wait than a sync waits")
+
+// PausedError is a Retry-After longer than the client waits.
+type PausedError struct {
+	Op    string
+	Until time.Time
+	err   error // the 429 answer
+}
+
+func (e *PausedError) Error() string {
+	msg := fmt.Sprintf("apple asked to wait until %s; the sync resumes then", e.Until.UTC().Format(time.RFC3339))
+	if e.Op != "" {
+		msg = e.Op + ": " + msg
+	}
+	if e.err != ErrUnreachable {
+		msg += ": " + e.err.Error()
+	}
+	return msg
+}
+
+// Unwrap gives ErrPaused, ErrUnreachable and the answer's error.
+func (e *PausedError) Unwrap() []error { return []error{ErrPaused, ErrUnreachable, e.err} }
+
+// maxThrottled is how many 429 answers one request paid from a budget
+// takes before it gives up; an unpaced one (an auth check) takes MaxTries.
+const maxThrottled = 20
+
+// spend waits until the budget lets one request go (nil: no budget). A
+// budget paused for longer than MaxRetryAfter (another request was told to
+// wait that long) stops with a PausedError at once.
+func (c *Client) spend(ctx context.Context, b *Budget) error {
+	if b == nil {
+		return nil
+	}
+	for {
+		now := c.now()
+		wait, taken := b.reserve(now)
+		if !taken && wait > orDefault(c.MaxRetryAfter, DefaultMaxRetryAfter) {
+			return &PausedError{Until: now.Add(wait), err: ErrUnreachable}
+		}
+		if wait > 0 {
+			if err := c.sleep(ctx, wait); err != nil {
+				return err
+			}
+		}
+		if taken {
+			return nil
+		}
+	}
+}
+
+// retry runs attempt, each try paid from the budget b (nil: unpaced).
+// attempt returns the HTTP status (0 when there was no answer) and headers.
+// A 429 waits the full Retry-After (seconds or an HTTP date; without one it
+// backs off as for a 5xx), pausing every request of the budget and lowering
+// its rate; a Retry-After longer than MaxRetryAfter stops with a
+// PausedError. A 5xx or a transport error backs off exponentially from
+// BackoffBase, at most MaxTries times. Anything else is final.
+func (c *Client) retry(ctx context.Context, b *Budget, op string, attempt func() (int, http.Header, error)) error {
+	tries, throttled := 0, 0
+	for {
+		if err := c.spend(ctx, b); err != nil {
+			return fmt.Errorf("%s: wait for the request budget: %w", op, err)
+		}
+		status, hdr, err := attempt()
+		var ne *netError
+		transient := status == http.StatusTooManyRequests || status >= 500 || errors.As(err, &ne)
+		if b != nil && !transient {
+			b.succeeded(c.now())
+		}
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !transient {
 			return err
 		}
-		var ne *netError
 		var wait time.Duration
-		switch {
-		case status == http.StatusTooManyRequests:
-			wait = c.retryAfter(hdr, i)
-		case status >= 500 || errors.As(err, &ne):
-			wait = c.backoff(i)
-		default:
-			return err
-		}
-		if i == tries-1 {
-			break
+		if status == http.StatusTooManyRequests {
+			throttled++
+			wait = c.retryAfter(hdr, throttled-1)
+			if limit := orDefault(c.MaxRetryAfter, DefaultMaxRetryAfter); wait > limit {
+				if b != nil {
+					b.throttle(c.now(), wait) // the budget's other requests stop too
+				}
+				return &PausedError{Op: op, Until: c.now().Add(wait), err: err}
+			}
+			if throttled >= maxThrottled || (b == nil && throttled >= orDefault(c.MaxTries, DefaultMaxTries)) {
+				return fmt.Errorf("gave up after %d answers 429: %w", throttled, err)
+			}
+			if b != nil {
+				b.throttle(c.now(), wait)
+				continue // spend waits out the pause
+			}
+		} else {
+			tries++
+			if tries >= orDefault(c.MaxTries, DefaultMaxTries) {
+				return fmt.Errorf("gave up after %d tries: %w", tries, err)
+			}
+			wait = c.backoff(tries - 1)
 		}
 		if serr := c.sleep(ctx, wait); serr != nil {
 			return fmt.Errorf("%s: wait %s to retry: %w", op, wait, serr)
 		}
 	}
-	return fmt.Errorf("gave up after %d tries: %w", tries, err)
 }
 
-// retryAfter reads Retry-After as seconds or an HTTP date, caps it, and
-// adds up to 10% jitter; it never waits less than Apple asked (below the cap).
-// Without a usable header it backs off as for a 5xx.
+// retryAfter reads Retry-After as seconds or an HTTP date: the full wait
+// Apple asked for. Without a usable header it backs off as for a 5xx.
 func (c *Client) retryAfter(hdr http.Header, try int) time.Duration {
 	v := hdr.Get("Retry-After")
-	var wait time.Duration
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-		wait = time.Duration(min(secs, 1<<31)) * time.Second
-	} else if at, err := http.ParseTime(v); err == nil {
-		wait = max(at.Sub(c.now()), 0)
-	} else {
-		return c.backoff(try)
+		return time.Duration(min(secs, 1<<31)) * time.Second
 	}
-	wait = min(wait, orDefault(c.MaxRetryAfter, DefaultMaxRetryAfter))
-	return wait + c.jitter(wait/10)
+	if at, err := http.ParseTime(v); err == nil {
+		return max(at.Sub(c.now()), 0)
+	}
+	return c.backoff(try)
 }
 
 // backoff is BackoffBase·2^try capped at BackoffMax, jittered in its upper half.
@@ -88,16 +156,17 @@ func (c *Client) backoff(try int) time.Duration {
 	return d/2 + c.jitter(d/2)
 }
 
-// get reads one API resource into v with the bearer token for cred. A 401
+// get reads one API resource into v with the bearer token for cred, paid
+// from the budget b. A 401
 // drops the cached token and tries once more with a fresh one.
-func (c *Client) get(ctx context.Context, cred Credential, rawURL, op string, v any) error {
+func (c *Client) get(ctx context.Context, cred Credential, b *Budget, rawURL, op string, v any) error {
 	refreshed := false
 	for {
-		tok, err := c.bearer(ctx, cred)
+		tok, err := c.bearer(ctx, cred, b)
 		if err != nil {
 			return err
 		}
-		err = c.retry(ctx, op, func() (int, http.Header, error) {
+		err = c.retry(ctx, b, op, func() (int, http.Header, error) {
 			return c.getOnce(ctx, tok, rawURL, op, v)
 		})
 		var se *StatusError
@@ -145,6 +214,7 @@ func apiStatusError(op string, status int, body []byte) error {
 	e := &StatusError{Op: op, Status: status}
 	var ae apiErrors
 	if jsonObject(body, &ae) && len(ae.Errors) > 0 {
+		e.ID = clean(ae.Errors[0].ID)
 		e.Code = clean(ae.Errors[0].Code)
 		e.Detail = clean(ae.Errors[0].Detail)
 		if e.Detail == "" {

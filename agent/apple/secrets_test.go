@@ -12,15 +12,12 @@ import (
 )
 
 // failingSink refuses the first page with an error that names it.
-type failingSink struct{}
+type failingSink struct{ *memSink }
 
-func (failingSink) Page(context.Context, []apple.Device, []apple.DeviceCoverage, string) error {
-	return errSinkFull
-}
+func (s failingSink) Page(context.Context, []apple.Device, string) error { return errSinkFull }
 
 func TestNoSecretInErrorsOrFormatting(t *testing.T) {
 	f := newFixture(t, 20)
-	f.client.PageLimit = 10
 	var texts []string
 	add := func(what string, err error) {
 		if err == nil {
@@ -44,13 +41,13 @@ func TestNoSecretInErrorsOrFormatting(t *testing.T) {
 	sync := func(what string, fault appletest.Fault) {
 		f.srv.ClearFaults()
 		f.srv.Fail(fault)
-		add(what, f.client.Sync(t.Context(), f.cred, "", newSink(), nil))
+		add(what, f.sync(t.Context(), newSink(), nil))
 	}
 	sync("401 twice", appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.Unauthorized, Times: 2})
 	sync("coverage 503", appletest.Fault{Endpoint: appletest.CoverageEndpoint, Mode: appletest.ServerError, Times: -1})
 	sync("malformed page", appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.Malformed})
 	f.srv.ClearFaults()
-	add("sink", f.client.Sync(t.Context(), f.cred, "", failingSink{}, nil))
+	add("sink", f.client.Sync(t.Context(), f.cred, f.budget, apple.SyncState{}, failingSink{newSink()}, nil))
 
 	texts = append(texts,
 		fmt.Sprintf("%v", f.cred), fmt.Sprintf("%+v", f.cred), fmt.Sprintf("%#v", f.cred), fmt.Sprint(&f.cred),

@@ -8,9 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // Device is one organisation device as Apple lists it.
@@ -20,6 +19,7 @@ type Device struct {
 	Model         string          // deviceModel, e.g. `iMac 21.5"`
 	ProductFamily string          // productFamily: Mac, iPhone, iPad, AppleTV, Watch, Vision
 	Status        string          // status: ASSIGNED, UNASSIGNED
+	ReleasedAt    time.Time       // releasedFromOrgDateTime; zero while in the organisation
 	Attributes    json.RawMessage // every attribute as Apple sent it, unknown ones included
 }
 
@@ -28,7 +28,8 @@ type Coverage struct {
 	ID              string
 	Description     string    // e.g. "Limited Warranty", "AppleCare+"
 	Status          string    // ACTIVE or INACTIVE
-	Start, End      time.Time // startDateTime, endDateTime; zero when absent or unparseable
+	Start, End      time.Time // startDateTime, endDateTime; zero when absent (End: an open-ended subscription)
+	CanceledAt      time.Time // contractCancelDateTime; zero when absent
 	AgreementNumber string    // empty when Apple sends null
 	PaymentType     string    // ABE_SUBSCRIPTION, PAID_UP_FRONT, SUBSCRIPTION, NONE
 	Renewable       bool      // isRenewable
@@ -36,33 +37,48 @@ type Coverage struct {
 	Attributes      json.RawMessage
 }
 
-// DeviceCoverage is the complete coverage answer for one device. Zero
-// Records means Apple lists no coverage for it; a device whose coverage
-// could not be read is not given a DeviceCoverage at all.
+// DeviceCoverage is the result of reading one device's coverage: its
+// complete list of records (empty: Apple lists none), or Failed with the
+// reason when the read failed for that device alone (e.g. 404, the device
+// left the organisation).
 type DeviceCoverage struct {
 	DeviceID string
 	Serial   string
 	Records  []Coverage
+	Failed   bool
+	Reason   string
 }
 
-// Sink receives a sync page by page. Page gets one page's devices, the
-// coverage of those devices and the cursor to resume after it, so a sink
-// can store all three in one transaction. Page with next == "" is the last
-// page: the sync finished and the next one starts from the beginning.
+// SyncState is where a sync pass stands, as the sink stored it.
+type SyncState struct {
+	Cursor string // where the device list resumes; "" from the first page
+	Listed bool   // the pass has read the whole device list
+}
+
+// Sink stores a sync pass as it goes, each call in its own transaction.
 type Sink interface {
-	Page(ctx context.Context, devices []Device, coverage []DeviceCoverage, next string) error
+	// Page stores one page of the device list and the cursor of the page
+	// after it ("" after the last page).
+	Page(ctx context.Context, devices []Device, next string) error
+	// Due returns up to n devices whose coverage this pass has still to
+	// read, most urgent first; none when every device was read.
+	Due(ctx context.Context, n int) ([]Device, error)
+	// Coverage stores a batch of coverage reads.
+	Coverage(ctx context.Context, batch []DeviceCoverage) error
 }
 
-// Progress is reported after every page the sink accepted.
+// Progress is reported after every page and coverage batch the sink stored.
 type Progress struct {
-	Pages      int      // pages done in this run
-	Devices    int      // devices handed to the sink in this run
-	Coverage   int      // coverage records handed to the sink in this run
-	Skipped    int      // devices whose coverage could not be read, in this run
-	SkippedIDs []string // the skipped device ids of the latest page
-	Total      int      // meta.paging.total when Apple gives it, else 0
-	Cursor     string   // where a new run would resume; "" when Done
-	Done       bool
+	Pages     int     // device list pages stored in this run
+	Devices   int     // devices listed in this run
+	Checked   int     // coverage reads stored in this run
+	Coverage  int     // coverage records stored in this run
+	Failed    int     // coverage reads that failed for their device, in this run
+	Total     int     // meta.paging.total when Apple gives it, else 0
+	Listed    bool    // the whole device list has been read
+	Cursor    string  // where the device list resumes; "" once listed
+	Rate      float64 // the budget's rate, requests a minute
+	Throttled int     // 429 answers the budget has seen
 }
 
 // wire shapes (JSON:API as Apple documents it); unknown fields are ignored.
@@ -87,6 +103,7 @@ type listAnswer struct {
 
 type deviceAttrs struct {
 	SerialNumber  string `json:"serialNumber"`
+	Released      string `json:"releasedFromOrgDateTime"`
 	DeviceModel   string `json:"deviceModel"`
 	ProductFamily string `json:"productFamily"`
 	Status        string `json:"status"`
@@ -97,71 +114,110 @@ type coverageAttrs struct {
 	Status          string  `json:"status"`
 	StartDateTime   string  `json:"startDateTime"`
 	EndDateTime     string  `json:"endDateTime"`
+	CancelDateTime  string  `json:"contractCancelDateTime"`
 	AgreementNumber *string `json:"agreementNumber"`
 	PaymentType     string  `json:"paymentType"`
 	IsRenewable     bool    `json:"isRenewable"`
 	IsCanceled      bool    `json:"isCanceled"`
 }
 
-// Sync imports every organisation device and its coverage, starting at
-// cursor ("" for the beginning). Each page goes to sink before the next is
-// read, then its cursor, so a sync that stops (error, cancel, crash)
-// resumes from the last page the sink accepted. Coverage is read with
-// Concurrency requests in flight. A device whose coverage answer is a
-// client error other than 401/403/429 (e.g. 404, the device left the
-// organisation) is left out of the page's coverage and counted in
-// Progress.Skipped; every other failure stops the sync with an error that
-// wraps ErrRejected or ErrUnreachable where it is one of those.
-func (c *Client) Sync(ctx context.Context, cred Credential, cursor string, sink Sink, progress func(Progress)) error {
+// ErrCursorRefused: Apple refused the device list cursor (400
+// PARAMETER_ERROR.INVALID, e.g. it expired). Read the list again from the
+// first page.
+var ErrCursorRefused = errors.New("apple refused the device list cursor")
+
+// Sync runs a sync pass from state, paying every request from the budget b:
+// it reads the rest of the device list (always limit=1000) page by page into
+// the sink, then the coverage of every device the sink says is due, with
+// as many requests in flight as the budget allows, stored in batches of
+// BatchSize reads or every BatchInterval. A sync that stops (error, cancel,
+// crash, a Retry-After beyond MaxRetryAfter) resumes from what the sink
+// stored. It returns ErrCursorRefused when Apple refuses a cursor, a
+// PausedError (ErrPaused) when Apple asks for a longer wait, and otherwise
+// errors that wrap ErrRejected or ErrUnreachable where they are one of
+// those.
+func (c *Client) Sync(ctx context.Context, cred Credential, b *Budget, state SyncState, sink Sink, progress func(Progress)) error {
 	cred, err := resolve(cred)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	base := c.apiBase(cred.Scope)
-	next := c.pageURL(base, cursor)
-	p := Progress{Cursor: cursor}
+	if b == nil {
+		b = NewBudget(0)
+	}
+	r := &run{c: c, cred: cred, b: b, base: c.apiBase(cred.Scope), sink: sink, report: progress}
+	r.p.Cursor, r.p.Listed = state.Cursor, state.Listed
+	if !state.Listed {
+		if err := r.list(ctx); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
+	if err := r.coverage(ctx); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+// run is one Sync call.
+type run struct {
+	c      *Client
+	cred   Credential
+	b      *Budget
+	base   string
+	sink   Sink
+	report func(Progress)
+	p      Progress
+}
+
+func (r *run) progress() {
+	if r.report != nil {
+		r.p.Rate, r.p.Throttled = r.b.Rate(), r.b.Throttled()
+		r.report(r.p)
+	}
+}
+
+// list reads the device list from the cursor to its end.
+func (r *run) list(ctx context.Context) error {
+	next := r.c.pageURL(r.base, r.p.Cursor)
 	for next != "" {
 		var page listAnswer
-		if err := c.get(ctx, cred, next, "list devices", &page); err != nil {
-			return fmt.Errorf("sync: %w", err)
+		if err := r.c.get(ctx, r.cred, r.b, next, "list devices", &page); err != nil {
+			if refusedCursor(err) && strings.Contains(next, "cursor=") {
+				return fmt.Errorf("%w: %w", ErrCursorRefused, err)
+			}
+			return err
 		}
 		devices, err := toDevices(page.Data)
 		if err != nil {
-			return fmt.Errorf("sync: list devices: %w", err)
+			return fmt.Errorf("list devices: %w", err)
 		}
-		covs, skipped, err := c.coverageFor(ctx, cred, base, devices)
+		cursor, nextURL, err := r.c.nextPage(r.base, page)
 		if err != nil {
-			return fmt.Errorf("sync: %w", err)
+			return fmt.Errorf("list devices: %w", err)
 		}
-		nextCursor, nextURL, err := c.nextPage(base, page)
-		if err != nil {
-			return fmt.Errorf("sync: list devices: %w", err)
+		if cursor != "" && cursor == r.p.Cursor {
+			return fmt.Errorf("list devices: %w: the API returned cursor %q twice", ErrUnreachable, cursor)
 		}
-		if nextCursor != "" && nextCursor == p.Cursor {
-			return fmt.Errorf("sync: list devices: %w: the API returned cursor %q twice", ErrUnreachable, nextCursor)
+		if err := r.sink.Page(ctx, devices, cursor); err != nil {
+			return fmt.Errorf("store device page: %w", err)
 		}
-		if err := sink.Page(ctx, devices, covs, nextCursor); err != nil {
-			return fmt.Errorf("sync: store page: %w", err)
-		}
-		p.Pages++
-		p.Devices += len(devices)
-		for _, dc := range covs {
-			p.Coverage += len(dc.Records)
-		}
-		p.Skipped += len(skipped)
-		p.SkippedIDs = skipped
-		p.Total = page.Meta.Paging.Total
-		p.Cursor, p.Done = nextCursor, nextURL == ""
-		if progress != nil {
-			progress(p)
-		}
+		r.p.Pages++
+		r.p.Devices += len(devices)
+		r.p.Total = page.Meta.Paging.Total
+		r.p.Cursor, r.p.Listed = cursor, nextURL == ""
+		r.progress()
 		next = nextURL
 	}
 	return nil
 }
 
+// refusedCursor reports Apple's answer to a cursor it no longer accepts.
+func refusedCursor(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Status == http.StatusBadRequest && strings.HasPrefix(se.Code, "PARAMETER_ERROR")
+}
+
 func (c *Client) pageURL(base, cursor string) string {
-	q := url.Values{"limit": {strconv.Itoa(orDefault(c.PageLimit, DefaultPageLimit))}}
+	q := url.Values{"limit": {strconv.Itoa(DefaultPageLimit)}}
 	if cursor != "" {
 		q.Set("cursor", cursor)
 	}
@@ -170,7 +226,9 @@ func (c *Client) pageURL(base, cursor string) string {
 
 // nextPage returns the cursor to record and the URL to read next ("" at the
 // end). links.next is followed only on the API's own origin, so a bearer
-// token is never sent elsewhere; without it the URL is built from the cursor.
+// token is never sent elsewhere, and with limit=1000 added when Apple left
+// it out (its links carry only the cursor); without links.next the URL is
+// built from meta.paging.nextCursor.
 func (c *Client) nextPage(base string, page listAnswer) (cursor, next string, err error) {
 	cursor = page.Meta.Paging.NextCursor
 	if page.Links.Next == "" {
@@ -183,14 +241,19 @@ func (c *Client) nextPage(base string, page listAnswer) (cursor, next string, er
 	if err != nil {
 		return "", "", err
 	}
+	u, _ := url.Parse(next)
+	q := u.Query()
 	if cursor == "" {
-		u, _ := url.Parse(next)
-		cursor = u.Query().Get("cursor")
+		cursor = q.Get("cursor")
 	}
 	if cursor == "" {
 		return "", "", fmt.Errorf("%w: malformed answer: links.next without a cursor", ErrUnreachable)
 	}
-	return cursor, next, nil
+	if q.Get("limit") == "" {
+		q.Set("limit", strconv.Itoa(DefaultPageLimit))
+		u.RawQuery = q.Encode()
+	}
+	return cursor, u.String(), nil
 }
 
 // sameOrigin resolves link against base and refuses another scheme or host.
@@ -223,7 +286,7 @@ func toDevices(data []resource) ([]Device, error) {
 			}
 		}
 		d := Device{ID: r.ID, Serial: a.SerialNumber, Model: a.DeviceModel,
-			ProductFamily: a.ProductFamily, Status: a.Status, Attributes: r.Attributes}
+			ProductFamily: a.ProductFamily, Status: a.Status, ReleasedAt: parseTime(a.Released), Attributes: r.Attributes}
 		if d.Serial == "" {
 			d.Serial = r.ID
 		}
@@ -241,7 +304,7 @@ func toCoverage(r resource) (Coverage, error) {
 	}
 	cv := Coverage{ID: r.ID, Description: a.Description, Status: a.Status, PaymentType: a.PaymentType,
 		Renewable: a.IsRenewable, Canceled: a.IsCanceled, Attributes: r.Attributes,
-		Start: parseTime(a.StartDateTime), End: parseTime(a.EndDateTime)}
+		Start: parseTime(a.StartDateTime), End: parseTime(a.EndDateTime), CanceledAt: parseTime(a.CancelDateTime)}
 	if a.AgreementNumber != nil {
 		cv.AgreementNumber = *a.AgreementNumber
 	}
@@ -256,61 +319,8 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-// coverageFor reads the coverage of devices with at most Concurrency
-// requests in flight. It returns the answers in device order, the ids of
-// skipped devices, or the first error that stops the page.
-func (c *Client) coverageFor(ctx context.Context, cred Credential, base string, devices []Device) ([]DeviceCoverage, []string, error) {
-	results := make([]DeviceCoverage, len(devices))
-	failed := make([]bool, len(devices))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.concurrency())
-	for i, d := range devices {
-		g.Go(func() error {
-			if err := gctx.Err(); err != nil {
-				return err // an earlier device stopped the page; ask no more
-			}
-			dc, err := c.deviceCoverage(gctx, cred, base, d)
-			switch {
-			case err == nil:
-				results[i] = dc
-			case skippable(err):
-				failed[i] = true
-			default:
-				return err
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, nil, err
-	}
-	out := make([]DeviceCoverage, 0, len(devices))
-	var skipped []string
-	for i := range devices {
-		if failed[i] {
-			skipped = append(skipped, devices[i].ID)
-			continue
-		}
-		out = append(out, results[i])
-	}
-	return out, skipped, nil
-}
-
-// skippable says a coverage failure concerns only that device.
-func skippable(err error) bool {
-	var se *StatusError
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Status {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusTooManyRequests:
-		return false
-	}
-	return se.Status >= 400 && se.Status < 500
-}
-
 // deviceCoverage reads every page of one device's appleCareCoverage.
-func (c *Client) deviceCoverage(ctx context.Context, cred Credential, base string, d Device) (DeviceCoverage, error) {
+func (c *Client) deviceCoverage(ctx context.Context, cred Credential, b *Budget, base string, d Device) (DeviceCoverage, error) {
 	dc := DeviceCoverage{DeviceID: d.ID, Serial: d.Serial, Records: []Coverage{}}
 	next := base + "/v1/orgDevices/" + url.PathEscape(d.ID) + "/appleCareCoverage"
 	for pages := 0; next != ""; pages++ {
@@ -318,7 +328,7 @@ func (c *Client) deviceCoverage(ctx context.Context, cred Credential, base strin
 			return dc, fmt.Errorf("read coverage of %s: %w: more than 100 pages", d.ID, ErrUnreachable)
 		}
 		var ans listAnswer
-		if err := c.get(ctx, cred, next, "read coverage of "+d.ID, &ans); err != nil {
+		if err := c.get(ctx, cred, b, next, "read coverage of "+d.ID, &ans); err != nil {
 			return dc, err
 		}
 		for _, r := range ans.Data {

@@ -14,34 +14,33 @@ import (
 	"github.com/rekeyd/rekey/agent/apple/appletest"
 )
 
-func TestSyncPagesEveryDeviceAndCoverage(t *testing.T) {
+func TestSyncAsksForPagesOf1000AndReadsEveryDeviceOnce(t *testing.T) {
 	const n = 2345
 	f := newFixture(t, n)
-	f.client.PageLimit = 1000
 	sink := newSink()
-	var seen []apple.Progress
-	if err := f.client.Sync(t.Context(), f.cred, "", sink, func(p apple.Progress) { seen = append(seen, p) }); err != nil {
+	var last apple.Progress
+	if err := f.sync(t.Context(), sink, func(p apple.Progress) { last = p }); err != nil {
 		t.Fatal(err)
 	}
 	sink.checkComplete(t, n)
-	if got := f.srv.Stats().DeviceRequests; got != 3 {
-		t.Errorf("device page requests = %d, want 3", got)
+	st := f.srv.Stats()
+	// links.next carries only the cursor: followed as given it would drop
+	// to Apple's default page of 100 (24 requests).
+	if st.DeviceRequests != 3 || st.CoverageRequests != n || st.TokensIssued != 1 {
+		t.Errorf("requests: %d pages, %d coverage, %d tokens; want 3, %d, 1", st.DeviceRequests, st.CoverageRequests, st.TokensIssued, n)
 	}
-	if len(seen) != 3 || !seen[2].Done || seen[2].Devices != n || seen[2].Coverage != appletest.CoverageTotal(n) || seen[2].Total != n {
-		t.Errorf("progress = %+v", seen)
+	if last.Pages != 3 || last.Devices != n || last.Checked != n || last.Coverage != appletest.CoverageTotal(n) || !last.Listed || last.Total != n {
+		t.Errorf("last progress %+v", last)
 	}
-	if seen[0].Done || seen[0].Cursor == "" {
-		t.Errorf("first page progress %+v: want a cursor and not done", seen[0])
-	}
-	if got := f.srv.Stats().MaxInFlight; got > apple.DefaultConcurrency || got < 2 {
-		t.Errorf("coverage requests in flight peaked at %d, want 2..%d", got, apple.DefaultConcurrency)
+	if sink.batches < n/apple.DefaultBatchSize {
+		t.Errorf("%d coverage batches for %d devices, want batches of at most %d", sink.batches, n, apple.DefaultBatchSize)
 	}
 }
 
 func TestSyncMapsAppleFields(t *testing.T) {
 	f := newFixture(t, 10)
 	sink := newSink()
-	if err := f.client.Sync(t.Context(), f.cred, "", sink, nil); err != nil {
+	if err := f.sync(t.Context(), sink, nil); err != nil {
 		t.Fatal(err)
 	}
 	d := sink.devices[appletest.DeviceID(1)]
@@ -52,50 +51,60 @@ func TestSyncMapsAppleFields(t *testing.T) {
 	if err := json.Unmarshal(d.Attributes, &attrs); err != nil || attrs["orderNumber"] != "1000001" {
 		t.Errorf("raw attributes %s (%v): want every attribute kept", d.Attributes, err)
 	}
-	if m := sink.devices[appletest.DeviceID(9)].Model; m != "" {
-		t.Errorf("device 9 has no deviceModel in the answer, got %q", m)
-	}
-	if c := sink.coverage[appletest.DeviceID(0)]; c.Records == nil || len(c.Records) != 0 {
-		t.Errorf("device 0 coverage = %#v, want present with zero records", c.Records)
+	if c := sink.coverage[appletest.DeviceID(0)]; c.Records == nil || len(c.Records) != 0 || c.Failed {
+		t.Errorf("device 0 coverage = %#v, want present with zero records", c)
 	}
 	recs := sink.coverage[appletest.DeviceID(1)].Records
 	if len(recs) != 2 {
 		t.Fatalf("device 1 coverage = %+v", recs)
 	}
 	w, ac := recs[0], recs[1]
-	if w.Description != "Limited Warranty" || w.Status != "ACTIVE" || w.PaymentType != "NONE" || w.AgreementNumber != "" || w.Renewable {
+	if w.Description != "Limited Warranty" || w.Status != "INACTIVE" || w.PaymentType != "NONE" || w.AgreementNumber != "" || w.Renewable {
 		t.Errorf("warranty = %+v", w)
 	}
-	if ac.Description != "AppleCare+" || ac.AgreementNumber != "AGR000000001" || !ac.Renewable || ac.Canceled || ac.PaymentType != "PAID_UP_FRONT" {
+	if ac.ID != "AGR000000000" || ac.AgreementNumber != ac.ID || !ac.Renewable || ac.Canceled || ac.PaymentType != "PAID_UP_FRONT" {
 		t.Errorf("AppleCare+ = %+v", ac)
 	}
 	if ac.Start.IsZero() || !ac.End.After(ac.Start) || len(ac.Attributes) == 0 {
 		t.Errorf("AppleCare+ dates %v..%v attrs %s", ac.Start, ac.End, ac.Attributes)
 	}
+	if sub := sink.coverage[appletest.DeviceID(3)].Records[0]; sub.PaymentType != "ABE_SUBSCRIPTION" || !sub.End.IsZero() || sub.Status != "ACTIVE" {
+		t.Errorf("subscription = %+v, want no end", sub)
+	}
+	if a, b := sink.coverage[appletest.DeviceID(1)].Records[1], sink.coverage[appletest.DeviceID(5)].Records[1]; a.ID != b.ID {
+		t.Errorf("devices 1 and 5 share an agreement: ids %q and %q", a.ID, b.ID)
+	}
 }
 
-func TestSyncResumesAfterInterruption(t *testing.T) {
-	const n = 950
+func TestSyncResumesWithoutReadingAgainWhatWasStored(t *testing.T) {
+	const n = 1300
 	tests := []struct {
 		name      string
 		interrupt func(*fixture, *memSink, context.CancelFunc) func(apple.Progress)
 		is        error
-		pageReads int // device page requests over both runs
 	}{
-		{name: "sink fails on the third page", is: errSinkFull, pageReads: 5,
+		{name: "sink fails on the fifth coverage batch", is: errSinkFull,
 			interrupt: func(_ *fixture, s *memSink, _ context.CancelFunc) func(apple.Progress) {
-				s.failAfter = 2
+				s.failAfter = 4
 				return nil
 			}},
-		{name: "context cancelled after the second page", is: context.Canceled, pageReads: 4,
+		{name: "cancelled after the first page", is: context.Canceled,
 			interrupt: func(_ *fixture, _ *memSink, cancel context.CancelFunc) func(apple.Progress) {
 				return func(p apple.Progress) {
-					if p.Pages == 2 {
+					if p.Pages == 1 {
 						cancel()
 					}
 				}
 			}},
-		{name: "coverage fails for good mid-page", is: apple.ErrUnreachable, pageReads: 5,
+		{name: "cancelled mid-coverage", is: context.Canceled,
+			interrupt: func(_ *fixture, _ *memSink, cancel context.CancelFunc) func(apple.Progress) {
+				return func(p apple.Progress) {
+					if p.Checked >= 300 {
+						cancel()
+					}
+				}
+			}},
+		{name: "coverage fails for good", is: apple.ErrUnreachable,
 			interrupt: func(f *fixture, _ *memSink, _ context.CancelFunc) func(apple.Progress) {
 				f.srv.Fail(appletest.Fault{Endpoint: appletest.CoverageEndpoint, Mode: appletest.ServerError,
 					DeviceID: appletest.DeviceID(650), Times: apple.DefaultMaxTries})
@@ -105,66 +114,121 @@ func TestSyncResumesAfterInterruption(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, n)
-			f.client.PageLimit = 300
 			sink := newSink()
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			err := f.client.Sync(ctx, f.cred, "", sink, tt.interrupt(f, sink, cancel))
-			if !errors.Is(err, tt.is) {
+			if err := f.sync(ctx, sink, tt.interrupt(f, sink, cancel)); !errors.Is(err, tt.is) {
 				t.Fatalf("interrupted Sync = %v, want %v", err, tt.is)
 			}
-			if sink.commits != 2 || len(sink.devices) != 600 || sink.cursor == "" {
-				t.Fatalf("after interruption: %d commits, %d devices, cursor %q; want 2 pages kept",
-					sink.commits, len(sink.devices), sink.cursor)
-			}
-			if err := f.client.Sync(t.Context(), f.cred, sink.cursor, sink, nil); err != nil {
+			stored := len(sink.coverage)
+			if err := f.sync(t.Context(), sink, nil); err != nil {
 				t.Fatalf("resumed Sync: %v", err)
 			}
 			sink.checkComplete(t, n)
-			if got := f.srv.Stats().DeviceRequests; got != tt.pageReads {
-				t.Errorf("device page requests = %d, want %d", got, tt.pageReads)
+			st := f.srv.Stats()
+			// Every device read once, plus at most what was in flight or in
+			// the failed batch when the first run stopped.
+			if extra := st.CoverageRequests - n; extra < 0 || extra > apple.DefaultBatchSize+16+apple.DefaultMaxTries {
+				t.Errorf("%d coverage requests for %d devices (%d stored before the resume)", st.CoverageRequests, n, stored)
+			}
+			if st.DeviceRequests > 3 {
+				t.Errorf("%d device list requests, want at most 3", st.DeviceRequests)
 			}
 		})
 	}
 }
 
-func TestSyncRateLimitHonoursRetryAfter(t *testing.T) {
-	tests := []struct {
-		name       string
-		retryAfter func(now time.Time) string
-		jitter     bool
-		want       []time.Duration // two 429s in a row
-	}{
-		{name: "seconds", retryAfter: func(time.Time) string { return "7" }, want: durations(7, 7)},
-		// The injected sleep advances the clock, so the second wait for the
-		// same date is zero.
-		{name: "HTTP date", retryAfter: func(now time.Time) string {
-			return now.Add(30 * time.Second).Format(http.TimeFormat)
-		}, want: durations(30, 0)},
-		{name: "capped at a minute", retryAfter: func(time.Time) string { return "3600" }, want: durations(60, 60)},
-		{name: "jitter adds at most a tenth", retryAfter: func(time.Time) string { return "10" }, jitter: true, want: durations(11, 11)},
-		{name: "date in the past retries now", retryAfter: func(now time.Time) string {
-			return now.Add(-time.Hour).Format(http.TimeFormat)
-		}, want: durations(0, 0)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+func TestSyncWaitsTheFullRetryAfterAndSlowsDown(t *testing.T) {
+	for _, ra := range []string{"7", "300", "3600"} {
+		t.Run(ra, func(t *testing.T) {
 			f := newFixture(t, 5)
-			if tt.jitter {
-				f.client.Jitter = func(max time.Duration) time.Duration { return max }
-			}
-			f.srv.Fail(appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.RateLimited,
-				Times: 2, RetryAfter: tt.retryAfter(f.clock.Now())})
+			f.budget = apple.NewBudget(0)
+			f.srv.Fail(appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.RateLimited, Times: 1, RetryAfter: ra})
+			before := f.budget.Rate()
 			sink := newSink()
-			if err := f.client.Sync(t.Context(), f.cred, "", sink, nil); err != nil {
+			if err := f.sync(t.Context(), sink, nil); err != nil {
 				t.Fatal(err)
 			}
-			if got := f.waits(); !slices.Equal(got, tt.want) {
-				t.Errorf("waits = %v, want %v", got, tt.want)
-			}
 			sink.checkComplete(t, 5)
+			want, _ := time.ParseDuration(ra + "s")
+			if !slices.Contains(f.waits(), want) {
+				t.Errorf("waits %v, want one of %v", f.waits(), want)
+			}
+			if after := f.budget.Rate(); after >= before {
+				t.Errorf("rate %v after a 429, want below %v", after, before)
+			}
 		})
 	}
+}
+
+func TestSyncPausesWhenAppleAsksForMoreThanAnHour(t *testing.T) {
+	f := newFixture(t, 5)
+	f.srv.Fail(appletest.Fault{Endpoint: appletest.CoverageEndpoint, Mode: appletest.RateLimited, Times: 1, RetryAfter: "7200"})
+	sink := newSink()
+	err := f.sync(t.Context(), sink, nil)
+	var pe *apple.PausedError
+	if !errors.Is(err, apple.ErrPaused) || !errors.As(err, &pe) || pe.Until.Sub(f.clock.Now()) < 119*time.Minute {
+		t.Fatalf("Sync = %v, want a pause of two hours", err)
+	}
+	if !sink.state.Listed || len(sink.devices) != 5 {
+		t.Fatalf("the pause lost progress: %+v, %d devices", sink.state, len(sink.devices))
+	}
+	// The budget stays paused: a sync before the time pauses again at once.
+	was := f.srv.Stats().APIRequests
+	if err := f.sync(t.Context(), sink, nil); !errors.Is(err, apple.ErrPaused) || f.srv.Stats().APIRequests != was {
+		t.Fatalf("sync during the pause: %v, %d requests", err, f.srv.Stats().APIRequests-was)
+	}
+	f.clock.Add(2*time.Hour + time.Minute)
+	if err := f.sync(t.Context(), sink, nil); err != nil {
+		t.Fatal(err)
+	}
+	sink.checkComplete(t, 5)
+}
+
+func TestSyncAgainstAppleLikeRateLimit(t *testing.T) {
+	const n = 120
+	f := newFixture(t, n)
+	f.budget = apple.NewBudget(0)
+	f.srv.SetRateLimit(20, 5) // Apple as measured: about 20 a minute
+	sink := newSink()
+	if err := f.sync(t.Context(), sink, nil); err != nil {
+		t.Fatal(err)
+	}
+	sink.checkComplete(t, n)
+	st := f.srv.Stats()
+	if st.APIRequests-st.Throttled != n+1 {
+		t.Errorf("%d answered API requests, want %d", st.APIRequests-st.Throttled, n+1)
+	}
+	if st.Throttled > st.APIRequests/10 {
+		t.Errorf("%d of %d requests throttled", st.Throttled, st.APIRequests)
+	}
+}
+
+func TestSyncRefusedCursor(t *testing.T) {
+	f := newFixture(t, 1500)
+	sink := newSink()
+	ctx, cancel := context.WithCancel(t.Context())
+	_ = f.sync(ctx, sink, func(p apple.Progress) {
+		if p.Pages == 1 {
+			cancel()
+		}
+	})
+	cancel()
+	if sink.state.Cursor == "" {
+		t.Fatal("no cursor stored after the first page")
+	}
+	f.srv.ExpireCursors()
+	err := f.sync(t.Context(), sink, nil)
+	var se *apple.StatusError
+	if !errors.Is(err, apple.ErrCursorRefused) || !errors.As(err, &se) || se.ID == "" || !strings.Contains(err.Error(), se.ID) {
+		t.Fatalf("Sync with an expired cursor = %v, want ErrCursorRefused with Apple's error id", err)
+	}
+	sink.state = apple.SyncState{}
+	if err := f.sync(t.Context(), sink, nil); err != nil {
+		t.Fatal(err)
+	}
+	sink.dupes = nil // the list was read again from the start
+	sink.checkComplete(t, 1500)
 }
 
 func TestSyncBacksOffOnServerErrors(t *testing.T) {
@@ -173,7 +237,7 @@ func TestSyncBacksOffOnServerErrors(t *testing.T) {
 	f.srv.Fail(appletest.Fault{Endpoint: appletest.CoverageEndpoint, Mode: appletest.ServerError,
 		DeviceID: appletest.DeviceID(2), Times: 3})
 	sink := newSink()
-	if err := f.client.Sync(t.Context(), f.cred, "", sink, nil); err != nil {
+	if err := f.sync(t.Context(), sink, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := f.waits(), durations(1, 2, 4); !slices.Equal(got, want) {
@@ -188,16 +252,19 @@ func TestSyncGivesUpAfterMaxTries(t *testing.T) {
 	f.client.BackoffMax = 90 * time.Second
 	f.srv.Fail(appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.ServerError, Times: -1})
 	sink := newSink()
-	err := f.client.Sync(t.Context(), f.cred, "", sink, nil)
+	err := f.sync(t.Context(), sink, nil)
 	var se *apple.StatusError
-	if !errors.Is(err, apple.ErrUnreachable) || !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable {
-		t.Fatalf("Sync = %v, want unreachable after a 503", err)
+	if !errors.Is(err, apple.ErrUnreachable) || !errors.As(err, &se) || se.Status != http.StatusServiceUnavailable || se.ID == "" {
+		t.Fatalf("Sync = %v, want unreachable after a 503 with Apple's error id", err)
+	}
+	if apple.ErrorID(err) != se.ID {
+		t.Errorf("ErrorID = %q, want %q", apple.ErrorID(err), se.ID)
 	}
 	if got := len(f.waits()); got != 2 {
 		t.Errorf("waited %d times, want 2 (3 tries)", got)
 	}
-	if sink.commits != 0 {
-		t.Errorf("sink got %d commits from a failed sync", sink.commits)
+	if sink.pages != 0 {
+		t.Errorf("sink got %d pages from a failed sync", sink.pages)
 	}
 }
 
@@ -206,7 +273,7 @@ func TestSyncRefreshesTokenOnceOn401(t *testing.T) {
 		f := newFixture(t, 3)
 		f.srv.Fail(appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.Unauthorized})
 		sink := newSink()
-		if err := f.client.Sync(t.Context(), f.cred, "", sink, nil); err != nil {
+		if err := f.sync(t.Context(), sink, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := f.srv.Stats().TokensIssued; got != 2 {
@@ -216,14 +283,13 @@ func TestSyncRefreshesTokenOnceOn401(t *testing.T) {
 	})
 	t.Run("revoked token mid-sync", func(t *testing.T) {
 		f := newFixture(t, 30)
-		f.client.PageLimit = 10
 		sink := newSink()
 		progress := func(p apple.Progress) {
 			if p.Pages == 1 {
 				f.srv.RevokeTokens()
 			}
 		}
-		if err := f.client.Sync(t.Context(), f.cred, "", sink, progress); err != nil {
+		if err := f.sync(t.Context(), sink, progress); err != nil {
 			t.Fatal(err)
 		}
 		sink.checkComplete(t, 30)
@@ -234,8 +300,7 @@ func TestSyncRefreshesTokenOnceOn401(t *testing.T) {
 	t.Run("401 twice fails as rejected", func(t *testing.T) {
 		f := newFixture(t, 3)
 		f.srv.Fail(appletest.Fault{Endpoint: appletest.DevicesEndpoint, Mode: appletest.Unauthorized, Times: 2})
-		err := f.client.Sync(t.Context(), f.cred, "", newSink(), nil)
-		if !errors.Is(err, apple.ErrRejected) {
+		if err := f.sync(t.Context(), newSink(), nil); !errors.Is(err, apple.ErrRejected) {
 			t.Fatalf("Sync = %v, want ErrRejected", err)
 		}
 		if got := f.srv.Stats().TokensIssued; got != 2 {
@@ -250,40 +315,34 @@ func TestSyncMalformedAnswer(t *testing.T) {
 			f := newFixture(t, 3)
 			f.srv.Fail(appletest.Fault{Endpoint: e, Mode: appletest.Malformed})
 			sink := newSink()
-			err := f.client.Sync(t.Context(), f.cred, "", sink, nil)
+			err := f.sync(t.Context(), sink, nil)
 			if !errors.Is(err, apple.ErrUnreachable) || !strings.Contains(fmtErr(err), "malformed") {
 				t.Fatalf("Sync = %v, want a malformed-answer error", err)
 			}
-			if sink.commits != 0 || len(f.waits()) != 0 {
-				t.Errorf("commits %d, waits %v: a malformed answer is neither stored nor retried", sink.commits, f.waits())
+			if len(sink.coverage) > 2 || len(f.waits()) != 0 {
+				t.Errorf("coverage %d, waits %v: a malformed answer is neither stored nor retried", len(sink.coverage), f.waits())
 			}
 		})
 	}
 }
 
-func TestSyncEmptyCoverageDiffersFromFailedCoverage(t *testing.T) {
+func TestSyncFailedCoverageReadIsStoredAsFailed(t *testing.T) {
 	f := newFixture(t, 8)
 	gone := appletest.DeviceID(2)
 	f.srv.Fail(appletest.Fault{Endpoint: appletest.CoverageEndpoint, Mode: appletest.NotFound, DeviceID: gone, Times: -1})
 	sink := newSink()
 	var last apple.Progress
-	if err := f.client.Sync(t.Context(), f.cred, "", sink, func(p apple.Progress) { last = p }); err != nil {
+	if err := f.sync(t.Context(), sink, func(p apple.Progress) { last = p }); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := sink.devices[gone]; !ok {
-		t.Error("device with unreadable coverage was dropped from the devices")
+	if c := sink.coverage[gone]; !c.Failed || len(c.Records) != 0 || !strings.Contains(c.Reason, "404") {
+		t.Errorf("device with unreadable coverage: %+v; want a failed read", c)
 	}
-	if c, ok := sink.coverage[gone]; ok {
-		t.Errorf("device with unreadable coverage got a coverage answer %+v; want none (unknown)", c)
+	empty := sink.coverage[appletest.DeviceID(4)]
+	if empty.Failed || empty.Records == nil || len(empty.Records) != 0 {
+		t.Errorf("device 4 (no coverage at Apple) = %+v; want an answer with zero records", empty)
 	}
-	empty, ok := sink.coverage[appletest.DeviceID(4)]
-	if !ok || len(empty.Records) != 0 {
-		t.Errorf("device 4 (no coverage at Apple) = %+v, %v; want an answer with zero records", empty, ok)
-	}
-	if last.Skipped != 1 || !slices.Equal(last.SkippedIDs, []string{gone}) {
-		t.Errorf("progress skipped = %d %v, want 1 [%s]", last.Skipped, last.SkippedIDs, gone)
-	}
-	if len(sink.coverage) != 7 {
-		t.Errorf("coverage answers = %d, want 7", len(sink.coverage))
+	if last.Failed != 1 || last.Checked != 8 {
+		t.Errorf("progress %+v, want 8 checked, 1 failed", last)
 	}
 }

@@ -34,6 +34,14 @@ type CheckResult struct {
 	Outcome Outcome
 	Reason  string
 	Err     error
+	// ClockSkew is set when the token endpoint refused the assertion and its
+	// Date header is more than MaxClockSkew from the local clock: the
+	// outcome is then Unreachable, never Rejected, for a good key must not be
+	// refused because of a wrong clock. Positive: the local clock is behind.
+	ClockSkew time.Duration
+	// ErrorID is errors[0].id of Apple's answer, when it had one: Apple asks
+	// for it in support requests.
+	ErrorID string
 }
 
 // maxTokenBody caps what is read from the token endpoint.
@@ -53,17 +61,21 @@ var oauthRejections = map[string]bool{
 // Check exchanges a fresh client assertion for a token, bypassing the
 // cache, and classifies the answer. A token it obtains is cached for Sync.
 func (c *Client) Check(ctx context.Context, cred Credential) CheckResult {
-	_, err := c.fetchToken(ctx, cred)
+	_, err := c.fetchToken(ctx, cred, nil)
+	var skew time.Duration
+	if se := (*StatusError)(nil); errors.As(err, &se) {
+		skew = se.ClockSkew
+	}
 	switch {
 	case err == nil:
 		return CheckResult{Outcome: Accepted, Reason: "the token endpoint issued a token"}
 	case errors.Is(err, ErrRejected):
-		return CheckResult{Outcome: Rejected, Reason: err.Error(), Err: err}
+		return CheckResult{Outcome: Rejected, Reason: err.Error(), Err: err, ErrorID: ErrorID(err)}
 	default:
 		if !errors.Is(err, ErrUnreachable) {
 			err = fmt.Errorf("%w: %w", ErrUnreachable, err)
 		}
-		return CheckResult{Outcome: Unreachable, Reason: err.Error(), Err: err}
+		return CheckResult{Outcome: Unreachable, Reason: err.Error(), Err: err, ClockSkew: skew, ErrorID: ErrorID(err)}
 	}
 }
 
@@ -85,7 +97,7 @@ func (c *Client) assertion(cred Credential, now time.Time) (string, error) {
 		"iss": cred.ClientID,
 		"sub": cred.ClientID,
 		"aud": Audience,
-		"iat": now.Unix(),
+		"iat": now.Add(-IssuedAtBackdate).Unix(),
 		"exp": now.Add(life).Unix(),
 		"jti": uuid.NewString(),
 	}
@@ -98,8 +110,8 @@ func (c *Client) assertion(cred Credential, now time.Time) (string, error) {
 	return s, nil
 }
 
-// bearer returns a cached token for cred, or fetches one.
-func (c *Client) bearer(ctx context.Context, cred Credential) (string, error) {
+// bearer returns a cached token for cred, or fetches one paid from b.
+func (c *Client) bearer(ctx context.Context, cred Credential, b *Budget) (string, error) {
 	key, err := keyFor(c.tokenURL(), cred)
 	if err != nil {
 		return "", err
@@ -130,7 +142,7 @@ func (c *Client) bearer(ctx context.Context, cred Credential) (string, error) {
 	if v, ok := cached(); ok {
 		return v, nil
 	}
-	return c.fetchToken(ctx, cred)
+	return c.fetchToken(ctx, cred, b)
 }
 
 // invalidate drops the cached token for cred if it is still value.
@@ -158,9 +170,9 @@ func keyFor(tokenURL string, cred Credential) (cacheKey, error) {
 	return cacheKey{tokenURL, cred.ClientID, cred.KeyID, cred.Scope, string(pub)}, nil
 }
 
-// fetchToken exchanges a new assertion for a token, retrying 429/5xx and
-// network errors, and caches it.
-func (c *Client) fetchToken(ctx context.Context, cred Credential) (string, error) {
+// fetchToken exchanges a new assertion for a token, paid from b (nil:
+// unpaced), retrying 429/5xx and network errors, and caches it.
+func (c *Client) fetchToken(ctx context.Context, cred Credential, b *Budget) (string, error) {
 	cred, err := resolve(cred)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrRejected, err)
@@ -170,7 +182,7 @@ func (c *Client) fetchToken(ctx context.Context, cred Credential) (string, error
 		return "", fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	var tok token
-	err = c.retry(ctx, "request token", func() (int, http.Header, error) {
+	err = c.retry(ctx, b, "request token", func() (int, http.Header, error) {
 		t, status, hdr, xerr := c.exchange(ctx, cred)
 		tok = t
 		return status, hdr, xerr
@@ -226,7 +238,9 @@ func (c *Client) exchange(ctx context.Context, cred Credential) (token, int, htt
 		return token{}, 0, nil, fmt.Errorf("%w: read token answer: %v", ErrUnreachable, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return token{}, resp.StatusCode, resp.Header, tokenStatusError(resp.StatusCode, body)
+		e := tokenStatusError(resp.StatusCode, body)
+		blameClock(e, resp.Header, now)
+		return token{}, resp.StatusCode, resp.Header, e
 	}
 	var ans tokenAnswer
 	if err := decodeJSON(body, &ans); err != nil {
@@ -245,15 +259,34 @@ func (c *Client) exchange(ctx context.Context, cred Credential) (token, int, htt
 	return token{value: ans.AccessToken, until: now.Add(life - margin)}, resp.StatusCode, resp.Header, nil
 }
 
+// blameClock turns a refusal into "unreachable" when the answer's Date
+// header is more than MaxClockSkew from now: Apple answers invalid_client
+// for every assertion problem, a wrong system clock included, and a good
+// key must not be taken for a bad one.
+func blameClock(e *StatusError, hdr http.Header, now time.Time) {
+	date, err := http.ParseTime(hdr.Get("Date"))
+	if err != nil || !errors.Is(e, ErrRejected) {
+		return
+	}
+	if skew := date.Sub(now); skew > MaxClockSkew || skew < -MaxClockSkew {
+		e.ClockSkew = skew.Round(time.Second)
+		e.kind = ErrUnreachable
+	}
+}
+
 // tokenStatusError classifies a non-200 answer of the token endpoint:
 // 400/401 with an OAuth error code is a rejection; 401 without a body is
 // one too; everything else (404, 429, 5xx, an HTML error page) is no verdict.
-func tokenStatusError(status int, body []byte) error {
+func tokenStatusError(status int, body []byte) *StatusError {
 	e := &StatusError{Op: "request token", Status: status, kind: ErrUnreachable}
 	var eb errorBody
 	parsed := jsonObject(body, &eb) && eb.Error != ""
 	if parsed {
 		e.Code, e.Detail = clean(eb.Error), clean(eb.Description)
+	}
+	var ae apiErrors // a gateway in front of the endpoint may answer in the API's dialect
+	if !parsed && jsonObject(body, &ae) && len(ae.Errors) > 0 {
+		e.ID, e.Code, e.Detail = clean(ae.Errors[0].ID), clean(ae.Errors[0].Code), clean(ae.Errors[0].Detail)
 	}
 	switch {
 	case (status == 400 || status == 401) && parsed && oauthRejections[eb.Error]:

@@ -39,6 +39,9 @@ type Settings struct {
 	TokenURL     string
 	APIBaseURL   string
 	SyncInterval time.Duration // 0 = never
+	// RequestsPerMinute is an administrator's fixed ceiling on requests to
+	// Apple per tenant; 0 = adaptive (docs/apple.md).
+	RequestsPerMinute int
 }
 
 // APIBase returns the API base URL for a credential of scope.

@@ -21,6 +21,7 @@ const (
 	KeyTokenURL            = "TokenURL"
 	KeyAPIBaseURL          = "APIBaseURL"
 	KeySyncInterval        = "SyncInterval"
+	KeyRequestsPerMinute   = "RequestsPerMinute"
 
 	// Keys of the decrypted credential plist.
 	KeyClientID   = "ClientID"
@@ -93,6 +94,8 @@ var Schema = []Field{
 				Description: "Default by scope: " + apple.BusinessBaseURL + " or " + apple.SchoolBaseURL + "."},
 			{Key: KeySyncInterval, Type: "string", Default: DefaultSyncInterval, Title: "Sync interval",
 				Description: "Go duration between device syncs; \"0\" never syncs."},
+			{Key: KeyRequestsPerMinute, Type: "integer", Title: "Requests per minute",
+				Description: "Fixed ceiling on requests to Apple per tenant; unset adapts to Apple's rate limit."},
 		},
 	},
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -23,6 +24,12 @@ func parseSettings(v any) (Settings, error) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		raw := m[k]
+		if k == KeyRequestsPerMinute {
+			if err := s.setRate(raw); err != nil {
+				return s, err
+			}
+			continue
+		}
 		str, ok := raw.(string)
 		if !ok {
 			return s, settingsError(k, "is not a string", "write it as a <string>")
@@ -59,8 +66,36 @@ func (s *Settings) set(key, v string) error {
 		}
 		s.SyncInterval = d
 	default:
-		return settingsError(clip(key), "unknown setting", "check the spelling; known settings are AuthCheck, TokenURL, APIBaseURL, SyncInterval")
+		return settingsError(clip(key), "unknown setting", "check the spelling; known settings are AuthCheck, TokenURL, APIBaseURL, SyncInterval, RequestsPerMinute")
 	}
+	return nil
+}
+
+// MaxRequestsPerMinute bounds RequestsPerMinute.
+const MaxRequestsPerMinute = 100_000
+
+// setRate reads RequestsPerMinute: an <integer> (or a string of digits)
+// from 1 to MaxRequestsPerMinute.
+func (s *Settings) setRate(raw any) error {
+	var n int64
+	switch v := raw.(type) {
+	case int64:
+		n = v
+	case uint64:
+		n = int64(min(v, MaxRequestsPerMinute+1))
+	case string:
+		var err error
+		if n, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return settingsError(KeyRequestsPerMinute, fmt.Sprintf("%q is not a whole number", clip(v)), "write it as an <integer>, e.g. 20")
+		}
+	default:
+		return settingsError(KeyRequestsPerMinute, "is not an integer", "write it as an <integer>, e.g. 20, or remove it for the adaptive default")
+	}
+	if n < 1 || n > MaxRequestsPerMinute {
+		return settingsError(KeyRequestsPerMinute, fmt.Sprintf("%d is out of range", n),
+			fmt.Sprintf("use 1 to %d, or remove it for the adaptive default", MaxRequestsPerMinute))
+	}
+	s.RequestsPerMinute = int(n)
 	return nil
 }
 

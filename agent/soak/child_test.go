@@ -58,7 +58,7 @@ func runChild(dir string) int {
 	log := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	a, err := agent.New(agent.Config{PrefsDir: l.prefs, StateDir: l.state, Socket: l.socket, PassphraseFile: l.pass,
+	a, err := agent.New(agent.Config{AppleRequestsPerMinute: 1e9, PrefsDir: l.prefs, StateDir: l.state, Socket: l.socket, PassphraseFile: l.pass,
 		Debounce: 5 * time.Millisecond, Settle: 20 * time.Millisecond,
 		Backoff: func(int) time.Duration { return 50 * time.Millisecond },
 		Logger:  log, Version: "soak"})

@@ -109,7 +109,7 @@ func TestCLIScriptAgainstTheRealAgent(t *testing.T) {
 	// Sync under the restored key works (Apple still knows key a).
 	code, out, errOut = runAt(t, l.socket, "", "sync", tenant)
 	if code != exitOK || !strings.Contains(out+errOut, "25") {
-		t.Fatalf("sync: exit %d, out %q, err %q", code, out, errOut)
+		t.Fatalf("sync: exit %d, out %q, err %q; fake refused %q, stats %+v", code, out, errOut, l.apple.Rejections(), l.apple.Stats())
 	}
 	l.healthy()
 }

@@ -149,7 +149,7 @@ func (d *demo) startAgent(ctx context.Context) (context.Context, func(), error) 
 	if err := os.WriteFile(pass, []byte(demoPassphrase+"\n"), 0o600); err != nil {
 		return nil, nil, fmt.Errorf("write demo passphrase file: %w", err)
 	}
-	a, err := agent.New(agent.Config{
+	a, err := agent.New(agent.Config{AppleRequestsPerMinute: 1e9,
 		PrefsDir: d.prefs, StateDir: filepath.Join(d.dir, "state"), Socket: filepath.Join(d.dir, "rekey.sock"),
 		PassphraseFile: pass, Debounce: 20 * time.Millisecond, Version: version,
 		Logger: slog.New(slog.DiscardHandler),

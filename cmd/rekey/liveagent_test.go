@@ -55,7 +55,7 @@ func startLiveAgent(t testing.TB, settings map[string]string) *liveAgent {
 	for k, v := range settings {
 		l.settings[k] = v
 	}
-	a, err := agent.New(agent.Config{PrefsDir: l.prefs, StateDir: l.state, Socket: l.socket, PassphraseFile: pass,
+	a, err := agent.New(agent.Config{AppleRequestsPerMinute: 1e9, PrefsDir: l.prefs, StateDir: l.state, Socket: l.socket, PassphraseFile: pass,
 		Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, Version: "live-test"})
 	if err != nil {
 		t.Fatalf("new agent: %v", err)

@@ -52,6 +52,13 @@ func printStatus(w io.Writer, st api.Status) {
 		printSummary(w, "active", t.Active)
 		printSummary(w, "previous", t.Previous)
 		fmt.Fprintf(w, "  data       %d devices, %d coverage records, last sync %s\n", t.Devices, t.Coverage, when(t.LastSync))
+		if n := t.Counts; n.Devices > 0 {
+			fmt.Fprintf(w, "  coverage   %d active, %d expired, %d none, %d unknown; %d released\n",
+				n.Active, n.Expired, n.None, n.Unknown, n.Released)
+			f := t.Freshness
+			fmt.Fprintf(w, "  freshness  oldest read %s, %d never read, %d not read within the sync interval\n",
+				when(f.OldestCheck), f.Never, f.Stale)
+		}
 		if t.LastSyncError != "" {
 			fmt.Fprintf(w, "  sync error %s\n", t.LastSyncError)
 		}

@@ -63,14 +63,18 @@ func runSync(ctx context.Context, env *Env, args []string) error {
 			return nil
 		case store.EvSyncFailed:
 			p.clear()
-			return fmt.Errorf("sync of %s failed: %s", arg, e.Message)
+			return fmt.Errorf("sync of %s failed: %s (what it stored is kept; the next sync resumes)", arg, e.Message)
+		case store.EvSyncPaused:
+			p.clear()
+			return fmt.Errorf("sync of %s paused until %s at Apple's request; it resumes then: %s", arg, field(e, "until"), e.Message)
 		}
 	}
 }
 
 func isSyncEvent(kind store.EventKind) bool {
 	switch kind {
-	case store.EvSyncStarted, store.EvSyncProgress, store.EvSyncFinished, store.EvSyncFailed:
+	case store.EvSyncStarted, store.EvSyncProgress, store.EvSyncFinished, store.EvSyncFailed,
+		store.EvSyncRestarted, store.EvSyncPaused:
 		return true
 	}
 	return false
@@ -94,7 +98,7 @@ func (p *syncProgress) show(e store.Event) {
 	if !p.tty {
 		return
 	}
-	fmt.Fprintf(p.env.Stderr, "\r\033[Ksyncing: %s devices, %s coverage records", field(e, "devices"), field(e, "coverage"))
+	fmt.Fprintf(p.env.Stderr, "\r\033[Ksyncing: %s devices listed, coverage of %s read", field(e, "devices"), field(e, "checked"))
 	p.shown = true
 }
 

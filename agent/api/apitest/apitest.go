@@ -25,7 +25,7 @@ type Fake struct {
 	ImportsFunc     func(ctx context.Context) ([]store.Import, error)
 	ImportFunc      func(ctx context.Context, id string) (store.Import, error)
 	RotationsFunc   func(ctx context.Context) ([]store.Rotation, error)
-	DevicesFunc     func(ctx context.Context, tenantID, after string, limit int) ([]store.Device, string, error)
+	DevicesFunc     func(ctx context.Context, tenantID string, q store.DeviceQuery) ([]store.Device, string, error)
 	UnlockFunc      func(ctx context.Context, id string, req api.UnlockRequest) (store.Import, error)
 	DismissFunc     func(ctx context.Context, id string) (store.Import, error)
 	RollbackFunc    func(ctx context.Context, tenantID string) error
@@ -80,11 +80,11 @@ func (f *Fake) Rotations(ctx context.Context) ([]store.Rotation, error) {
 	return f.RotationsFunc(ctx)
 }
 
-func (f *Fake) Devices(ctx context.Context, tenantID, after string, limit int) ([]store.Device, string, error) {
+func (f *Fake) Devices(ctx context.Context, tenantID string, q store.DeviceQuery) ([]store.Device, string, error) {
 	if f.DevicesFunc == nil {
 		return nil, "", nil
 	}
-	return f.DevicesFunc(ctx, tenantID, after, limit)
+	return f.DevicesFunc(ctx, tenantID, q)
 }
 
 func (f *Fake) Unlock(ctx context.Context, id string, req api.UnlockRequest) (store.Import, error) {

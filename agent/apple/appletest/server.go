@@ -52,6 +52,7 @@ type Fault struct {
 	Times      int    // how many requests fail; 0 means 1, negative means all
 	RetryAfter string // Retry-After header for RateLimited: seconds or an HTTP date
 	DeviceID   string // coverage only: fail just this device ("" = any)
+	Skip       int    // let this many matching requests through first
 }
 
 // Stats counts what the server saw.
@@ -62,6 +63,9 @@ type Stats struct {
 	CoverageRequests int
 	Unauthorized     int // API requests refused for a missing, unknown or expired token
 	MaxInFlight      int // most coverage requests handled at once
+	APIRequests      int // device list and coverage requests, throttled ones included
+	Throttled        int // API requests answered 429 by the rate limit (SetRateLimit)
+	CursorsRefused   int // device list requests refused for an expired cursor
 }
 
 // Key is a generated API credential registered with the server.
@@ -87,19 +91,23 @@ type issued struct {
 type Server struct {
 	srv *httptest.Server
 
-	mu         sync.Mutex
-	clock      apple.Clock // nil: the real clock
-	lifetime   time.Duration
-	creds      map[string]registered
-	jtis       map[string]bool
-	tokens     map[string]issued
-	devices    int
-	faults     []*Fault
-	stats      Stats
-	rejections []string
-	inFlight   int
-	closing    chan struct{}
-	closeOnce  sync.Once
+	mu          sync.Mutex
+	clock       apple.Clock // nil: the real clock
+	lifetime    time.Duration
+	creds       map[string]registered
+	jtis        map[string]bool
+	tokens      map[string]issued
+	devices     int
+	faults      []*Fault
+	stats       Stats
+	rejections  []string
+	inFlight    int
+	limit       *bucket
+	coverageLog []string
+	cursorGen   int          // cursors of older generations are expired
+	released    map[int]bool // devices that left the organisation
+	closing     chan struct{}
+	closeOnce   sync.Once
 }
 
 // New starts a fake on a loopback port; call Close when done (in a test:
@@ -110,14 +118,27 @@ func New() *Server {
 		creds:    map[string]registered{},
 		jtis:     map[string]bool{},
 		tokens:   map[string]issued{},
+		released: map[int]bool{},
 		closing:  make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/oauth2/token", s.token)
 	mux.HandleFunc("GET /v1/orgDevices", s.listDevices)
 	mux.HandleFunc("GET /v1/orgDevices/{id}/appleCareCoverage", s.coverage)
-	s.srv = httptest.NewServer(mux)
+	s.srv = httptest.NewServer(s.dated(mux))
 	return s
+}
+
+// dated writes the Date header from the server's clock, so a client can
+// compare it with its own, as with Apple's token endpoint.
+func (s *Server) dated(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		now := s.now()
+		s.mu.Unlock()
+		w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Close stops the server.
@@ -239,6 +260,14 @@ func (s *Server) ClearFaults() {
 	s.faults = nil
 }
 
+// CoverageLog returns the device ids of the coverage requests so far, in
+// the order they arrived.
+func (s *Server) CoverageLog() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.coverageLog...)
+}
+
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -271,6 +300,10 @@ func (s *Server) fault(e Endpoint, deviceID string) *Fault {
 	for i, f := range s.faults {
 		if f.Endpoint != e || (f.DeviceID != "" && f.DeviceID != deviceID) {
 			continue
+		}
+		if f.Skip > 0 {
+			f.Skip--
+			return nil
 		}
 		if f.Times > 0 {
 			f.Times--
@@ -322,9 +355,11 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
 
+// apiError writes Apple's ErrorResponse: errors[0].id is the id Apple asks
+// for in support requests.
 func apiError(w http.ResponseWriter, status int, code, detail string) {
 	writeJSON(w, status, map[string]any{"errors": []map[string]string{{
-		"status": fmt.Sprint(status), "code": code,
+		"id": uuid.NewString(), "status": fmt.Sprint(status), "code": code,
 		"title": strings.ToLower(http.StatusText(status)), "detail": detail,
 	}}})
 }

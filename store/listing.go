@@ -1,0 +1,188 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrBadQuery: a device query names an unknown filter value. The message
+// says which and what the choices are.
+var ErrBadQuery = errors.New("bad device query")
+
+// Values of DeviceQuery.Released.
+const (
+	ReleasedInclude = "include" // every device (the default)
+	ReleasedExclude = "exclude" // devices still in the organisation
+	ReleasedOnly    = "only"    // devices that left it
+)
+
+// DeviceQuery selects a page of a tenant's devices, in serial order.
+type DeviceQuery struct {
+	After        string    // serials greater than this
+	Limit        int       // <= 0 means 100, at most 1000
+	Coverage     string    // "" for any, else a coverage state
+	EndBefore    time.Time // only devices whose latest coverage end is before this
+	SerialPrefix string    // only serials that begin with this
+	Released     string    // ReleasedInclude (also ""), ReleasedExclude or ReleasedOnly
+}
+
+// where returns the query's filter as SQL over devices d and its arguments.
+func (q DeviceQuery) where(tenantID string) (string, []any, error) {
+	conds := []string{"d.tenant_id = ?", "d.serial > ?"}
+	args := []any{tenantID, q.After}
+	switch q.Coverage {
+	case "":
+	case CoverageActive, CoverageExpired, CoverageNone, CoverageUnknown:
+		conds, args = append(conds, "d.coverage_state = ?"), append(args, q.Coverage)
+	default:
+		return "", nil, fmt.Errorf("%w: coverage %q: use active, expired, none or unknown", ErrBadQuery, q.Coverage)
+	}
+	if !q.EndBefore.IsZero() {
+		conds, args = append(conds, "d.coverage_end < ?"), append(args, q.EndBefore.UnixNano())
+	}
+	if q.SerialPrefix != "" {
+		// A range on the key, so the prefix is a seek, not a scan.
+		conds = append(conds, "d.serial >= ?", "d.serial < ?")
+		args = append(args, q.SerialPrefix, q.SerialPrefix+"\U0010FFFF")
+	}
+	switch q.Released {
+	case "", ReleasedInclude:
+	case ReleasedExclude:
+		conds = append(conds, "d.released_at IS NULL")
+	case ReleasedOnly:
+		conds = append(conds, "d.released_at IS NOT NULL")
+	default:
+		return "", nil, fmt.Errorf("%w: released %q: use include, exclude or only", ErrBadQuery, q.Released)
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+const deviceCols = `d.serial, d.apple_id, d.model, d.product_family, d.status, d.attrs, d.coverage_state,
+	d.coverage_end, d.coverage_checked_at, d.released_at, d.updated_at`
+
+// ListDevices returns one page of the tenant's devices that match q, each
+// with its coverage records, and the serial to pass as After for the next
+// page ("" on the last page).
+func (s *Store) ListDevices(ctx context.Context, tenantID string, q DeviceQuery) ([]Device, string, error) {
+	limit := clampLimit(q.Limit)
+	where, args, err := q.where(tenantID)
+	if err != nil {
+		return nil, "", fmt.Errorf("list devices: %w", err)
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // one snapshot for both queries
+	if err != nil {
+		return nil, "", fmt.Errorf("list devices: %w", mapErr(err))
+	}
+	defer tx.Rollback()
+	if err := tenantExists(ctx, tx, tenantID); err != nil {
+		return nil, "", fmt.Errorf("list devices: %w", err)
+	}
+	devs, err := getAll(ctx, tx, scanDevice, "devices", `SELECT `+deviceCols+` FROM devices d WHERE `+where+
+		` ORDER BY d.serial LIMIT ?`, append(args, limit)...)
+	if err != nil || len(devs) == 0 {
+		return devs, "", err
+	}
+	covs, err := getAll(ctx, tx, scanCoverage, "coverage", `SELECT id, serial, description, status, payment_type,
+		is_renewable, is_canceled, agreement_number, contract_cancel_date, start_date, end_date, attrs
+		FROM coverage WHERE tenant_id = ? AND serial >= ? AND serial <= ? ORDER BY serial, id`,
+		tenantID, devs[0].Serial, devs[len(devs)-1].Serial)
+	if err != nil {
+		return nil, "", err
+	}
+	bySerial := make(map[string]int, len(devs))
+	for i, d := range devs {
+		bySerial[d.Serial] = i
+	}
+	for _, c := range covs {
+		if i, ok := bySerial[c.Serial]; ok {
+			devs[i].Coverage = append(devs[i].Coverage, c)
+		}
+	}
+	next := ""
+	if len(devs) == limit {
+		next = devs[len(devs)-1].Serial
+	}
+	return devs, next, nil
+}
+
+// Devices returns up to limit devices of the tenant with serial > after, in
+// serial order, each with its coverage records, and the cursor for the next
+// page ("" on the last page). limit <= 0 means 100, at most 1000.
+func (s *Store) Devices(ctx context.Context, tenantID, after string, limit int) ([]Device, string, error) {
+	return s.ListDevices(ctx, tenantID, DeviceQuery{After: after, Limit: limit})
+}
+
+func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
+	var d Device
+	var attrs sql.NullString
+	var end, checked, released, updated sql.NullInt64
+	err := sc.Scan(&d.Serial, &d.AppleID, &d.Model, &d.ProductFamily, &d.Status, &attrs, &d.CoverageState,
+		&end, &checked, &released, &updated)
+	if attrs.Valid {
+		d.Attrs = json.RawMessage(attrs.String)
+	}
+	d.CoverageEnd, d.CoverageCheckedAt = fromNano(end), fromNano(checked)
+	d.ReleasedAt, d.UpdatedAt = fromNano(released), fromNano(updated)
+	return d, err
+}
+
+func scanCoverage(sc interface{ Scan(...any) error }) (Coverage, error) {
+	var c Coverage
+	var attrs, agreement, cancel, start, end sql.NullString
+	err := sc.Scan(&c.ID, &c.Serial, &c.Description, &c.Status, &c.PaymentType, &c.IsRenewable, &c.IsCanceled,
+		&agreement, &cancel, &start, &end, &attrs)
+	if attrs.Valid {
+		c.Attrs = json.RawMessage(attrs.String)
+	}
+	c.AgreementNumber, c.ContractCancelDate = agreement.String, cancel.String
+	c.StartDate, c.EndDate = start.String, end.String
+	return c, err
+}
+
+// Counts returns how many devices and coverage records the tenant has,
+// from the tenant's counters.
+func (s *Store) Counts(ctx context.Context, tenantID string) (devices, coverage int, err error) {
+	t, err := s.Tenant(ctx, tenantID)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count devices: %w", err)
+	}
+	return t.Counts.Devices, t.Counts.Coverage, nil
+}
+
+// Freshness says how current a tenant's coverage is, over the devices
+// still in the organisation.
+type Freshness struct {
+	OldestCheck time.Time `json:"oldest_check,omitzero"` // the least recently read device's last read; zero if none was read
+	Never       int       `json:"never_checked"`         // devices whose coverage was never read
+	Stale       int       `json:"stale"`                 // devices never read or last read before the cut-off
+}
+
+// freshnessSQL reads a tenant's Freshness from the devices_by_check index
+// alone: each figure is a range of it, so status stays cheap with a million
+// devices.
+const freshnessSQL = `SELECT
+	(SELECT min(coverage_checked_at) FROM devices INDEXED BY devices_by_check
+		WHERE tenant_id = ?1 AND coverage_checked_at IS NOT NULL AND released_at IS NULL),
+	(SELECT count(*) FROM devices INDEXED BY devices_by_check
+		WHERE tenant_id = ?1 AND coverage_checked_at IS NULL AND released_at IS NULL),
+	(SELECT count(*) FROM devices INDEXED BY devices_by_check
+		WHERE tenant_id = ?1 AND coverage_checked_at < ?2 AND released_at IS NULL)`
+
+// CoverageFreshness reports the tenant's Freshness, counting as stale the
+// devices last read before olderThan.
+func (s *Store) CoverageFreshness(ctx context.Context, tenantID string, olderThan time.Time) (Freshness, error) {
+	var f Freshness
+	var oldest sql.NullInt64
+	var older int
+	err := s.r.QueryRowContext(ctx, freshnessSQL, tenantID, olderThan.UnixNano()).Scan(&oldest, &f.Never, &older)
+	if err != nil {
+		return f, fmt.Errorf("read coverage freshness: %w", mapErr(err))
+	}
+	f.OldestCheck, f.Stale = fromNano(oldest), f.Never+older
+	return f, nil
+}

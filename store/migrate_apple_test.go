@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestAppleMigrationKeepsEveryRowAndRecomputesCoverage opens a database
+// written at schema version 1 and checks what 0002_apple makes of it.
+func TestAppleMigrationKeepsEveryRowAndRecomputesCoverage(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rekey.db")
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", dsn(path, time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixNano()
+	for _, q := range []string{ms[0].sql, `PRAGMA user_version = 1`,
+		`INSERT INTO tenants (id, name, scope, created_at) VALUES ('ten_a', 'A', 'business.api', 1)`,
+		`INSERT INTO devices (tenant_id, serial, coverage_state, updated_at, attrs) VALUES
+			('ten_a', 'LIVE', 'covered', 5, '{"x":1}'), ('ten_a', 'OLD', 'covered', 5, NULL),
+			('ten_a', 'EMPTY', 'none', 5, NULL), ('ten_a', 'NEW', 'unknown', 5, NULL), ('ten_a', 'SUB', 'covered', 5, NULL)`,
+		`INSERT INTO coverage (tenant_id, id, serial, status, start_date, end_date, attrs, updated_at) VALUES
+			('ten_a', 'w1', 'LIVE', 'ACTIVE', '2025-01-01T00:00:00Z', '2999-01-01T00:00:00Z',
+			 '{"paymentType":"PAID_UP_FRONT","isRenewable":true,"agreementNumber":"AGR9"}', 5),
+			('ten_a', 'w2', 'OLD', 'ACTIVE', '2019-01-01T00:00:00Z', '2020-01-01T00:00:00Z', NULL, 5),
+			('ten_a', 'w3', 'OLD', 'INACTIVE', '', '2021-06-01T00:00:00Z', NULL, 5),
+			('ten_a', 'w4', 'SUB', 'ACTIVE', '2025-01-01T00:00:00Z', '', '{"paymentType":"ABE_SUBSCRIPTION"}', 5)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	db.Close()
+	s, err := Open(dir, Options{Clock: fixedClock(time.Unix(0, now))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	devs, _, err := s.Devices(ctx, "ten_a", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 5 {
+		t.Fatalf("%d devices after the migration, want 5", len(devs))
+	}
+	by := map[string]Device{}
+	for _, d := range devs {
+		by[d.Serial] = d
+	}
+	for serial, want := range map[string]string{"LIVE": "active", "OLD": "expired", "EMPTY": "none", "NEW": "unknown", "SUB": "active"} {
+		if got := by[serial].CoverageState; got != want {
+			t.Errorf("%s: %q, want %q", serial, got, want)
+		}
+	}
+	if e := by["OLD"].CoverageEnd; !e.Equal(time.Date(2021, 6, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("OLD latest end %v", e)
+	}
+	if !by["SUB"].CoverageEnd.IsZero() || by["NEW"].CoverageCheckedAt.IsZero() == false || by["LIVE"].CoverageCheckedAt.IsZero() {
+		t.Errorf("SUB end %v, NEW checked %v, LIVE checked %v", by["SUB"].CoverageEnd, by["NEW"].CoverageCheckedAt, by["LIVE"].CoverageCheckedAt)
+	}
+	if c := by["LIVE"].Coverage; len(c) != 1 || c[0].PaymentType != "PAID_UP_FRONT" || !c[0].IsRenewable || c[0].AgreementNumber != "AGR9" {
+		t.Errorf("LIVE coverage %+v", c)
+	}
+	if c := by["OLD"].Coverage; len(c) != 2 || c[1].StartDate != "" {
+		t.Errorf("OLD coverage %+v", c)
+	}
+	ten, err := s.Tenant(ctx, "ten_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TenantCounts{Devices: 5, Coverage: 4, Active: 2, Expired: 1, None: 1, Unknown: 1}); ten.Counts != want {
+		t.Errorf("counts %+v, want %+v", ten.Counts, want)
+	}
+	probs, err := s.Check(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range probs {
+		if p.Check != "one-active-credential" { // the fixture has no credentials
+			t.Errorf("problem after migration: %+v", p)
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fixedClock is a clock that stands still.
+type fixedClock time.Time
+
+func (c fixedClock) Now() time.Time { return time.Time(c) }
