@@ -36,7 +36,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.watcher.Store(w)
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Run returns only once the syncs it started have stopped: none of them
+	// touches the store after Run, so Close never races a write.
+	defer func() { cancel(); a.syncs.wg.Wait() }()
 	a.syncs.bg = ctx
 	errc := make(chan error, 2)
 	snaps := make(chan source.Snapshot)
@@ -50,7 +52,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { defer close(done); a.statusLoop(ctx) }()
 	defer func() { <-done }()
-	go a.syncs.loop(ctx)
+	a.syncs.wg.Go(func() { a.syncs.loop(ctx) })
 
 	a.log.Info("agent running", "prefs", a.cfg.PrefsDir, "domain", a.cfg.Domain, "state", a.cfg.StateDir, "socket", a.cfg.Socket)
 	retry := time.NewTimer(time.Hour)

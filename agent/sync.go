@@ -40,6 +40,7 @@ type syncer struct {
 	confirmed func(ctx context.Context, tenantID, credID string)
 
 	bg context.Context // lives as long as Run; background syncs use it
+	wg sync.WaitGroup  // the loop and background syncs: Run waits for them
 
 	// perMinute is the ceiling on requests to Apple per tenant when the
 	// payload sets none (Config.AppleRequestsPerMinute); 0 adapts.
@@ -163,11 +164,11 @@ func (s *syncer) schedule(tenantID string) {
 
 // start runs a sync of tenantID in the background.
 func (s *syncer) start(tenantID string) {
-	go func() {
+	s.wg.Go(func() {
 		if err := s.tenant(s.bg, tenantID); err != nil && !errors.Is(err, errSyncRunning) {
 			s.log.Debug("sync", "tenant", tenantID, "err", err)
 		}
-	}()
+	})
 }
 
 // tenant runs one sync of tenantID unless one is running (errSyncRunning)
