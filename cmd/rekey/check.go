@@ -150,15 +150,7 @@ func importAction(name string, do func(c *api.Client, ctx context.Context, id st
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", name, id, err)
 		}
-		if *asJSON {
-			return printJSON(env.Stdout, imp)
-		}
-		fmt.Fprintf(env.Stdout, "Import %s (%s): %s", imp.ID, imp.Name, imp.State)
-		if imp.Reason != "" {
-			fmt.Fprintf(env.Stdout, " (%s)", imp.Reason)
-		}
-		fmt.Fprintln(env.Stdout)
-		return nil
+		return printImportState(env, imp, *asJSON)
 	}
 }
 

@@ -73,15 +73,7 @@ func runUnlock(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(env.Stdout, imp)
-	}
-	fmt.Fprintf(env.Stdout, "Import %s (%s): %s", imp.ID, imp.Name, imp.State)
-	if imp.Reason != "" {
-		fmt.Fprintf(env.Stdout, " (%s)", imp.Reason)
-	}
-	fmt.Fprintln(env.Stdout)
-	return nil
+	return printImportState(env, imp, *asJSON)
 }
 
 // run shows the import, asks what is missing on a terminal, and sends the
