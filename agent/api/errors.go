@@ -92,7 +92,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	newEncoder(w).Encode(v)
 }
 
-// newEncoder encodes every answer the same way: indented, one value a line.
+// newEncoder encodes every answer the same way, indented, but device pages
+// (encodeDevicePage, compact).
 func newEncoder(w io.Writer) *json.Encoder {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
