@@ -153,36 +153,3 @@ func (s *Store) Counts(ctx context.Context, tenantID string) (devices, coverage 
 	}
 	return t.Counts.Devices, t.Counts.Coverage, nil
 }
-
-// Freshness says how current a tenant's coverage is, over the devices
-// still in the organisation.
-type Freshness struct {
-	OldestCheck time.Time `json:"oldest_check,omitzero"` // the least recently read device's last read; zero if none was read
-	Never       int       `json:"never_checked"`         // devices whose coverage was never read
-	Stale       int       `json:"stale"`                 // devices never read or last read before the cut-off
-}
-
-// freshnessSQL reads a tenant's Freshness from the devices_by_check index
-// alone: each figure is a range of it, so status stays cheap with a million
-// devices.
-const freshnessSQL = `SELECT
-	(SELECT min(coverage_checked_at) FROM devices INDEXED BY devices_by_check
-		WHERE tenant_id = ?1 AND coverage_checked_at IS NOT NULL AND released_at IS NULL),
-	(SELECT count(*) FROM devices INDEXED BY devices_by_check
-		WHERE tenant_id = ?1 AND coverage_checked_at IS NULL AND released_at IS NULL),
-	(SELECT count(*) FROM devices INDEXED BY devices_by_check
-		WHERE tenant_id = ?1 AND coverage_checked_at < ?2 AND released_at IS NULL)`
-
-// CoverageFreshness reports the tenant's Freshness, counting as stale the
-// devices last read before olderThan.
-func (s *Store) CoverageFreshness(ctx context.Context, tenantID string, olderThan time.Time) (Freshness, error) {
-	var f Freshness
-	var oldest sql.NullInt64
-	var older int
-	err := s.r.QueryRowContext(ctx, freshnessSQL, tenantID, olderThan.UnixNano()).Scan(&oldest, &f.Never, &older)
-	if err != nil {
-		return f, fmt.Errorf("read coverage freshness: %w", mapErr(err))
-	}
-	f.OldestCheck, f.Stale = fromNano(oldest), f.Never+older
-	return f, nil
-}

@@ -57,7 +57,7 @@ func TestFreshnessReadsOnlyTheCheckIndex(t *testing.T) {
 			plan = append(plan, detail)
 		}
 	}
-	if len(plan) != 3 {
+	if len(plan) != 4 {
 		t.Fatalf("plan %q", plan)
 	}
 	for _, p := range plan {
