@@ -62,6 +62,29 @@ func (q DeviceQuery) where(tenantID string) (string, []any, error) {
 	return strings.Join(conds, " AND "), args, nil
 }
 
+// dense reports whether a page holds every device between its first and
+// last serial: no filter but the cursor and a serial prefix.
+func (q DeviceQuery) dense() bool {
+	return q.Coverage == "" && q.EndBefore.IsZero() && (q.Released == "" || q.Released == ReleasedInclude)
+}
+
+const coverageCols = `id, serial, description, status, payment_type, is_renewable, is_canceled,
+	agreement_number, contract_cancel_date, start_date, end_date, attrs`
+
+// coverageRangeSQL reads the coverage of a dense page: one range of the
+// primary key, from the page's first serial to its last.
+const coverageRangeSQL = `SELECT ` + coverageCols + ` FROM coverage
+	WHERE tenant_id = ?1 AND serial >= ?2 AND serial <= ?3 ORDER BY serial, id`
+
+// coverageListSQL reads the coverage of a filtered page, whose serials (a
+// JSON array) may lie far apart: the same range, but only the records of
+// the page's devices leave SQLite (the unary + keeps the list out of the
+// index choice: a seek per device costs more than stepping over the
+// records in between, which the device query stepped over already).
+const coverageListSQL = `SELECT ` + coverageCols + ` FROM coverage
+	WHERE tenant_id = ?1 AND serial >= ?2 AND serial <= ?3 AND +serial IN (SELECT value FROM json_each(?4))
+	ORDER BY serial, id`
+
 const deviceCols = `d.serial, d.apple_id, d.model, d.product_family, d.status, d.attrs, d.coverage_state,
 	d.coverage_end, d.coverage_checked_at, d.released_at, d.updated_at`
 
@@ -87,10 +110,19 @@ func (s *Store) ListDevices(ctx context.Context, tenantID string, q DeviceQuery)
 	if err != nil || len(devs) == 0 {
 		return devs, "", err
 	}
-	covs, err := getAll(ctx, tx, scanCoverage, "coverage", `SELECT id, serial, description, status, payment_type,
-		is_renewable, is_canceled, agreement_number, contract_cancel_date, start_date, end_date, attrs
-		FROM coverage WHERE tenant_id = ? AND serial >= ? AND serial <= ? ORDER BY serial, id`,
-		tenantID, devs[0].Serial, devs[len(devs)-1].Serial)
+	var covs []Coverage
+	if q.dense() {
+		covs, err = getAll(ctx, tx, scanCoverage, "coverage", coverageRangeSQL,
+			tenantID, devs[0].Serial, devs[len(devs)-1].Serial)
+	} else {
+		serials := make([]string, len(devs))
+		for i, d := range devs {
+			serials[i] = d.Serial
+		}
+		list, _ := json.Marshal(serials) // strings always encode
+		covs, err = getAll(ctx, tx, scanCoverage, "coverage", coverageListSQL,
+			tenantID, devs[0].Serial, devs[len(devs)-1].Serial, string(list))
+	}
 	if err != nil {
 		return nil, "", err
 	}
