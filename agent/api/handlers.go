@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,21 +134,6 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeBody(w, http.StatusOK, body)
-}
-
-// devicePageGuess is the encoded size of one device with a coverage record,
-// rounded up: the page's buffer is allocated once.
-const devicePageGuess = 640
-
-// encodeDevicePage encodes a device page compact, on one line: a page holds
-// up to MaxPageSize devices, read by programs, and indenting it would
-// triple its encoding time and add half to its size.
-func encodeDevicePage(p DevicePage) ([]byte, error) {
-	b := bytes.NewBuffer(make([]byte, 0, 64+len(p.Devices)*devicePageGuess))
-	if err := json.NewEncoder(b).Encode(p); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
 }
 
 func (s *Server) handleUnlock(w http.ResponseWriter, r *http.Request) {
