@@ -105,14 +105,14 @@ func (s *Store) ListDevices(ctx context.Context, tenantID string, q DeviceQuery)
 	if err := tenantExists(ctx, tx, tenantID); err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
 	}
-	devs, err := getAll(ctx, tx, scanDevice, "devices", `SELECT `+deviceCols+` FROM devices d WHERE `+where+
+	devs, err := listRows(ctx, tx, scanDevice, "devices", limit, `SELECT `+deviceCols+` FROM devices d WHERE `+where+
 		` ORDER BY d.serial LIMIT ?`, append(args, limit)...)
 	if err != nil || len(devs) == 0 {
 		return devs, "", err
 	}
 	var covs []Coverage
 	if q.dense() {
-		covs, err = getAll(ctx, tx, scanCoverage, "coverage", coverageRangeSQL,
+		covs, err = listRows(ctx, tx, scanCoverage, "coverage", len(devs), coverageRangeSQL,
 			tenantID, devs[0].Serial, devs[len(devs)-1].Serial)
 	} else {
 		serials := make([]string, len(devs))
@@ -120,20 +120,28 @@ func (s *Store) ListDevices(ctx context.Context, tenantID string, q DeviceQuery)
 			serials[i] = d.Serial
 		}
 		list, _ := json.Marshal(serials) // strings always encode
-		covs, err = getAll(ctx, tx, scanCoverage, "coverage", coverageListSQL,
+		covs, err = listRows(ctx, tx, scanCoverage, "coverage", len(devs), coverageListSQL,
 			tenantID, devs[0].Serial, devs[len(devs)-1].Serial, string(list))
 	}
 	if err != nil {
 		return nil, "", err
 	}
-	bySerial := make(map[string]int, len(devs))
-	for i, d := range devs {
-		bySerial[d.Serial] = i
-	}
-	for _, c := range covs {
-		if i, ok := bySerial[c.Serial]; ok {
-			devs[i].Coverage = append(devs[i].Coverage, c)
+	// Both lists are in serial order (SQLite's BINARY order is Go's): each
+	// device takes its run of records, a slice of the one array, capped so
+	// that an append copies instead of overwriting the next device's.
+	j := 0
+	for i := range devs {
+		for j < len(covs) && covs[j].Serial < devs[i].Serial {
+			j++
 		}
+		k := j
+		for k < len(covs) && covs[k].Serial == devs[i].Serial {
+			k++
+		}
+		if k > j {
+			devs[i].Coverage = covs[j:k:k]
+		}
+		j = k
 	}
 	next := ""
 	if len(devs) == limit {
@@ -149,31 +157,72 @@ func (s *Store) Devices(ctx context.Context, tenantID, after string, limit int) 
 	return s.ListDevices(ctx, tenantID, DeviceQuery{After: after, Limit: limit})
 }
 
-func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
+// listRows is getAll with room for size rows allocated up front.
+func listRows[T any](ctx context.Context, q queryer, scan func(*sql.Rows) (T, error), what string, size int,
+	query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
+	}
+	defer rows.Close()
+	out := make([]T, 0, size)
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
+	}
+	return out, nil
+}
+
+// The scans below read nullable columns into any (the driver's value as
+// is) rather than sql.Null*: a page reads thousands of them.
+
+func scanDevice(sc *sql.Rows) (Device, error) {
 	var d Device
-	var attrs sql.NullString
-	var end, checked, released, updated sql.NullInt64
+	var attrs, end, checked, released, updated any
 	err := sc.Scan(&d.Serial, &d.AppleID, &d.Model, &d.ProductFamily, &d.Status, &attrs, &d.CoverageState,
 		&end, &checked, &released, &updated)
-	if attrs.Valid {
-		d.Attrs = json.RawMessage(attrs.String)
+	if a := text(attrs); a != "" {
+		d.Attrs = json.RawMessage(a)
 	}
-	d.CoverageEnd, d.CoverageCheckedAt = fromNano(end), fromNano(checked)
-	d.ReleasedAt, d.UpdatedAt = fromNano(released), fromNano(updated)
+	d.CoverageEnd, d.CoverageCheckedAt = anyNano(end), anyNano(checked)
+	d.ReleasedAt, d.UpdatedAt = anyNano(released), anyNano(updated)
 	return d, err
 }
 
-func scanCoverage(sc interface{ Scan(...any) error }) (Coverage, error) {
+func scanCoverage(sc *sql.Rows) (Coverage, error) {
 	var c Coverage
-	var attrs, agreement, cancel, start, end sql.NullString
+	var attrs, agreement, cancel, start, end any
 	err := sc.Scan(&c.ID, &c.Serial, &c.Description, &c.Status, &c.PaymentType, &c.IsRenewable, &c.IsCanceled,
 		&agreement, &cancel, &start, &end, &attrs)
-	if attrs.Valid {
-		c.Attrs = json.RawMessage(attrs.String)
+	if a := text(attrs); a != "" {
+		c.Attrs = json.RawMessage(a)
 	}
-	c.AgreementNumber, c.ContractCancelDate = agreement.String, cancel.String
-	c.StartDate, c.EndDate = start.String, end.String
+	c.AgreementNumber, c.ContractCancelDate = text(agreement), text(cancel)
+	c.StartDate, c.EndDate = text(start), text(end)
 	return c, err
+}
+
+// text is a nullable TEXT column read into any: "" for NULL.
+func text(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return ""
+}
+
+// anyNano is a nullable Unix-nanosecond column read into any (fromNano).
+func anyNano(v any) time.Time {
+	n, ok := v.(int64)
+	return fromNano(sql.NullInt64{Int64: n, Valid: ok})
 }
 
 // Counts returns how many devices and coverage records the tenant has,
