@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -14,6 +15,14 @@ import (
 // rounded up: the page's buffer is allocated once.
 const devicePageGuess = 640
 
+// pageBuffers holds the buffers of answered pages for the next ones: a page
+// of 1,000 devices is over half a megabyte, which would otherwise be garbage
+// after every request. A buffer grown past maxPooledPage is left to the
+// collector.
+var pageBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledPage = 4 << 20
+
 // encodeDevicePage encodes a device page compact, on one line, exactly as
 // json.Encoder would (devicejson_test.go holds it to that): a page holds up
 // to MaxPageSize devices, read by programs; indenting it would triple its
@@ -22,7 +31,11 @@ const devicePageGuess = 640
 // or years 0–9999, attributes that are not valid JSON) goes through
 // json.Encoder, which answers the same or fails the same.
 func encodeDevicePage(p DevicePage) ([]byte, error) {
-	b := make([]byte, 0, 64+len(p.Devices)*devicePageGuess)
+	return appendEncodedPage(make([]byte, 0, 64+len(p.Devices)*devicePageGuess), p)
+}
+
+// appendEncodedPage is encodeDevicePage into b's room.
+func appendEncodedPage(b []byte, p DevicePage) ([]byte, error) {
 	if out, ok := appendDevicePage(b, p); ok {
 		return out, nil
 	}

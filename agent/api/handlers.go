@@ -128,12 +128,17 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body, err := encodeDevicePage(DevicePage{Devices: nonNil(devs), Next: next})
+	buf := pageBuffers.Get().(*[]byte)
+	body, err := appendEncodedPage((*buf)[:0], DevicePage{Devices: nonNil(devs), Next: next})
 	if err != nil {
 		writeError(w, fmt.Errorf("encode device page: %w", err))
 		return
 	}
 	writeBody(w, http.StatusOK, body)
+	if cap(body) <= maxPooledPage {
+		*buf = body[:0]
+		pageBuffers.Put(buf)
+	}
 }
 
 func (s *Server) handleUnlock(w http.ResponseWriter, r *http.Request) {
