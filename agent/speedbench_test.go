@@ -222,7 +222,14 @@ func BenchmarkMillionDevices(b *testing.B) {
 	b.Logf("%d devices stored in %v", n, time.Since(start).Round(time.Millisecond))
 	waitAPI(b, h.socket)
 
-	b.Run("devices/limit=1000", func(b *testing.B) { devicePages(b, h.socket, tenant, n) })
+	for _, f := range []struct{ name, query string }{
+		{"none", ""},
+		{"coverage=active", "&coverage=active&released=exclude"},   // three devices in four
+		{"coverage=unknown", "&coverage=unknown&released=exclude"}, // one in four: a page spans 4,000 serials
+		{"end_before", "&end_before=2029-01-01"},
+	} {
+		b.Run("devices/limit=1000/filter="+f.name, func(b *testing.B) { devicePages(b, h.socket, tenant, n, f.query, 1000) })
+	}
 
 	loop := startRotations(h, first.ClientID)
 	defer func() {
@@ -259,7 +266,7 @@ func fillDevices(b *testing.B, st *store.Store, tenantID string, n int) {
 				ProductFamily: "Mac", Status: "ASSIGNED"})
 			if i%4 != 0 {
 				dcs = append(dcs, store.DeviceCoverage{Serial: serial, Records: []store.Coverage{{ID: "cov-" + serial,
-					Serial: serial, Description: "AppleCare+", Status: "ACTIVE", StartDate: "2025-01-01", EndDate: "2028-01-01"}}})
+					Serial: serial, Description: "AppleCare+", Status: "ACTIVE", StartDate: "2025-01-01T00:00:00Z", EndDate: "2028-01-01T00:00:00Z"}}})
 			}
 		}
 		if err := st.UpsertDevices(ctx, tenantID, devs); err != nil {
@@ -272,34 +279,34 @@ func fillDevices(b *testing.B, st *store.Store, tenantID string, n int) {
 }
 
 // devicePages reads REKEY_PAGES pages (default 2,000, whatever b.N is) of
-// up to 1,000 devices after random serials and reports p50 and p99. Like
-// statusLoad it reads each answer whole without decoding it (the first one
-// is decoded and checked).
-func devicePages(b *testing.B, sock, tenantID string, n int) {
-	c := rawClient(sock)
-	defer c.CloseIdleConnections()
+// up to 1,000 devices matching filter after random serials and reports p50
+// and p99. Like statusLoad it reads each answer whole without decoding it
+// (the first one is decoded and checked to hold want devices).
+func devicePages(b *testing.B, sock, tenantID string, n int, filter string, want int) {
+	c, err := dialRaw(sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
 	pages := envInt(b, "REKEY_PAGES", 2000)
 	lat := make([]time.Duration, 0, pages)
+	var body bytes.Buffer
 	b.ResetTimer()
 	for i := range pages {
-		after := benchSerial(rng.IntN(max(n-1000, 1)))
+		after := benchSerial(rng.IntN(max(n-4000, 1)))
+		path := "/v1/tenants/" + tenantID + "/devices?limit=1000&after=" + after + filter
+		body.Reset()
 		t := time.Now()
-		resp, err := c.Get("http://rekey/v1/tenants/" + tenantID + "/devices?limit=1000&after=" + after)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var body bytes.Buffer
-		_, err = body.ReadFrom(resp.Body)
-		resp.Body.Close()
+		resp, err := c.get(path, &body)
 		lat = append(lat, time.Since(t))
 		if err != nil || resp.StatusCode != http.StatusOK {
-			b.Fatalf("devices after %s: %s, %v", after, resp.Status, err)
+			b.Fatalf("GET %s: %v, %v", path, resp, err)
 		}
 		if i == 0 {
 			var page api.DevicePage
-			if err := json.Unmarshal(body.Bytes(), &page); err != nil || len(page.Devices) != min(1000, n) {
-				b.Fatalf("page after %s holds %d devices (%v), want 1000", after, len(page.Devices), err)
+			if err := json.Unmarshal(body.Bytes(), &page); err != nil || len(page.Devices) != min(want, n) {
+				b.Fatalf("page of %s holds %d devices (%v), want %d", path, len(page.Devices), err, want)
 			}
 		}
 	}

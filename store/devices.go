@@ -51,7 +51,7 @@ func upsertDevicesSQL(n int, keepState bool) string {
 // is in the organisation unless its ReleasedAt says otherwise. An empty
 // CoverageState keeps the stored one ("unknown" for a new device).
 func (s *Store) UpsertDevices(ctx context.Context, tenantID string, devs []Device) error {
-	return s.write(ctx, "upsert devices", func(tx *sql.Tx, now time.Time) error {
+	return s.writeDevices(ctx, "upsert devices", func(tx *sql.Tx, now time.Time) error {
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
@@ -105,7 +105,7 @@ func upsertDeviceRows(ctx context.Context, tx *sql.Tx, tenantID string, at int64
 // coverage_checked_at becomes now, so a resumed sync pass does not read it
 // again. The devices must exist (ErrInvariant otherwise).
 func (s *Store) UpsertCoverage(ctx context.Context, tenantID string, dcs []DeviceCoverage) error {
-	return s.write(ctx, "upsert coverage", func(tx *sql.Tx, now time.Time) error {
+	return s.writeDevices(ctx, "upsert coverage", func(tx *sql.Tx, now time.Time) error {
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}

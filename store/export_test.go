@@ -39,5 +39,6 @@ func (s *Store) BulkDevices(ctx context.Context, tenantID, prefix string, n int)
 	if _, err := tx.ExecContext(ctx, q, tenantID, prefix, at); err != nil {
 		return mapErr(err)
 	}
+	defer s.fresh.gen.Add(1)
 	return tx.Commit()
 }

@@ -62,6 +62,29 @@ func (q DeviceQuery) where(tenantID string) (string, []any, error) {
 	return strings.Join(conds, " AND "), args, nil
 }
 
+// dense reports whether a page holds every device between its first and
+// last serial: no filter but the cursor and a serial prefix.
+func (q DeviceQuery) dense() bool {
+	return q.Coverage == "" && q.EndBefore.IsZero() && (q.Released == "" || q.Released == ReleasedInclude)
+}
+
+const coverageCols = `id, serial, description, status, payment_type, is_renewable, is_canceled,
+	agreement_number, contract_cancel_date, start_date, end_date, attrs`
+
+// coverageRangeSQL reads the coverage of a dense page: one range of the
+// primary key, from the page's first serial to its last.
+const coverageRangeSQL = `SELECT ` + coverageCols + ` FROM coverage
+	WHERE tenant_id = ?1 AND serial >= ?2 AND serial <= ?3 ORDER BY serial, id`
+
+// coverageListSQL reads the coverage of a filtered page, whose serials (a
+// JSON array) may lie far apart: the same range, but only the records of
+// the page's devices leave SQLite (the unary + keeps the list out of the
+// index choice: a seek per device costs more than stepping over the
+// records in between, which the device query stepped over already).
+const coverageListSQL = `SELECT ` + coverageCols + ` FROM coverage
+	WHERE tenant_id = ?1 AND serial >= ?2 AND serial <= ?3 AND +serial IN (SELECT value FROM json_each(?4))
+	ORDER BY serial, id`
+
 const deviceCols = `d.serial, d.apple_id, d.model, d.product_family, d.status, d.attrs, d.coverage_state,
 	d.coverage_end, d.coverage_checked_at, d.released_at, d.updated_at`
 
@@ -82,26 +105,43 @@ func (s *Store) ListDevices(ctx context.Context, tenantID string, q DeviceQuery)
 	if err := tenantExists(ctx, tx, tenantID); err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
 	}
-	devs, err := getAll(ctx, tx, scanDevice, "devices", `SELECT `+deviceCols+` FROM devices d WHERE `+where+
+	devs, err := listRows(ctx, tx, scanDevice, "devices", limit, `SELECT `+deviceCols+` FROM devices d WHERE `+where+
 		` ORDER BY d.serial LIMIT ?`, append(args, limit)...)
 	if err != nil || len(devs) == 0 {
 		return devs, "", err
 	}
-	covs, err := getAll(ctx, tx, scanCoverage, "coverage", `SELECT id, serial, description, status, payment_type,
-		is_renewable, is_canceled, agreement_number, contract_cancel_date, start_date, end_date, attrs
-		FROM coverage WHERE tenant_id = ? AND serial >= ? AND serial <= ? ORDER BY serial, id`,
-		tenantID, devs[0].Serial, devs[len(devs)-1].Serial)
+	var covs []Coverage
+	if q.dense() {
+		covs, err = listRows(ctx, tx, scanCoverage, "coverage", len(devs), coverageRangeSQL,
+			tenantID, devs[0].Serial, devs[len(devs)-1].Serial)
+	} else {
+		serials := make([]string, len(devs))
+		for i, d := range devs {
+			serials[i] = d.Serial
+		}
+		list, _ := json.Marshal(serials) // strings always encode
+		covs, err = listRows(ctx, tx, scanCoverage, "coverage", len(devs), coverageListSQL,
+			tenantID, devs[0].Serial, devs[len(devs)-1].Serial, string(list))
+	}
 	if err != nil {
 		return nil, "", err
 	}
-	bySerial := make(map[string]int, len(devs))
-	for i, d := range devs {
-		bySerial[d.Serial] = i
-	}
-	for _, c := range covs {
-		if i, ok := bySerial[c.Serial]; ok {
-			devs[i].Coverage = append(devs[i].Coverage, c)
+	// Both lists are in serial order (SQLite's BINARY order is Go's): each
+	// device takes its run of records, a slice of the one array, capped so
+	// that an append copies instead of overwriting the next device's.
+	j := 0
+	for i := range devs {
+		for j < len(covs) && covs[j].Serial < devs[i].Serial {
+			j++
 		}
+		k := j
+		for k < len(covs) && covs[k].Serial == devs[i].Serial {
+			k++
+		}
+		if k > j {
+			devs[i].Coverage = covs[j:k:k]
+		}
+		j = k
 	}
 	next := ""
 	if len(devs) == limit {
@@ -117,31 +157,72 @@ func (s *Store) Devices(ctx context.Context, tenantID, after string, limit int) 
 	return s.ListDevices(ctx, tenantID, DeviceQuery{After: after, Limit: limit})
 }
 
-func scanDevice(sc interface{ Scan(...any) error }) (Device, error) {
+// listRows is getAll with room for size rows allocated up front.
+func listRows[T any](ctx context.Context, q queryer, scan func(*sql.Rows) (T, error), what string, size int,
+	query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
+	}
+	defer rows.Close()
+	out := make([]T, 0, size)
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
+	}
+	return out, nil
+}
+
+// The scans below read nullable columns into any (the driver's value as
+// is) rather than sql.Null*: a page reads thousands of them.
+
+func scanDevice(sc *sql.Rows) (Device, error) {
 	var d Device
-	var attrs sql.NullString
-	var end, checked, released, updated sql.NullInt64
+	var attrs, end, checked, released, updated any
 	err := sc.Scan(&d.Serial, &d.AppleID, &d.Model, &d.ProductFamily, &d.Status, &attrs, &d.CoverageState,
 		&end, &checked, &released, &updated)
-	if attrs.Valid {
-		d.Attrs = json.RawMessage(attrs.String)
+	if a := text(attrs); a != "" {
+		d.Attrs = json.RawMessage(a)
 	}
-	d.CoverageEnd, d.CoverageCheckedAt = fromNano(end), fromNano(checked)
-	d.ReleasedAt, d.UpdatedAt = fromNano(released), fromNano(updated)
+	d.CoverageEnd, d.CoverageCheckedAt = anyNano(end), anyNano(checked)
+	d.ReleasedAt, d.UpdatedAt = anyNano(released), anyNano(updated)
 	return d, err
 }
 
-func scanCoverage(sc interface{ Scan(...any) error }) (Coverage, error) {
+func scanCoverage(sc *sql.Rows) (Coverage, error) {
 	var c Coverage
-	var attrs, agreement, cancel, start, end sql.NullString
+	var attrs, agreement, cancel, start, end any
 	err := sc.Scan(&c.ID, &c.Serial, &c.Description, &c.Status, &c.PaymentType, &c.IsRenewable, &c.IsCanceled,
 		&agreement, &cancel, &start, &end, &attrs)
-	if attrs.Valid {
-		c.Attrs = json.RawMessage(attrs.String)
+	if a := text(attrs); a != "" {
+		c.Attrs = json.RawMessage(a)
 	}
-	c.AgreementNumber, c.ContractCancelDate = agreement.String, cancel.String
-	c.StartDate, c.EndDate = start.String, end.String
+	c.AgreementNumber, c.ContractCancelDate = text(agreement), text(cancel)
+	c.StartDate, c.EndDate = text(start), text(end)
 	return c, err
+}
+
+// text is a nullable TEXT column read into any: "" for NULL.
+func text(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return ""
+}
+
+// anyNano is a nullable Unix-nanosecond column read into any (fromNano).
+func anyNano(v any) time.Time {
+	n, ok := v.(int64)
+	return fromNano(sql.NullInt64{Int64: n, Valid: ok})
 }
 
 // Counts returns how many devices and coverage records the tenant has,
@@ -152,37 +233,4 @@ func (s *Store) Counts(ctx context.Context, tenantID string) (devices, coverage 
 		return 0, 0, fmt.Errorf("count devices: %w", err)
 	}
 	return t.Counts.Devices, t.Counts.Coverage, nil
-}
-
-// Freshness says how current a tenant's coverage is, over the devices
-// still in the organisation.
-type Freshness struct {
-	OldestCheck time.Time `json:"oldest_check,omitzero"` // the least recently read device's last read; zero if none was read
-	Never       int       `json:"never_checked"`         // devices whose coverage was never read
-	Stale       int       `json:"stale"`                 // devices never read or last read before the cut-off
-}
-
-// freshnessSQL reads a tenant's Freshness from the devices_by_check index
-// alone: each figure is a range of it, so status stays cheap with a million
-// devices.
-const freshnessSQL = `SELECT
-	(SELECT min(coverage_checked_at) FROM devices INDEXED BY devices_by_check
-		WHERE tenant_id = ?1 AND coverage_checked_at IS NOT NULL AND released_at IS NULL),
-	(SELECT count(*) FROM devices INDEXED BY devices_by_check
-		WHERE tenant_id = ?1 AND coverage_checked_at IS NULL AND released_at IS NULL),
-	(SELECT count(*) FROM devices INDEXED BY devices_by_check
-		WHERE tenant_id = ?1 AND coverage_checked_at < ?2 AND released_at IS NULL)`
-
-// CoverageFreshness reports the tenant's Freshness, counting as stale the
-// devices last read before olderThan.
-func (s *Store) CoverageFreshness(ctx context.Context, tenantID string, olderThan time.Time) (Freshness, error) {
-	var f Freshness
-	var oldest sql.NullInt64
-	var older int
-	err := s.r.QueryRowContext(ctx, freshnessSQL, tenantID, olderThan.UnixNano()).Scan(&oldest, &f.Never, &older)
-	if err != nil {
-		return f, fmt.Errorf("read coverage freshness: %w", mapErr(err))
-	}
-	f.OldestCheck, f.Stale = fromNano(oldest), f.Never+older
-	return f, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,12 +58,40 @@ func TestFreshnessReadsOnlyTheCheckIndex(t *testing.T) {
 			plan = append(plan, detail)
 		}
 	}
-	if len(plan) != 3 {
+	if len(plan) != 4 {
 		t.Fatalf("plan %q", plan)
 	}
 	for _, p := range plan {
 		if !strings.Contains(p, "COVERING INDEX devices_by_check (tenant_id=? AND coverage_checked_at") {
 			t.Errorf("freshness reads more than the index: %q", p)
 		}
+	}
+}
+
+// TestFilteredPageReadsCoverageInOneRange guards a filtered device page
+// against a seek per device and against a sort.
+func TestFilteredPageReadsCoverageInOneRange(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+coverageListSQL, "ten_x", "A", "B", `["A","B"]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	sorted := slices.ContainsFunc(plan, func(p string) bool { return strings.Contains(p, "TEMP B-TREE") })
+	if plan[0] != "SEARCH coverage USING PRIMARY KEY (tenant_id=? AND serial>? AND serial<?)" || sorted {
+		t.Fatalf("plan of the filtered page's coverage: %q", plan)
 	}
 }

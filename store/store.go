@@ -55,6 +55,7 @@ type Store struct {
 	// (a reader held an old snapshot past the busy timeout); later writes
 	// then checkpoint until one completes.
 	wipeOwed atomic.Bool
+	fresh    freshCache // CoverageFreshness between device writes
 }
 
 // Open opens (creating where needed) the database in dir: the folder 0700

@@ -38,7 +38,7 @@ func (s *Store) BeginPass(ctx context.Context, tenantID string) (Tenant, error) 
 // released every device of the tenant that the pass did not see; it
 // returns how many it marked.
 func (s *Store) SyncPage(ctx context.Context, tenantID string, devs []Device, next string) (released int, err error) {
-	err = s.write(ctx, "store sync page", func(tx *sql.Tx, now time.Time) error {
+	err = s.writeDevices(ctx, "store sync page", func(tx *sql.Tx, now time.Time) error {
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}

@@ -92,19 +92,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	newEncoder(w).Encode(v)
 }
 
-// newEncoder encodes every answer the same way: indented, one value a line.
+// newEncoder encodes every answer the same way, indented, but device pages
+// (encodeDevicePage, compact).
 func newEncoder(w io.Writer) *json.Encoder {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc
 }
 
+// Header values every encoded answer carries, shared (never modified).
+var (
+	jsonType = []string{"application/json"}
+	noStore  = []string{"no-store"}
+)
+
 // writeBody writes an answer encoded beforehand (EncodeStatus).
 func writeBody(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = jsonType
+	h["Cache-Control"] = noStore
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	w.Write(body)
 }

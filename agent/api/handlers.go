@@ -40,10 +40,17 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/imports/{id}/retry", s.admin(s.handleRetry))
 	mux.Handle("GET /v1/rotations", s.admin(s.handleRotations))
 	mux.Handle("GET /v1/events", s.admin(s.handleEvents))
+	status := s.admin(s.handleStatus)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		if r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		}
 		if r.URL.Path != "/v1/events" {
 			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(requestTimeout))
+		}
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/status" {
+			status.ServeHTTP(w, r) // the endpoint polled most: one comparison instead of routing twice
+			return
 		}
 		if _, pattern := mux.Handler(r); pattern == "" {
 			// The mux's own 404 and 405 answers are plain text; ours are JSON.
@@ -117,7 +124,21 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	devs, next, err := s.cfg.Backend.Devices(r.Context(), r.PathValue("id"), q)
-	answer(w, DevicePage{Devices: nonNil(devs), Next: next}, err)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	buf := pageBuffers.Get().(*[]byte)
+	body, err := appendEncodedPage((*buf)[:0], DevicePage{Devices: nonNil(devs), Next: next})
+	if err != nil {
+		writeError(w, fmt.Errorf("encode device page: %w", err))
+		return
+	}
+	writeBody(w, http.StatusOK, body)
+	if cap(body) <= maxPooledPage {
+		*buf = body[:0]
+		pageBuffers.Put(buf)
+	}
 }
 
 func (s *Server) handleUnlock(w http.ResponseWriter, r *http.Request) {
