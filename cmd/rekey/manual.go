@@ -121,6 +121,20 @@ func keyFileArg(v string) error {
 
 // request reads the key file (or stdin) into a request. The caller wipes
 // its PrivateKey.
+// connect asks for what the flags left out, reads the key and opens the
+// agent's socket. The caller wipes req.PrivateKey (also on error) and
+// closes c when err is nil.
+func (in *credentialInput) connect(ctx context.Context, env *Env) (req api.CredentialRequest, c *api.Client, err error) {
+	if err := in.complete(ctx, env); err != nil {
+		return req, nil, err
+	}
+	if req, err = in.request(ctx, env); err != nil {
+		return req, nil, err
+	}
+	c, err = newClient(env, *in.sock)
+	return req, c, err
+}
+
 func (in *credentialInput) request(ctx context.Context, env *Env) (api.CredentialRequest, error) {
 	req := api.CredentialRequest{Name: in.name, ClientID: in.clientID, KeyID: in.keyID, AuthCheck: in.authCheck,
 		TokenURL: in.tokenURL, APIBaseURL: in.apiBaseURL}
@@ -230,15 +244,8 @@ func runRotate(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := in.complete(ctx, env); err != nil {
-		return err
-	}
-	req, err := in.request(ctx, env)
+	req, c, err := in.connect(ctx, env)
 	defer req.PrivateKey.Wipe()
-	if err != nil {
-		return err
-	}
-	c, err := newClient(env, *in.sock)
 	if err != nil {
 		return err
 	}
@@ -285,15 +292,8 @@ func runAdd(ctx context.Context, env *Env, args []string) error {
 	if fs.NArg() != 0 {
 		return usageError("add takes no arguments, got %q; pass the credential with --name, --client-id, --key-id and --key", fs.Arg(0))
 	}
-	if err := in.complete(ctx, env); err != nil {
-		return err
-	}
-	req, err := in.request(ctx, env)
+	req, c, err := in.connect(ctx, env)
 	defer req.PrivateKey.Wipe()
-	if err != nil {
-		return err
-	}
-	c, err := newClient(env, *in.sock)
 	if err != nil {
 		return err
 	}
