@@ -10,25 +10,7 @@ import (
 // TestClearCoverageSeeksByDevice guards against a per-device scan of
 // the tenant's coverage in every sync page.
 func TestClearCoverageSeeksByDevice(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+clearCoverageSQL, "ten_x", "SN1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
+	plan := queryPlan(t, clearCoverageSQL, "ten_x", "SN1")
 	if len(plan) != 1 || !strings.Contains(plan[0], "PRIMARY KEY (tenant_id=? AND serial=?)") {
 		t.Fatalf("plan of %q: %q", clearCoverageSQL, plan)
 	}
@@ -37,27 +19,7 @@ func TestClearCoverageSeeksByDevice(t *testing.T) {
 // TestFreshnessReadsOnlyTheCheckIndex guards status against a scan of every
 // device of the tenant.
 func TestFreshnessReadsOnlyTheCheckIndex(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+freshnessSQL, "ten_x", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(detail, "devices") {
-			plan = append(plan, detail)
-		}
-	}
+	plan := slices.DeleteFunc(queryPlan(t, freshnessSQL, "ten_x", 1), func(p string) bool { return !strings.Contains(p, "devices") })
 	if len(plan) != 4 {
 		t.Fatalf("plan %q", plan)
 	}
@@ -71,12 +33,23 @@ func TestFreshnessReadsOnlyTheCheckIndex(t *testing.T) {
 // TestFilteredPageReadsCoverageInOneRange guards a filtered device page
 // against a seek per device and against a sort.
 func TestFilteredPageReadsCoverageInOneRange(t *testing.T) {
+	plan := queryPlan(t, coverageListSQL, "ten_x", "A", "B", `["A","B"]`)
+	sorted := slices.ContainsFunc(plan, func(p string) bool { return strings.Contains(p, "TEMP B-TREE") })
+	if len(plan) == 0 || plan[0] != "SEARCH coverage USING PRIMARY KEY (tenant_id=? AND serial>? AND serial<?)" || sorted {
+		t.Fatalf("plan of the filtered page's coverage: %q", plan)
+	}
+}
+
+// queryPlan returns the detail column of EXPLAIN QUERY PLAN for query with
+// args, on a new empty store.
+func queryPlan(t *testing.T, query string, args ...any) []string {
+	t.Helper()
 	s, err := Open(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+coverageListSQL, "ten_x", "A", "B", `["A","B"]`)
+	rows, err := s.r.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,8 +63,8 @@ func TestFilteredPageReadsCoverageInOneRange(t *testing.T) {
 		}
 		plan = append(plan, detail)
 	}
-	sorted := slices.ContainsFunc(plan, func(p string) bool { return strings.Contains(p, "TEMP B-TREE") })
-	if plan[0] != "SEARCH coverage USING PRIMARY KEY (tenant_id=? AND serial>? AND serial<?)" || sorted {
-		t.Fatalf("plan of the filtered page's coverage: %q", plan)
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
+	return plan
 }
