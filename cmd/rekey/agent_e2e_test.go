@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"github.com/rekeyd/rekey/agent/api"
@@ -211,18 +209,7 @@ func TestInteractiveUnlockAgainstTheRealAgent(t *testing.T) {
 	l.push(addE, updE)
 	l.waitImport(updE.ImportID, store.ImportPendingUnlock)
 
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	defer tty.Close()
-	screen := newSyncBuffer()
-	go io.Copy(screen, ptmx)
-	stdout := newSyncBuffer()
-	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(l.socket)}
-	done := make(chan int, 1)
-	go func() { done <- Run(context.Background(), env, []string{"unlock", updE.ImportID}) }()
+	ptmx, tty, screen, stdout, done := runOnTerminal(t, l.socket, []string{"unlock", updE.ImportID})
 
 	screen.waitFor(t, "Name       Acme 2027")
 	screen.waitFor(t, "Password for this import: ")

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/api/apitest"
 	"github.com/rekeyd/rekey/store"
@@ -137,4 +140,24 @@ func TestSocketFlagBeatsEnvironment(t *testing.T) {
 	if got, err := resolveSocket(env, ""); err != nil || got == "" {
 		t.Fatalf("default socket %q, %v", got, err)
 	}
+}
+
+// runOnTerminal runs the CLI with args on a new pseudo-terminal (its stdin
+// and stderr) against the agent at sock. It returns the terminal's master
+// side to type into, its slave side (to read its modes), what the terminal
+// shows, what went to stdout, and the exit code once the command ends. The
+// terminal is closed when the test ends.
+func runOnTerminal(t *testing.T, sock string, args []string) (ptmx, tty *os.File, screen, stdout *syncBuffer, done <-chan int) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ptmx.Close(); tty.Close() })
+	screen, stdout = newSyncBuffer(), newSyncBuffer()
+	go io.Copy(screen, ptmx)
+	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(sock)}
+	code := make(chan int, 1)
+	go func() { code <- Run(context.Background(), env, args) }()
+	return ptmx, tty, screen, stdout, code
 }

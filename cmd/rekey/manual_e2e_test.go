@@ -180,18 +180,7 @@ func TestRotateAsksForMissingFieldsInWizardOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	defer tty.Close()
-	screen := newSyncBuffer()
-	go io.Copy(screen, ptmx)
-	stdout := newSyncBuffer()
-	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(l.socket)}
-	done := make(chan int, 1)
-	go func() { done <- Run(context.Background(), env, []string{"rotate", "Acme", "--client-id", b.ClientID}) }()
+	ptmx, _, screen, stdout, done := runOnTerminal(t, l.socket, []string{"rotate", "Acme", "--client-id", b.ClientID})
 	screen.waitFor(t, "Credential name: ")
 	type_(t, ptmx, "Acme 2027\r")
 	screen.waitFor(t, "Key ID: ")
@@ -216,21 +205,8 @@ func TestRotateAsksForMissingFieldsInWizardOrder(t *testing.T) {
 func TestAKeyPastedOnTheTerminalIsNotShown(t *testing.T) {
 	l := startLiveAgent(t, map[string]string{payload.KeyAuthCheck: payload.AuthRequired})
 	k := l.key("", true)
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	defer tty.Close()
-	screen := newSyncBuffer()
-	go io.Copy(screen, ptmx)
-	stdout := newSyncBuffer()
-	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(l.socket)}
-	done := make(chan int, 1)
-	go func() {
-		done <- Run(context.Background(), env, []string{"add", "--client-id", k.ClientID, "--key-id", k.KeyID, "--key", "-",
-			"--token-url", l.apple.TokenURL(), "--api-base-url", l.apple.APIBaseURL()})
-	}()
+	ptmx, _, screen, stdout, done := runOnTerminal(t, l.socket, []string{"add", "--client-id", k.ClientID, "--key-id", k.KeyID,
+		"--key", "-", "--token-url", l.apple.TokenURL(), "--api-base-url", l.apple.APIBaseURL()})
 	screen.waitFor(t, "Credential name: ")
 	type_(t, ptmx, "Acme\r")
 	screen.waitFor(t, "Paste the private key (PEM; it is not shown): ")

@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/creack/pty"
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/api/apitest"
@@ -104,19 +101,7 @@ func TestUnlockRefusesAFinalImport(t *testing.T) {
 func TestInteractiveUnlockOnATerminal(t *testing.T) {
 	var got api.UnlockRequest
 	sock := startAgent(t, unlockingAgent(&got))
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	defer tty.Close()
-	screen := newSyncBuffer()
-	go io.Copy(screen, ptmx)
-
-	stdout := newSyncBuffer()
-	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(sock)}
-	done := make(chan int, 1)
-	go func() { done <- Run(context.Background(), env, []string{"unlock", "i9"}) }()
+	ptmx, _, screen, stdout, done := runOnTerminal(t, sock, []string{"unlock", "i9"})
 
 	screen.waitFor(t, "Name       Acme 2027")
 	screen.waitFor(t, "Password for this import: ")
@@ -169,18 +154,7 @@ func TestInteractiveChoiceThenPassword(t *testing.T) {
 		return store.Import{ID: id, Name: "Acme copy", State: store.ImportApplied}, nil
 	}
 	sock := startAgent(t, f)
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	defer tty.Close()
-	screen := newSyncBuffer()
-	go io.Copy(screen, ptmx)
-	stdout := newSyncBuffer()
-	env := &Env{Stdin: tty, Stdout: stdout, Stderr: tty, Getenv: socketEnv(sock)}
-	done := make(chan int, 1)
-	go func() { done <- Run(context.Background(), env, []string{"unlock", "i7"}) }()
+	ptmx, _, screen, _, done := runOnTerminal(t, sock, []string{"unlock", "i7"})
 
 	screen.waitFor(t, "Reason     two credentials share the Client ID")
 	screen.waitFor(t, "Choice: ")
