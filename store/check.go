@@ -104,7 +104,7 @@ var counters = []struct{ column, what, from, where string }{
 // Recount sets every tenant's counters from count(*), in one transaction:
 // the repair for a "counter" problem of Check (a hand edit of the database).
 func (s *Store) Recount(ctx context.Context) error {
-	return s.write(ctx, "recount tenants", func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, "recount tenants", func(tx *stx, now time.Time) error {
 		for _, c := range counters {
 			if _, err := tx.ExecContext(ctx, `UPDATE tenants SET `+c.column+` = (SELECT count(*) FROM `+c.from+
 				` WHERE x.tenant_id = tenants.id`+c.where+`)`); err != nil {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -10,7 +9,7 @@ import (
 
 // retire moves a previous credential to retired and wipes its key. With
 // secure_delete on, SQLite zeroes the freed bytes in the page.
-func retire(ctx context.Context, tx *sql.Tx, now time.Time, credID string) error {
+func retire(ctx context.Context, tx *stx, now time.Time, credID string) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE credentials SET state = 'retired', sealed_key = NULL, retired_at = ?
 		WHERE id = ?`, now.UnixNano(), credID); err != nil {
 		return fmt.Errorf("retire credential %s: %w", credID, err)
@@ -25,7 +24,7 @@ func retire(ctx context.Context, tx *sql.Tx, now time.Time, credID string) error
 // rotation.failed event it wrote. ErrState after cut-over.
 func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Event, error) {
 	var ev Event
-	err := s.writeWipe(ctx, "fail rotation", func(tx *sql.Tx, now time.Time) error {
+	err := s.writeWipe(ctx, "fail rotation", func(tx *stx, now time.Time) error {
 		r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
 		if err != nil {
 			return err
@@ -60,7 +59,7 @@ func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Ev
 // is no longer the active one (a rollback happened meanwhile).
 func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
 	var ev Event
-	err := s.write(ctx, "cut over", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "cut over", func(tx *stx, now time.Time) error {
 		var err error
 		ev, err = cutover(ctx, tx, now, rotationID)
 		return err
@@ -81,7 +80,7 @@ func (s *Store) afterCutover(ctx context.Context, cut Event) {
 }
 
 // cutover is Cutover inside tx.
-func cutover(ctx context.Context, tx *sql.Tx, now time.Time, rotationID string) (Event, error) {
+func cutover(ctx context.Context, tx *stx, now time.Time, rotationID string) (Event, error) {
 	r, err := rotationIn(ctx, tx, rotationID, StepValidated)
 	if err != nil {
 		return Event{}, err
@@ -139,7 +138,7 @@ func cutover(ctx context.Context, tx *sql.Tx, now time.Time, rotationID string) 
 // no previous credential.
 func (s *Store) Confirm(ctx context.Context, tenantID string) (Event, error) {
 	var ev Event
-	err := s.writeWipe(ctx, "confirm rotation", func(tx *sql.Tx, now time.Time) error {
+	err := s.writeWipe(ctx, "confirm rotation", func(tx *stx, now time.Time) error {
 		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err
@@ -169,7 +168,7 @@ func (s *Store) Confirm(ctx context.Context, tenantID string) (Event, error) {
 
 // swapPair reads the tenant's previous and active credentials, the two that
 // Confirm and Rollback act on; ErrState when the tenant has no previous.
-func swapPair(ctx context.Context, tx *sql.Tx, tenantID string) (prev, active Credential, err error) {
+func swapPair(ctx context.Context, tx *stx, tenantID string) (prev, active Credential, err error) {
 	if prev, err = credIn(ctx, tx, tenantID, CredPrevious); err != nil {
 		return prev, active, err
 	}
@@ -183,7 +182,7 @@ func swapPair(ctx context.Context, tx *sql.Tx, tenantID string) (prev, active Cr
 // wrote. ErrState without a previous credential.
 func (s *Store) Rollback(ctx context.Context, tenantID string) (Event, error) {
 	var ev Event
-	err := s.write(ctx, "roll back", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "roll back", func(tx *stx, now time.Time) error {
 		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err

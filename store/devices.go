@@ -51,7 +51,7 @@ func upsertDevicesSQL(n int, keepState bool) string {
 // is in the organisation unless its ReleasedAt says otherwise. An empty
 // CoverageState keeps the stored one ("unknown" for a new device).
 func (s *Store) UpsertDevices(ctx context.Context, tenantID string, devs []Device) error {
-	return s.writeDevices(ctx, "upsert devices", func(tx *sql.Tx, now time.Time) error {
+	return s.writeDevices(ctx, "upsert devices", func(tx *stx, now time.Time) error {
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
@@ -59,7 +59,7 @@ func (s *Store) UpsertDevices(ctx context.Context, tenantID string, devs []Devic
 	})
 }
 
-func upsertDevices(ctx context.Context, tx *sql.Tx, tenantID string, now time.Time, devs []Device) error {
+func upsertDevices(ctx context.Context, tx *stx, tenantID string, now time.Time, devs []Device) error {
 	var keep, set []Device
 	for _, d := range devs {
 		if d.Serial == "" {
@@ -82,7 +82,7 @@ func upsertDevices(ctx context.Context, tx *sql.Tx, tenantID string, now time.Ti
 	return upsertDeviceRows(ctx, tx, tenantID, now.UnixNano(), set, false)
 }
 
-func upsertDeviceRows(ctx context.Context, tx *sql.Tx, tenantID string, at int64, devs []Device, keepState bool) error {
+func upsertDeviceRows(ctx context.Context, tx *stx, tenantID string, at int64, devs []Device, keepState bool) error {
 	args := make([]any, 0, 11*deviceChunk)
 	for start := 0; start < len(devs); start += deviceChunk {
 		chunk := devs[start:min(start+deviceChunk, len(devs))]
@@ -105,7 +105,7 @@ func upsertDeviceRows(ctx context.Context, tx *sql.Tx, tenantID string, at int64
 // coverage_checked_at becomes now, so a resumed sync pass does not read it
 // again. The devices must exist (ErrInvariant otherwise).
 func (s *Store) UpsertCoverage(ctx context.Context, tenantID string, dcs []DeviceCoverage) error {
-	return s.writeDevices(ctx, "upsert coverage", func(tx *sql.Tx, now time.Time) error {
+	return s.writeDevices(ctx, "upsert coverage", func(tx *stx, now time.Time) error {
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func (s *Store) UpsertCoverage(ctx context.Context, tenantID string, dcs []Devic
 // primary key's (tenant_id, serial) prefix.
 const clearCoverageSQL = `DELETE FROM coverage WHERE tenant_id = ? AND serial = ?`
 
-func upsertCoverage(ctx context.Context, tx *sql.Tx, tenantID string, now time.Time, dcs []DeviceCoverage) error {
+func upsertCoverage(ctx context.Context, tx *stx, tenantID string, now time.Time, dcs []DeviceCoverage) error {
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO coverage (tenant_id, serial, id, description, status,
 		payment_type, is_renewable, is_canceled, agreement_number, contract_cancel_date, start_date, end_date,
 		attrs, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)

@@ -57,7 +57,7 @@ type freshEntry struct {
 // coverage: every such transaction goes through it, so that CoverageFreshness
 // reads again after it. The generation moves after the commit: a read that
 // saw the data before it is never kept under the new generation.
-func (s *Store) writeDevices(ctx context.Context, op string, fn func(tx *sql.Tx, now time.Time) error) error {
+func (s *Store) writeDevices(ctx context.Context, op string, fn func(tx *stx, now time.Time) error) error {
 	defer s.fresh.gen.Add(1)
 	return s.write(ctx, op, fn)
 }
@@ -81,7 +81,7 @@ func (s *Store) CoverageFreshness(ctx context.Context, tenantID string, olderTha
 	var f Freshness
 	var oldest, next sql.NullInt64
 	var older int
-	err := s.r.QueryRowContext(ctx, freshnessSQL, tenantID, cutoff).Scan(&oldest, &f.Never, &older, &next)
+	err := s.reads().QueryRowContext(ctx, freshnessSQL, tenantID, cutoff).Scan(&oldest, &f.Never, &older, &next)
 	if err != nil {
 		return f, fmt.Errorf("read coverage freshness: %w", mapErr(err))
 	}

@@ -31,7 +31,7 @@ func (s *Store) RecordImport(ctx context.Context, im Import) (Import, bool, erro
 	}
 	var out Import
 	created := false
-	err = s.write(ctx, "record import", func(tx *sql.Tx, now time.Time) error {
+	err = s.write(ctx, "record import", func(tx *stx, now time.Time) error {
 		var err error
 		out, created, err = recordImport(ctx, tx, now, im)
 		return err
@@ -54,7 +54,7 @@ func importDefaults(im Import) (Import, error) {
 }
 
 // recordImport is RecordImport inside tx, with im's defaults filled in.
-func recordImport(ctx context.Context, tx *sql.Tx, now time.Time, im Import) (Import, bool, error) {
+func recordImport(ctx context.Context, tx *stx, now time.Time, im Import) (Import, bool, error) {
 	stored, err := getOne(ctx, tx, scanImport, "import", im.ID, `SELECT `+importCols+` FROM imports WHERE id = ?`, im.ID)
 	if err == nil {
 		if stored.Hash != im.Hash {
@@ -73,7 +73,7 @@ func recordImport(ctx context.Context, tx *sql.Tx, now time.Time, im Import) (Im
 }
 
 // putImport inserts or updates every mutable column of an import.
-func putImport(ctx context.Context, tx *sql.Tx, im Import, insert bool) error {
+func putImport(ctx context.Context, tx *stx, im Import, insert bool) error {
 	args := []any{im.Source, im.Name, im.Intent, im.Target, string(im.State), im.Reason, im.Attempts,
 		nullStr(im.TenantID), nullStr(im.CredentialID), im.ClientID, im.KeyID, im.UpdatedAt.UnixNano(), im.ID}
 	q := `UPDATE imports SET source = ?, name = ?, intent = ?, target = ?, state = ?, reason = ?, attempts = ?,
@@ -92,12 +92,12 @@ func putImport(ctx context.Context, tx *sql.Tx, im Import, insert bool) error {
 
 // Import returns one import, or ErrNotFound.
 func (s *Store) Import(ctx context.Context, id string) (Import, error) {
-	return getOne(ctx, s.r, scanImport, "import", id, `SELECT `+importCols+` FROM imports WHERE id = ?`, id)
+	return getOne(ctx, s.reads(), scanImport, "import", id, `SELECT `+importCols+` FROM imports WHERE id = ?`, id)
 }
 
 // Imports returns every import, oldest first.
 func (s *Store) Imports(ctx context.Context) ([]Import, error) {
-	return getAll(ctx, s.r, scanImport, "imports", `SELECT `+importCols+` FROM imports ORDER BY created_at, id`)
+	return getAll(ctx, s.reads(), scanImport, "imports", `SELECT `+importCols+` FROM imports ORDER BY created_at, id`)
 }
 
 // UpdateImport reads the import, lets fn change it and writes it back, all in
@@ -106,7 +106,7 @@ func (s *Store) Imports(ctx context.Context) ([]Import, error) {
 // from fn aborts the update and is returned wrapped.
 func (s *Store) UpdateImport(ctx context.Context, id string, fn func(*Import) error) (Import, error) {
 	var out Import
-	err := s.write(ctx, "update import", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "update import", func(tx *stx, now time.Time) error {
 		im, err := getOne(ctx, tx, scanImport, "import", id, `SELECT `+importCols+` FROM imports WHERE id = ?`, id)
 		if err != nil {
 			return err

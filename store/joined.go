@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 )
@@ -24,7 +23,7 @@ func (s *Store) RecordImportLogged(ctx context.Context, im Import, lead ...Event
 	}
 	var out Import
 	var evs []Event
-	err = s.write(ctx, "record import", func(tx *sql.Tx, now time.Time) error {
+	err = s.write(ctx, "record import", func(tx *stx, now time.Time) error {
 		evs = evs[:0]
 		for _, e := range lead {
 			e, err := insertEvent(ctx, tx, now, e)
@@ -78,7 +77,7 @@ func (s *Store) FinishWipes(ctx context.Context) { s.payWipeDebt(ctx) }
 // FinishWipes after it (oweWipe).
 func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead ...Event) ([]Event, error) {
 	var evs []Event
-	err := s.write(ctx, "validate and cut over", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "validate and cut over", func(tx *stx, now time.Time) error {
 		evs = evs[:0]
 		for _, e := range lead {
 			e, err := insertEvent(ctx, tx, now, e)
@@ -110,7 +109,7 @@ func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead 
 
 // appliedEvent writes, after a joined cut-over, the event of its import's
 // move to applied (made in the cut-over's transaction), when it has one.
-func appliedEvent(ctx context.Context, tx *sql.Tx, now time.Time, cut Event, evs *[]Event) error {
+func appliedEvent(ctx context.Context, tx *stx, now time.Time, cut Event, evs *[]Event) error {
 	if cut.ImportID == "" {
 		return nil
 	}
@@ -135,7 +134,7 @@ func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCred
 	var r Rotation
 	var c Credential
 	var evs []Event
-	err := s.write(ctx, "stage and cut over", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "stage and cut over", func(tx *stx, now time.Time) error {
 		var staged, validated, cut Event
 		var err error
 		if r, c, staged, err = s.stage(ctx, tx, now, tenantID, nc); err != nil {
@@ -161,7 +160,7 @@ func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCred
 // same transaction, and returns it.
 func (s *Store) SetOriginLogged(ctx context.Context, credentialID string, origin Origin, ev Event) (Event, error) {
 	var out Event
-	err := s.write(ctx, "set origin", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "set origin", func(tx *stx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, `UPDATE credentials SET origin = ? WHERE id = ?`, string(origin), credentialID)
 		if err != nil {
 			return err

@@ -97,11 +97,11 @@ func (s *Store) ListDevices(ctx context.Context, tenantID string, q DeviceQuery)
 	if err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
 	}
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // one snapshot for both queries
+	tx, end, err := s.readTx(ctx) // one snapshot for both queries
 	if err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", mapErr(err))
 	}
-	defer tx.Rollback()
+	defer end()
 	if err := tenantExists(ctx, tx, tenantID); err != nil {
 		return nil, "", fmt.Errorf("list devices: %w", err)
 	}

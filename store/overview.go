@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,11 +23,11 @@ type Overview struct {
 // credentials, imports and rotations.
 func (s *Store) Overview(ctx context.Context) (Overview, error) {
 	var o Overview
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, end, err := s.readTx(ctx)
 	if err != nil {
 		return o, fmt.Errorf("read overview: %w", mapErr(err))
 	}
-	defer tx.Rollback()
+	defer end()
 	if o.Tenants, err = getAll(ctx, tx, scanTenant, "tenants", `SELECT `+tenantCols+` FROM tenants ORDER BY created_at, id`); err != nil {
 		return o, err
 	}
@@ -55,7 +54,7 @@ func (s *Store) Overview(ctx context.Context) (Overview, error) {
 // tenant, oldest first: what deciding an import's intent needs, without the
 // history of retired and failed ones.
 func (s *Store) CredentialsInUse(ctx context.Context) ([]Credential, error) {
-	return getAll(ctx, s.r, scanCred, "credentials in use", `SELECT `+credCols+` FROM credentials
+	return getAll(ctx, s.reads(), scanCred, "credentials in use", `SELECT `+credCols+` FROM credentials
 		WHERE state IN ('active', 'previous') ORDER BY created_at, id`)
 }
 
@@ -70,14 +69,14 @@ func (s *Store) ImportsOf(ctx context.Context, tenantID string, states ...Import
 	for _, st := range states {
 		args = append(args, string(st))
 	}
-	return getAll(ctx, s.r, scanImport, "imports of tenant", q, args...)
+	return getAll(ctx, s.reads(), scanImport, "imports of tenant", q, args...)
 }
 
 // NewerApplied returns the first import applied to the tenant that was
 // created after the given time, other than import except; ErrNotFound when
 // there is none.
 func (s *Store) NewerApplied(ctx context.Context, tenantID string, after time.Time, except string) (Import, error) {
-	return getOne(ctx, s.r, scanImport, "applied import of tenant", tenantID, `SELECT `+importCols+` FROM imports
+	return getOne(ctx, s.reads(), scanImport, "applied import of tenant", tenantID, `SELECT `+importCols+` FROM imports
 		WHERE tenant_id = ? AND state = 'applied' AND created_at > ? AND id <> ? ORDER BY created_at, id LIMIT 1`,
 		tenantID, after.UnixNano(), except)
 }
@@ -88,7 +87,7 @@ func (s *Store) NewerApplied(ctx context.Context, tenantID string, after time.Ti
 // credential is still managed. Imports applied long ago, whose credential
 // was released, are not read again.
 func (s *Store) WithdrawCandidates(ctx context.Context, source string) ([]Import, error) {
-	return getAll(ctx, s.r, scanImport, "imports of source", `SELECT `+importCols+` FROM imports AS i
+	return getAll(ctx, s.reads(), scanImport, "imports of source", `SELECT `+importCols+` FROM imports AS i
 		WHERE i.source = ? AND (i.state IN ('pending-unlock', 'needs-target', 'failed')
 			OR i.state = 'applied' AND EXISTS (SELECT 1 FROM credentials AS c WHERE c.id = i.credential_id AND c.origin = 'managed'))
 		ORDER BY i.created_at, i.id`, source)

@@ -49,7 +49,7 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	if err := probe(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{path: path, now: func() time.Time { return opts.Clock.Now().UTC() }}
+	s := &Store{path: path, now: func() time.Time { return opts.Clock.Now().UTC() }, rstmts: newStmtCache()}
 	if s.r, err = sql.Open("sqlite", roDSN(path, opts.BusyTimeout, !sidecars(path))); err != nil {
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}

@@ -83,45 +83,45 @@ func getAll[T any](ctx context.Context, q queryer, scan func(interface{ Scan(...
 
 // Tenant returns one tenant, or ErrNotFound.
 func (s *Store) Tenant(ctx context.Context, id string) (Tenant, error) {
-	return getOne(ctx, s.r, scanTenant, "tenant", id, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, id)
+	return getOne(ctx, s.reads(), scanTenant, "tenant", id, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, id)
 }
 
 // Tenants returns every tenant, oldest first.
 func (s *Store) Tenants(ctx context.Context) ([]Tenant, error) {
-	return getAll(ctx, s.r, scanTenant, "tenants", `SELECT `+tenantCols+` FROM tenants ORDER BY created_at, id`)
+	return getAll(ctx, s.reads(), scanTenant, "tenants", `SELECT `+tenantCols+` FROM tenants ORDER BY created_at, id`)
 }
 
 // Credential returns one credential's record (never its key), or ErrNotFound.
 func (s *Store) Credential(ctx context.Context, id string) (Credential, error) {
-	return getOne(ctx, s.r, scanCred, "credential", id, `SELECT `+credCols+` FROM credentials WHERE id = ?`, id)
+	return getOne(ctx, s.reads(), scanCred, "credential", id, `SELECT `+credCols+` FROM credentials WHERE id = ?`, id)
 }
 
 // Credentials returns every credential of every tenant, oldest first.
 func (s *Store) Credentials(ctx context.Context) ([]Credential, error) {
-	return getAll(ctx, s.r, scanCred, "credentials", `SELECT `+credCols+` FROM credentials ORDER BY created_at, id`)
+	return getAll(ctx, s.reads(), scanCred, "credentials", `SELECT `+credCols+` FROM credentials ORDER BY created_at, id`)
 }
 
 // Rotations returns the whole rotation journal, oldest first.
 func (s *Store) Rotations(ctx context.Context) ([]Rotation, error) {
-	return getAll(ctx, s.r, scanRot, "rotations", `SELECT `+rotCols+` FROM rotations ORDER BY rowid`)
+	return getAll(ctx, s.reads(), scanRot, "rotations", `SELECT `+rotCols+` FROM rotations ORDER BY rowid`)
 }
 
 // UnfinishedRotations returns the rotations at staged or validated: on start
 // the agent resumes each from its step or fails it.
 func (s *Store) UnfinishedRotations(ctx context.Context) ([]Rotation, error) {
-	return getAll(ctx, s.r, scanRot, "unfinished rotations",
+	return getAll(ctx, s.reads(), scanRot, "unfinished rotations",
 		`SELECT `+rotCols+` FROM rotations WHERE step IN ('staged', 'validated') ORDER BY rowid`)
 }
 
 // CurrentRotation returns the tenant's most recent rotation, or ErrNotFound.
 func (s *Store) CurrentRotation(ctx context.Context, tenantID string) (Rotation, error) {
-	return getOne(ctx, s.r, scanRot, "rotation of tenant", tenantID,
+	return getOne(ctx, s.reads(), scanRot, "rotation of tenant", tenantID,
 		`SELECT `+rotCols+` FROM rotations WHERE tenant_id = ? ORDER BY rowid DESC LIMIT 1`, tenantID)
 }
 
 // Rotation returns one rotation, or ErrNotFound.
 func (s *Store) Rotation(ctx context.Context, id string) (Rotation, error) {
-	return getOne(ctx, s.r, scanRot, "rotation", id, `SELECT `+rotCols+` FROM rotations WHERE id = ?`, id)
+	return getOne(ctx, s.reads(), scanRot, "rotation", id, `SELECT `+rotCols+` FROM rotations WHERE id = ?`, id)
 }
 
 // Key returns the unsealed private key (PEM) of a credential. ErrNotFound
@@ -132,7 +132,7 @@ func (s *Store) Key(ctx context.Context, credentialID string) ([]byte, error) {
 		return nil, fmt.Errorf("read key of %q: %w", credentialID, ErrReadOnly)
 	}
 	var sealed []byte
-	err := s.r.QueryRowContext(ctx, `SELECT sealed_key FROM credentials WHERE id = ?`, credentialID).Scan(&sealed)
+	err := s.reads().QueryRowContext(ctx, `SELECT sealed_key FROM credentials WHERE id = ?`, credentialID).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("read key: credential %q: %w", credentialID, ErrNotFound)
 	}
@@ -151,7 +151,7 @@ func (s *Store) Key(ctx context.Context, credentialID string) ([]byte, error) {
 
 // MarkAuth records an accepted token exchange with the credential at at.
 func (s *Store) MarkAuth(ctx context.Context, credentialID string, at time.Time) error {
-	return s.write(ctx, "mark auth", func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, "mark auth", func(tx *stx, now time.Time) error {
 		if at.IsZero() {
 			at = now
 		}
@@ -166,7 +166,7 @@ func (s *Store) MarkAuth(ctx context.Context, credentialID string, at time.Time)
 // SetEndpoints records the token and API URLs a tenant is checked and
 // synced against ("" = Apple's default for its scope).
 func (s *Store) SetEndpoints(ctx context.Context, tenantID, tokenURL, apiBaseURL string) error {
-	return s.write(ctx, "set endpoints", func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, "set endpoints", func(tx *stx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tenants SET token_url = ?, api_base_url = ? WHERE id = ?`, tokenURL, apiBaseURL, tenantID)
 		if err != nil {
 			return err
@@ -178,7 +178,7 @@ func (s *Store) SetEndpoints(ctx context.Context, tenantID, tokenURL, apiBaseURL
 // SetOrigin records where a credential now comes from: a credential whose
 // payload was removed stays, owned locally (OriginLocal).
 func (s *Store) SetOrigin(ctx context.Context, credentialID string, origin Origin) error {
-	return s.write(ctx, "set origin", func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, "set origin", func(tx *stx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, `UPDATE credentials SET origin = ? WHERE id = ?`, string(origin), credentialID)
 		if err != nil {
 			return err

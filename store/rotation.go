@@ -28,7 +28,7 @@ func checkNew(nc NewCredential) error {
 
 // insertCred seals the key and inserts the credential in state st. Its
 // import, if named, must have been recorded (ErrNotFound otherwise).
-func (s *Store) insertCred(ctx context.Context, tx *sql.Tx, now time.Time, tenantID string, nc NewCredential, st CredState) (Credential, error) {
+func (s *Store) insertCred(ctx context.Context, tx *stx, now time.Time, tenantID string, nc NewCredential, st CredState) (Credential, error) {
 	if nc.ImportID != "" {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM imports WHERE id = ?`, nc.ImportID).Scan(&one)
@@ -60,7 +60,7 @@ func (s *Store) insertCred(ctx context.Context, tx *sql.Tx, now time.Time, tenan
 
 // settleImport moves the import named by importID (if any) to state, linked
 // to the tenant and credential. A missing import is ErrNotFound.
-func settleImport(ctx context.Context, tx *sql.Tx, now time.Time, importID string, st ImportState, reason string, c Credential) error {
+func settleImport(ctx context.Context, tx *stx, now time.Time, importID string, st ImportState, reason string, c Credential) error {
 	if importID == "" {
 		return nil
 	}
@@ -86,7 +86,7 @@ func (s *Store) AddCredential(ctx context.Context, nc NewCredential, tenantName 
 	var t Tenant
 	var c Credential
 	var ev Event
-	err := s.write(ctx, "add credential", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "add credential", func(tx *stx, now time.Time) error {
 		t = Tenant{ID: newID("ten_"), Name: tenantName, Scope: nc.Scope, CreatedAt: now, TokenURL: nc.TokenURL, APIBaseURL: nc.APIBaseURL}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, scope, created_at, token_url, api_base_url) VALUES (?, ?, ?, ?, ?, ?)`,
 			t.ID, t.Name, t.Scope, now.UnixNano(), t.TokenURL, t.APIBaseURL); err != nil {
@@ -121,7 +121,7 @@ func (s *Store) Stage(ctx context.Context, tenantID string, nc NewCredential) (R
 	var r Rotation
 	var c Credential
 	var ev Event
-	err := s.write(ctx, "stage rotation", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "stage rotation", func(tx *stx, now time.Time) error {
 		var err error
 		r, c, ev, err = s.stage(ctx, tx, now, tenantID, nc)
 		return err
@@ -134,7 +134,7 @@ func (s *Store) Stage(ctx context.Context, tenantID string, nc NewCredential) (R
 
 // stage is Stage inside tx. The import (if any) moves to applying, takes the
 // credential's identity and counts one more attempt.
-func (s *Store) stage(ctx context.Context, tx *sql.Tx, now time.Time, tenantID string, nc NewCredential) (Rotation, Credential, Event, error) {
+func (s *Store) stage(ctx context.Context, tx *stx, now time.Time, tenantID string, nc NewCredential) (Rotation, Credential, Event, error) {
 	var r Rotation
 	t, err := getOne(ctx, tx, scanTenant, "tenant", tenantID, `SELECT `+tenantCols+` FROM tenants WHERE id = ?`, tenantID)
 	if err != nil {
@@ -182,7 +182,7 @@ func (s *Store) stage(ctx context.Context, tx *sql.Tx, now time.Time, tenantID s
 }
 
 // credIn returns the tenant's credential in state st, or ErrState if none.
-func credIn(ctx context.Context, tx *sql.Tx, tenantID string, st CredState) (Credential, error) {
+func credIn(ctx context.Context, tx *stx, tenantID string, st CredState) (Credential, error) {
 	c, err := getOne(ctx, tx, scanCred, "credential of tenant", tenantID,
 		`SELECT `+credCols+` FROM credentials WHERE tenant_id = ? AND state = ?`, tenantID, string(st))
 	if errors.Is(err, ErrNotFound) {
@@ -192,7 +192,7 @@ func credIn(ctx context.Context, tx *sql.Tx, tenantID string, st CredState) (Cre
 }
 
 // rotationIn loads a rotation inside tx and checks that its step is one of steps.
-func rotationIn(ctx context.Context, tx *sql.Tx, id string, steps ...Step) (Rotation, error) {
+func rotationIn(ctx context.Context, tx *stx, id string, steps ...Step) (Rotation, error) {
 	r, err := getOne(ctx, tx, scanRot, "rotation", id, `SELECT `+rotCols+` FROM rotations WHERE id = ?`, id)
 	if err != nil {
 		return r, err
@@ -206,7 +206,7 @@ func rotationIn(ctx context.Context, tx *sql.Tx, id string, steps ...Step) (Rota
 }
 
 // setStep records a rotation's new step (and reason).
-func setStep(ctx context.Context, tx *sql.Tx, now time.Time, r *Rotation, st Step, reason string) error {
+func setStep(ctx context.Context, tx *stx, now time.Time, r *Rotation, st Step, reason string) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE rotations SET step = ?, reason = ?, updated_at = ? WHERE id = ?`,
 		string(st), reason, now.UnixNano(), r.ID); err != nil {
 		return fmt.Errorf("move rotation %s to %s: %w", r.ID, st, err)
@@ -228,7 +228,7 @@ func rotEvent(r Rotation, kind EventKind, msg string) Event {
 // step is ErrState.
 func (s *Store) Validated(ctx context.Context, rotationID string) (Event, error) {
 	var ev Event
-	err := s.write(ctx, "record validation", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "record validation", func(tx *stx, now time.Time) error {
 		var err error
 		ev, err = validate(ctx, tx, now, rotationID)
 		return err
@@ -237,7 +237,7 @@ func (s *Store) Validated(ctx context.Context, rotationID string) (Event, error)
 }
 
 // validate is Validated inside tx.
-func validate(ctx context.Context, tx *sql.Tx, now time.Time, rotationID string) (Event, error) {
+func validate(ctx context.Context, tx *stx, now time.Time, rotationID string) (Event, error) {
 	r, err := rotationIn(ctx, tx, rotationID, StepStaged, StepValidated)
 	if err != nil || r.Step == StepValidated {
 		return Event{}, err

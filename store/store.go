@@ -56,7 +56,12 @@ type Store struct {
 	// then checkpoint until one completes.
 	wipeOwed atomic.Bool
 	fresh    freshCache // CoverageFreshness between device writes
+	stmts    *stmtCache // the writer's prepared statements
+	rstmts   *stmtCache // the read pool's
 }
+
+// reads is the read pool with its prepared statements.
+func (s *Store) reads() cachedDB { return cachedDB{db: s.r, cache: s.rstmts} }
 
 // Open opens (creating where needed) the database in dir: the folder 0700
 // (checked by platform.PrepareStateDir: owned by the caller's uid, not
@@ -89,7 +94,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := probe(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	s := &Store{path: path, now: func() time.Time { return opts.Clock.Now().UTC() }}
+	s := &Store{path: path, now: func() time.Time { return opts.Clock.Now().UTC() }, stmts: newStmtCache(), rstmts: newStmtCache()}
 	var err error
 	if s.w, err = sql.Open("sqlite", dsn(path, opts.BusyTimeout, false)); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -139,9 +144,11 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	var errs []error
 	if s.r != nil {
+		s.rstmts.close()
 		errs = append(errs, s.r.Close())
 	}
 	if s.w != nil {
+		s.stmts.close()
 		errs = append(errs, s.w.Close())
 	}
 	if s.seal != nil {

@@ -18,7 +18,7 @@ import (
 // returns the tenant as the pass finds it: SyncPassStartedAt, SyncCursor
 // and SyncListed say where to resume.
 func (s *Store) BeginPass(ctx context.Context, tenantID string) (Tenant, error) {
-	err := s.write(ctx, "begin sync pass", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "begin sync pass", func(tx *stx, now time.Time) error {
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
@@ -38,7 +38,7 @@ func (s *Store) BeginPass(ctx context.Context, tenantID string) (Tenant, error) 
 // released every device of the tenant that the pass did not see; it
 // returns how many it marked.
 func (s *Store) SyncPage(ctx context.Context, tenantID string, devs []Device, next string) (released int, err error) {
-	err = s.writeDevices(ctx, "store sync page", func(tx *sql.Tx, now time.Time) error {
+	err = s.writeDevices(ctx, "store sync page", func(tx *stx, now time.Time) error {
 		if err := tenantExists(ctx, tx, tenantID); err != nil {
 			return err
 		}
@@ -80,7 +80,7 @@ func (s *Store) SyncPage(ctx context.Context, tenantID string, devs []Device, ne
 // 90 days (or marked active past their end); then the least recently read.
 // Computed once, when a pass has read the whole list, so that CoverageDue is
 // a walk along an index rather than a sort of every device per batch.
-func rankDevices(ctx context.Context, tx *sql.Tx, tenantID string, now time.Time) error {
+func rankDevices(ctx context.Context, tx *stx, tenantID string, now time.Time) error {
 	_, err := tx.ExecContext(ctx, `UPDATE devices SET refresh_rank = r.rank FROM (
 			SELECT serial, row_number() OVER (ORDER BY coverage_checked_at IS NOT NULL,
 				CASE WHEN coverage_state = 'unknown' OR (coverage_end < ?2
@@ -98,7 +98,7 @@ func rankDevices(ctx context.Context, tx *sql.Tx, tenantID string, now time.Time
 // RestartList forgets the stored cursor of the pass under way, so that it
 // reads the device list again from the first page (Apple refused the cursor).
 func (s *Store) RestartList(ctx context.Context, tenantID string) error {
-	return s.write(ctx, "restart device list", func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, "restart device list", func(tx *stx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tenants SET sync_cursor = '', sync_listed_at = NULL WHERE id = ?`, tenantID)
 		if err != nil {
 			return err
@@ -112,7 +112,7 @@ func (s *Store) RestartList(ctx context.Context, tenantID string) error {
 // pass read the whole list (rankDevices), after the rank afterRank (0 for
 // the start; Device.RefreshRank of the last device of the previous call).
 func (s *Store) CoverageDue(ctx context.Context, tenantID string, since time.Time, afterRank int64, limit int) ([]Device, error) {
-	return getAll(ctx, s.r, scanDueDevice, "devices due a coverage read", `SELECT `+deviceCols+`, d.refresh_rank
+	return getAll(ctx, s.reads(), scanDueDevice, "devices due a coverage read", `SELECT `+deviceCols+`, d.refresh_rank
 		FROM devices d INDEXED BY devices_by_rank
 		WHERE d.tenant_id = ?1 AND d.refresh_rank > ?3 AND d.released_at IS NULL
 			AND (d.coverage_checked_at IS NULL OR d.coverage_checked_at < ?2)
@@ -133,7 +133,7 @@ func scanDueDevice(sc interface{ Scan(...any) error }) (Device, error) {
 // EndPass records a finished sync pass at at: the last sync time, no error,
 // no cursor, no pass under way.
 func (s *Store) EndPass(ctx context.Context, tenantID string, at time.Time) error {
-	return s.write(ctx, "end sync pass", func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, "end sync pass", func(tx *stx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tenants SET last_sync_at = ?, sync_error = '', sync_cursor = '',
 			sync_pass_started_at = NULL, sync_listed_at = NULL, sync_paused_until = NULL WHERE id = ?`,
 			at.UnixNano(), tenantID)
@@ -147,7 +147,7 @@ func (s *Store) EndPass(ctx context.Context, tenantID string, at time.Time) erro
 // SyncStopped records why the pass under way stopped (msg) and, when until
 // is not zero, that it may not resume before until. Its progress stays.
 func (s *Store) SyncStopped(ctx context.Context, tenantID, msg string, until time.Time) error {
-	return s.write(ctx, "record sync stop", func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, "record sync stop", func(tx *stx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tenants SET sync_error = ?, sync_paused_until = ? WHERE id = ?`,
 			msg, nano(until), tenantID)
 		if err != nil {
@@ -161,7 +161,7 @@ func (s *Store) SyncStopped(ctx context.Context, tenantID, msg string, until tim
 // from ("" when done), the last sync time (kept when at is zero) and the
 // last error ("" on success).
 func (s *Store) SetSync(ctx context.Context, tenantID, cursor string, at time.Time, errMsg string) error {
-	return s.write(ctx, "record sync", func(tx *sql.Tx, now time.Time) error {
+	return s.write(ctx, "record sync", func(tx *stx, now time.Time) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tenants SET sync_cursor = ?, sync_error = ?,
 			last_sync_at = coalesce(?, last_sync_at) WHERE id = ?`, cursor, errMsg, nano(at), tenantID)
 		if err != nil {

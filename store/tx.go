@@ -79,7 +79,7 @@ func (s *Store) sameFile() error {
 
 // write runs fn in one BEGIN IMMEDIATE transaction on the writer and commits.
 // op names the operation in the error ("stage rotation").
-func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, now time.Time) error) error {
+func (s *Store) write(ctx context.Context, op string, fn func(tx *stx, now time.Time) error) error {
 	if s.w == nil {
 		return fmt.Errorf("%s: %w", op, ErrReadOnly)
 	}
@@ -90,8 +90,10 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, now ti
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, mapErr(err))
 	}
+	// Deferred first so that it runs last, on a free connection.
+	defer s.stmts.prepareWanted(ctx, s.w)
 	defer tx.Rollback()
-	if err := fn(tx, s.now()); err != nil {
+	if err := fn(&stx{Tx: tx, cache: s.stmts}, s.now()); err != nil {
 		return fmt.Errorf("%s: %w", op, mapErr(err))
 	}
 	if err := tx.Commit(); err != nil {
@@ -147,7 +149,7 @@ func nullJSON(m json.RawMessage) any {
 }
 
 // insertEvent appends one audit event inside tx and returns it with its Seq.
-func insertEvent(ctx context.Context, tx *sql.Tx, now time.Time, e Event) (Event, error) {
+func insertEvent(ctx context.Context, tx *stx, now time.Time, e Event) (Event, error) {
 	if e.Kind == "" {
 		return Event{}, errors.New("append event: empty kind; name what happened, e.g. rotation.cutover")
 	}
@@ -177,7 +179,7 @@ func insertEvent(ctx context.Context, tx *sql.Tx, now time.Time, e Event) (Event
 // AppendEvent appends one event to the audit log in its own transaction.
 func (s *Store) AppendEvent(ctx context.Context, e Event) (Event, error) {
 	var out Event
-	err := s.write(ctx, "append event", func(tx *sql.Tx, now time.Time) error {
+	err := s.write(ctx, "append event", func(tx *stx, now time.Time) error {
 		var err error
 		out, err = insertEvent(ctx, tx, now, e)
 		return err
@@ -189,7 +191,7 @@ func (s *Store) AppendEvent(ctx context.Context, e Event) (Event, error) {
 // (limit <= 0 means 100, at most 1000).
 func (s *Store) Events(ctx context.Context, afterSeq int64, limit int) ([]Event, error) {
 	limit = clampLimit(limit)
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, time, kind, coalesce(tenant_id, ''), coalesce(import_id, ''),
+	rows, err := s.reads().QueryContext(ctx, `SELECT seq, time, kind, coalesce(tenant_id, ''), coalesce(import_id, ''),
 		coalesce(credential_id, ''), coalesce(rotation_id, ''), message, fields
 		FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, limit)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 func (s *Store) UnlockLimit(ctx context.Context, importID string) (int, time.Time, error) {
 	var failures int
 	var until sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT failures, locked_until FROM unlock_limits WHERE import_id = ?`, importID).
+	err := s.reads().QueryRowContext(ctx, `SELECT failures, locked_until FROM unlock_limits WHERE import_id = ?`, importID).
 		Scan(&failures, &until)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, time.Time{}, nil
@@ -27,7 +27,7 @@ func (s *Store) UnlockLimit(ctx context.Context, importID string) (int, time.Tim
 // SetUnlockLimit records an import's counted unlock attempts and lock-out
 // end; failures 0 forgets the import.
 func (s *Store) SetUnlockLimit(ctx context.Context, importID string, failures int, until time.Time) error {
-	return s.write(ctx, "record unlock limit", func(tx *sql.Tx, _ time.Time) error {
+	return s.write(ctx, "record unlock limit", func(tx *stx, _ time.Time) error {
 		if failures <= 0 {
 			_, err := tx.ExecContext(ctx, `DELETE FROM unlock_limits WHERE import_id = ?`, importID)
 			return err

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -10,7 +9,7 @@ import (
 // commit it checkpoints the WAL and truncates it, so the wiped sealed key
 // lives neither in rekey.db (secure_delete zeroes the freed bytes) nor in
 // rekey.db-wal once the method returns.
-func (s *Store) writeWipe(ctx context.Context, op string, fn func(tx *sql.Tx, now time.Time) error) error {
+func (s *Store) writeWipe(ctx context.Context, op string, fn func(tx *stx, now time.Time) error) error {
 	if err := s.write(ctx, op, fn); err != nil {
 		return err
 	}

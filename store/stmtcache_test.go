@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openInternal(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir()+"/state", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// bump runs query (which adds its argument to a counter row) in a write
+// and returns the counter read back in the same transaction.
+func bump(t *testing.T, s *Store, query string, by int) int {
+	t.Helper()
+	var got int
+	err := s.write(context.Background(), "bump", func(tx *stx, _ time.Time) error {
+		if _, err := tx.ExecContext(context.Background(), query, by); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(context.Background(), `SELECT n FROM counter`).Scan(&got)
+	})
+	if err != nil {
+		t.Fatalf("bump: %v", err)
+	}
+	return got
+}
+
+func TestWriterStatementsArePreparedOnceAndGiveTheSameResults(t *testing.T) {
+	s := openInternal(t)
+	if err := s.ExecRaw(context.Background(), `CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0)`); err != nil {
+		t.Fatal(err)
+	}
+	const q = `UPDATE counter SET n = n + ?`
+	before := s.stmts.size()
+	if got := bump(t, s, q, 2); got != 2 { // plain path, then prepared after the commit
+		t.Fatalf("first run: counter %d, want 2", got)
+	}
+	if s.stmts.size() != before+2 {
+		t.Fatalf("prepared %d texts after the first write, want %d (the update and the read)", s.stmts.size(), before+2)
+	}
+	for i := 1; i <= 20; i++ { // prepared path
+		if got := bump(t, s, q, 1); got != 2+i {
+			t.Fatalf("run %d: counter %d, want %d", i, got, 2+i)
+		}
+	}
+	if s.stmts.size() != before+2 {
+		t.Fatalf("prepared %d texts after repeating them, want %d", s.stmts.size(), before+2)
+	}
+}
+
+func TestWriterStatementThatSQLiteRefusesFailsEveryTime(t *testing.T) {
+	s := openInternal(t)
+	for i := 0; i < 3; i++ {
+		err := s.write(context.Background(), "bad", func(tx *stx, _ time.Time) error {
+			_, err := tx.ExecContext(context.Background(), `UPDATE no_such_table SET x = 1`)
+			return err
+		})
+		if err == nil {
+			t.Fatalf("run %d: a statement on a missing table succeeded", i)
+		}
+	}
+	s.stmts.mu.Lock()
+	st, known := s.stmts.stmts[`UPDATE no_such_table SET x = 1`]
+	s.stmts.mu.Unlock()
+	if !known || st != nil {
+		t.Fatalf("refused text: known %v, prepared %v; want it remembered as not preparable", known, st != nil)
+	}
+}
+
+func TestWriterStatementCacheIsBounded(t *testing.T) {
+	s := openInternal(t)
+	for i := 0; i < maxStmts+50; i++ {
+		var got int
+		err := s.write(context.Background(), "distinct", func(tx *stx, _ time.Time) error {
+			return tx.QueryRowContext(context.Background(), fmt.Sprintf(`SELECT %d + ?`, i), 1).Scan(&got)
+		})
+		if err != nil || got != i+1 {
+			t.Fatalf("text %d: %d, %v; want %d", i, got, err, i+1)
+		}
+	}
+	if n := s.stmts.size(); n > maxStmts {
+		t.Fatalf("%d prepared texts, bound is %d", n, maxStmts)
+	}
+}
+
+func TestWriterStatementsUnderConcurrentWrites(t *testing.T) {
+	s := openInternal(t)
+	if err := s.ExecRaw(context.Background(), `CREATE TABLE counter (n INTEGER NOT NULL); INSERT INTO counter VALUES (0)`); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				err := s.write(context.Background(), "bump", func(tx *stx, _ time.Time) error {
+					_, err := tx.ExecContext(context.Background(), `UPDATE counter SET n = n + ?`, 1)
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := errors.Join(func() (all []error) {
+		for err := range errs {
+			all = append(all, err)
+		}
+		return all
+	}()...); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := s.QueryRaw(context.Background(), &n, `SELECT n FROM counter`); err != nil {
+		t.Fatal(err)
+	}
+	if n != writers*each {
+		t.Fatalf("counter %d after %d writes, want %d", n, writers*each, writers*each)
+	}
+}
+
+func TestReadPoolStatementsArePreparedAndGiveTheSameResults(t *testing.T) {
+	s := openInternal(t)
+	ctx := context.Background()
+	_, c, _, err := s.AddCredential(ctx, NewCredential{Name: "Acme", ClientID: "BUSINESSAPI.1", KeyID: "k1",
+		Scope: "business.api", Origin: OriginManaged, KeyPEM: []byte("not parsed by the store")}, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BulkDevices(ctx, c.TenantID, "SN", 50); err != nil {
+		t.Fatal(err)
+	}
+	q := DeviceQuery{Coverage: CoverageActive, Released: ReleasedExclude, Limit: 20}
+	first, next, err := s.ListDevices(ctx, c.TenantID, q) // plain path; prepared at the end
+	if err != nil || len(first) != 20 || next == "" {
+		t.Fatalf("first page: %d devices, next %q, %v", len(first), next, err)
+	}
+	prepared := s.rstmts.size()
+	if prepared < 3 { // the tenant check, the devices, their coverage
+		t.Fatalf("%d read statements prepared after a page, want at least 3", prepared)
+	}
+	again, next2, err := s.ListDevices(ctx, c.TenantID, q) // prepared path
+	if err != nil || next2 != next || len(again) != len(first) {
+		t.Fatalf("second page: %d devices, next %q, %v; want %d, %q", len(again), next2, err, len(first), next)
+	}
+	for i := range first {
+		if first[i].Serial != again[i].Serial || len(first[i].Coverage) != len(again[i].Coverage) {
+			t.Fatalf("device %d: %s with %d records, then %s with %d", i, first[i].Serial, len(first[i].Coverage),
+				again[i].Serial, len(again[i].Coverage))
+		}
+	}
+	if _, err := s.Tenant(ctx, c.TenantID); err != nil { // outside a transaction: prepared at once
+		t.Fatal(err)
+	}
+	if s.rstmts.size() != prepared+1 {
+		t.Fatalf("%d read statements after reading a tenant, want %d", s.rstmts.size(), prepared+1)
+	}
+	if _, err := s.Tenant(ctx, "ten_missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing tenant through the prepared statement: %v, want ErrNotFound", err)
+	}
+}
