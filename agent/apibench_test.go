@@ -13,7 +13,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -45,6 +48,11 @@ func BenchmarkStatusDuringRotations(b *testing.B) {
 	waitLong(b, h, store.EvSyncFinished) // 10,000 devices take longer than waitFor's deadline
 	if n, _, err := h.agent.Store().Counts(context.Background(), h.active("").TenantID); err != nil || n != benchDevices {
 		b.Fatalf("tenant holds %d devices, %v", n, err)
+	}
+
+	floor := floorServer(b, h.socket)
+	for _, clients := range []int{1, 50, 200} {
+		b.Run(fmt.Sprintf("floor/clients=%d", clients), func(b *testing.B) { statusLoad(b, floor, clients) })
 	}
 
 	loop := startRotations(h, first.ClientID)
@@ -109,6 +117,45 @@ func statusLoad(b *testing.B, sock string, clients int) time.Duration {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	return elapsed
+}
+
+// floorServer starts a bare net/http server on a socket of its own that
+// answers every request with the agent's status of now, read once from
+// agentSock, and returns its socket. statusLoad against it is the floor of
+// the status measure on this machine: the same clients and bytes over the
+// same kind of socket, with no agent behind them and nothing else running.
+func floorServer(b *testing.B, agentSock string) string {
+	b.Helper()
+	c, err := dialRaw(agentSock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var body bytes.Buffer
+	resp, err := c.get("/v1/status", &body)
+	c.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET /v1/status for the floor: %v, %v", resp, err)
+	}
+	dir, err := os.MkdirTemp("", "rf") // short: a socket path must fit in 104 bytes
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(dir, "floor.sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	length := strconv.Itoa(body.Len())
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header()["Content-Type"] = []string{"application/json"}
+		w.Header()["Content-Length"] = []string{length}
+		w.Write(body.Bytes())
+	})}
+	go srv.Serve(l)
+	b.Cleanup(func() {
+		srv.Close()
+		os.RemoveAll(dir)
+	})
+	return l.Addr().String()
 }
 
 // rawClient is one kept-alive HTTP/1.1 connection to the agent's socket,
