@@ -10,8 +10,9 @@ import (
 )
 
 var (
-	_ api.Backend       = (*Agent)(nil)
-	_ api.StatusEncoder = (*Agent)(nil)
+	_ api.Backend        = (*Agent)(nil)
+	_ api.StatusEncoder  = (*Agent)(nil)
+	_ api.DeviceStreamer = (*Agent)(nil)
 )
 
 func (a *Agent) Credentials(ctx context.Context) ([]store.Credential, error) {
@@ -26,6 +27,12 @@ func (a *Agent) Rotations(ctx context.Context) ([]store.Rotation, error) { retur
 
 func (a *Agent) Devices(ctx context.Context, tenantID string, q store.DeviceQuery) ([]store.Device, string, error) {
 	return a.st.ListDevices(ctx, tenantID, q)
+}
+
+// StreamDevices hands a device page to the server in batches as the store
+// reads it (api.DeviceStreamer).
+func (a *Agent) StreamDevices(ctx context.Context, tenantID string, q store.DeviceQuery, emit func([]store.Device) error) (string, error) {
+	return a.st.StreamDevices(ctx, tenantID, q, emit)
 }
 
 // Unlock decrypts a waiting import with a UI's password and choice. The API

@@ -88,66 +88,139 @@ const coverageListSQL = `SELECT ` + coverageCols + ` FROM coverage
 const deviceCols = `d.serial, d.apple_id, d.model, d.product_family, d.status, d.attrs, d.coverage_state,
 	d.coverage_end, d.coverage_checked_at, d.released_at, d.updated_at`
 
+// streamBatch is how many devices StreamDevices hands over at a time.
+const streamBatch = 100
+
 // ListDevices returns one page of the tenant's devices that match q, each
 // with its coverage records, and the serial to pass as After for the next
 // page ("" on the last page).
 func (s *Store) ListDevices(ctx context.Context, tenantID string, q DeviceQuery) ([]Device, string, error) {
+	var devs []Device
+	next, err := s.StreamDevices(ctx, tenantID, q, func(batch []Device) error {
+		devs = append(devs, batch...)
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return devs, next, nil
+}
+
+// StreamDevices reads the page ListDevices returns, in one snapshot, and
+// hands it to emit in serial order, in batches of up to 100 devices each
+// with its coverage records: a batch goes out as soon as the last of its
+// records is read, so that a caller can encode and send it while SQLite
+// reads the rest. It returns the serial to pass as After for the next page.
+// The batches are slices of one array, emit's to keep but not to append to.
+// An error of emit stops the read and is returned; an unknown tenant fails
+// with ErrNotFound before any batch.
+func (s *Store) StreamDevices(ctx context.Context, tenantID string, q DeviceQuery, emit func([]Device) error) (string, error) {
 	limit := clampLimit(q.Limit)
 	where, args, err := q.where(tenantID)
 	if err != nil {
-		return nil, "", fmt.Errorf("list devices: %w", err)
+		return "", fmt.Errorf("list devices: %w", err)
 	}
-	tx, end, err := s.readTx(ctx) // one snapshot for both queries
+	tx, end, err := s.readTx(ctx) // one snapshot for every query
 	if err != nil {
-		return nil, "", fmt.Errorf("list devices: %w", mapErr(err))
+		return "", fmt.Errorf("list devices: %w", mapErr(err))
 	}
 	defer end()
 	if err := tenantExists(ctx, tx, tenantID); err != nil {
-		return nil, "", fmt.Errorf("list devices: %w", err)
+		return "", fmt.Errorf("list devices: %w", err)
 	}
-	devs, err := listRows(ctx, tx, scanDevice, "devices", limit, `SELECT `+deviceCols+` FROM devices d WHERE `+where+
-		` ORDER BY d.serial LIMIT ?`, append(args, limit)...)
-	if err != nil || len(devs) == 0 {
-		return devs, "", err
+	// The page is read in parts of pageChunk devices, each part's
+	// coverage after it, so that the first batches go out while the
+	// later parts are read.
+	query := `SELECT ` + deviceCols + ` FROM devices d WHERE ` + where + ` ORDER BY d.serial LIMIT ?`
+	for read := 0; read < limit; {
+		n := min(limit-read, pageChunk)
+		devs, err := listRows(ctx, tx, scanDevice, "devices", n, query, append(args, n)...)
+		if err != nil || len(devs) == 0 {
+			return "", err
+		}
+		if err := streamCoverage(ctx, tx, tenantID, q.dense(), devs, emit); err != nil {
+			return "", err
+		}
+		if read += len(devs); len(devs) < n {
+			return "", nil
+		}
+		args[1] = devs[len(devs)-1].Serial // the cursor: d.serial > ?
 	}
-	var covs []Coverage
-	if q.dense() {
-		covs, err = listRows(ctx, tx, scanCoverage, "coverage", len(devs), coverageRangeSQL,
-			tenantID, devs[0].Serial, devs[len(devs)-1].Serial)
+	return args[1].(string), nil
+}
+
+// pageChunk is how many devices StreamDevices reads at a time.
+const pageChunk = 250
+
+// streamCoverage reads the coverage records of devs (in serial order),
+// gives each device its run of them (a slice of one array, capped so that
+// an append copies instead of overwriting the next device's) and emits the
+// devices in batches as they are complete.
+func streamCoverage(ctx context.Context, tx *stx, tenantID string, dense bool, devs []Device, emit func([]Device) error) error {
+	first, last := devs[0].Serial, devs[len(devs)-1].Serial
+	var rows *sql.Rows
+	var err error
+	if dense {
+		rows, err = tx.QueryContext(ctx, coverageRangeSQL, tenantID, first, last)
 	} else {
 		serials := make([]string, len(devs))
 		for i, d := range devs {
 			serials[i] = d.Serial
 		}
 		list, _ := json.Marshal(serials) // strings always encode
-		covs, err = listRows(ctx, tx, scanCoverage, "coverage", len(devs), coverageListSQL,
-			tenantID, devs[0].Serial, devs[len(devs)-1].Serial, string(list))
+		rows, err = tx.QueryContext(ctx, coverageListSQL, tenantID, first, last, string(list))
 	}
 	if err != nil {
-		return nil, "", err
+		return fmt.Errorf("list coverage: %w", mapErr(err))
 	}
-	// Both lists are in serial order (SQLite's BINARY order is Go's): each
-	// device takes its run of records, a slice of the one array, capped so
-	// that an append copies instead of overwriting the next device's.
-	j := 0
-	for i := range devs {
-		for j < len(covs) && covs[j].Serial < devs[i].Serial {
-			j++
+	defer rows.Close()
+	covs := make([]Coverage, 0, len(devs))
+	done, sent := 0, 0 // devices complete, devices emitted
+	// complete marks the devices before serial as complete and emits every
+	// full batch of them.
+	complete := func(serial string, all bool) error {
+		for done < len(devs) && (all || devs[done].Serial < serial) {
+			done++
 		}
-		k := j
-		for k < len(covs) && covs[k].Serial == devs[i].Serial {
-			k++
+		for done-sent >= streamBatch || (all && sent < done) {
+			n := min(streamBatch, done-sent)
+			if err := emit(devs[sent : sent+n : sent+n]); err != nil {
+				return err
+			}
+			sent += n
 		}
-		if k > j {
-			devs[i].Coverage = covs[j:k:k]
-		}
-		j = k
+		return nil
 	}
-	next := ""
-	if len(devs) == limit {
-		next = devs[len(devs)-1].Serial
+	i, start := 0, 0 // the device whose records are being read, and where its run starts in covs
+	for rows.Next() {
+		c, err := scanCoverage(rows)
+		if err != nil {
+			return fmt.Errorf("list coverage: %w", mapErr(err))
+		}
+		for i < len(devs) && devs[i].Serial < c.Serial {
+			i++
+		}
+		if i == len(devs) || devs[i].Serial != c.Serial {
+			continue // a record of a device outside a filtered page
+		}
+		if len(covs) > start && covs[start].Serial != c.Serial {
+			start = len(covs) // the first record of device i
+		}
+		if len(covs) == cap(covs) {
+			// A new array for the run of device i and those after it; the
+			// runs already given out keep the old one.
+			covs, start = append(make([]Coverage, 0, 2*cap(covs)+1), covs[start:]...), 0
+		}
+		covs = append(covs, c)
+		devs[i].Coverage = covs[start:len(covs):len(covs)]
+		if err := complete(c.Serial, false); err != nil {
+			return err
+		}
 	}
-	return devs, next, nil
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list coverage: %w", mapErr(err))
+	}
+	return complete("", true)
 }
 
 // Devices returns up to limit devices of the tenant with serial > after, in

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -23,47 +24,55 @@ var pageBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 const maxPooledPage = 4 << 20
 
-// encodeDevicePage encodes a device page compact, on one line, exactly as
-// json.Encoder would (devicejson_test.go holds it to that): a page holds up
-// to MaxPageSize devices, read by programs; indenting it would triple its
-// encoding time, and reflection costs as much again as appending the
-// fields by hand. A page the hand encoder does not take (a time outside UTC
-// or years 0–9999, attributes that are not valid JSON) goes through
-// json.Encoder, which answers the same or fails the same.
-func encodeDevicePage(p DevicePage) ([]byte, error) {
-	return appendEncodedPage(make([]byte, 0, 64+len(p.Devices)*devicePageGuess), p)
-}
+// A device page is encoded compact, on one line, exactly as json.Encoder
+// would encode a DevicePage (devicejson_test.go holds it to that): a page
+// holds up to MaxPageSize devices, read by programs; indenting it would
+// triple its encoding time, and reflection costs as much again as appending
+// the fields by hand. A device the hand encoder does not take (a time
+// outside UTC or years 0–9999, attributes that are not valid JSON) goes
+// through json.Marshal, which gives the same bytes or fails the same.
+// The page is written in three parts, so that it can be sent while it is
+// read: pageHead, then the devices (appendDevices), then pageTail.
 
-// appendEncodedPage is encodeDevicePage into b's room.
-func appendEncodedPage(b []byte, p DevicePage) ([]byte, error) {
-	if out, ok := appendDevicePage(b, p); ok {
-		return out, nil
-	}
-	buf := bytes.NewBuffer(b[:0])
-	if err := json.NewEncoder(buf).Encode(p); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+const pageHead = `{"devices":[`
 
-// appendDevicePage appends p as json.Encoder encodes it (with its newline),
-// or reports false for what only json.Encoder handles.
-func appendDevicePage(b []byte, p DevicePage) ([]byte, bool) {
-	b = append(b, `{"devices":[`...)
-	for i := range p.Devices {
-		if i > 0 {
+// appendDevices appends devs to a page that holds n devices already.
+func appendDevices(b []byte, devs []store.Device, n int) ([]byte, error) {
+	for i := range devs {
+		if n+i > 0 {
 			b = append(b, ',')
 		}
-		var ok bool
-		if b, ok = appendDevice(b, &p.Devices[i]); !ok {
-			return b, false
+		mark := len(b)
+		out, ok := appendDevice(b, &devs[i])
+		if ok {
+			b = out
+			continue
 		}
+		m, err := json.Marshal(&devs[i])
+		if err != nil {
+			return b[:mark], fmt.Errorf("encode device %q: %w", devs[i].Serial, err)
+		}
+		b = append(out[:mark], m...)
 	}
+	return b, nil
+}
+
+// appendPageTail closes a page whose next cursor is next.
+func appendPageTail(b []byte, next string) []byte {
 	b = append(b, ']')
-	if p.Next != "" {
-		b = appendString(append(b, `,"next":`...), p.Next)
+	if next != "" {
+		b = appendString(append(b, `,"next":`...), next)
 	}
-	return append(b, "}\n"...), true
+	return append(b, "}\n"...)
+}
+
+// encodeDevicePage encodes a whole page.
+func encodeDevicePage(p DevicePage) ([]byte, error) {
+	b, err := appendDevices(append(make([]byte, 0, 64+len(p.Devices)*devicePageGuess), pageHead...), p.Devices, 0)
+	if err != nil {
+		return nil, err
+	}
+	return appendPageTail(b, p.Next), nil
 }
 
 func appendDevice(b []byte, d *store.Device) ([]byte, bool) {

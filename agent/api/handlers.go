@@ -123,22 +123,7 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	devs, next, err := s.cfg.Backend.Devices(r.Context(), r.PathValue("id"), q)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	buf := pageBuffers.Get().(*[]byte)
-	body, err := appendEncodedPage((*buf)[:0], DevicePage{Devices: nonNil(devs), Next: next})
-	if err != nil {
-		writeError(w, fmt.Errorf("encode device page: %w", err))
-		return
-	}
-	writeBody(w, http.StatusOK, body)
-	if cap(body) <= maxPooledPage {
-		*buf = body[:0]
-		pageBuffers.Put(buf)
-	}
+	streamDevices(w, r, s.cfg.Backend, r.PathValue("id"), q)
 }
 
 func (s *Server) handleUnlock(w http.ResponseWriter, r *http.Request) {
