@@ -60,13 +60,18 @@ func pageOf(n int) []store.Device {
 // rawPage sends GET path on a fresh connection and returns the answer
 // with its body read whole (or the error reading it).
 func rawPage(t *testing.T, sock, path string) (*http.Response, []byte, error) {
+	return rawPageProto(t, sock, path, "HTTP/1.1")
+}
+
+// rawPageProto is rawPage in HTTP version proto.
+func rawPageProto(t *testing.T, sock, path, proto string) (*http.Response, []byte, error) {
 	t.Helper()
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: rekey\r\n\r\n", path)
+	fmt.Fprintf(conn, "GET %s %s\r\nHost: rekey\r\n\r\n", path, proto)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +103,11 @@ func TestDevicePageStreamedIsTheEncodersPage(t *testing.T) {
 			if chunked := resp.ContentLength < 0; chunked != tc.chunked {
 				t.Fatalf("Content-Length %d: chunked %v, want %v", resp.ContentLength, chunked, tc.chunked)
 			}
+			// HTTP/1.0 (the Swift example's): never chunked, the same bytes.
+			resp, body, err = rawPageProto(t, sock, "/v1/tenants/t1/devices?limit=1000", "HTTP/1.0")
+			if err != nil || resp.StatusCode != http.StatusOK || len(resp.TransferEncoding) > 0 || !bytes.Equal(body, want.Bytes()) {
+				t.Fatalf("HTTP/1.0: %s, %v, transfer encoding %v, %d bytes (want %d)", resp.Status, err, resp.TransferEncoding, len(body), want.Len())
+			}
 		})
 	}
 }
@@ -126,6 +136,11 @@ func TestDevicePageFailingMidwayBreaksTheAnswer(t *testing.T) {
 	}
 	if json.Valid(body) {
 		t.Fatal("a page cut short reads as valid JSON")
+	}
+	// HTTP/1.0: the close ends the body, which is then not valid JSON.
+	resp, body, _ = rawPageProto(t, sock, "/v1/tenants/t1/devices?limit=1000", "HTTP/1.0")
+	if resp.StatusCode != http.StatusOK || len(body) == 0 || json.Valid(body) {
+		t.Fatalf("HTTP/1.0 page cut short: %s, %d bytes, valid JSON %v; want 200 and invalid JSON", resp.Status, len(body), json.Valid(body))
 	}
 	// The API client reports it too, never a short page.
 	c := api.NewClient(sock)
