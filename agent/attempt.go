@@ -52,7 +52,7 @@ func (a *Agent) retryLater(ctx context.Context, id string, cause error) {
 		return // the change went through after all
 	}
 	reason := cause.Error() + "; the active credential is unchanged; retried"
-	a.dropLeftover(ctx, id, reason)
+	a.dropLeftovers(ctx, id, "", reason)
 	a.failImport(ctx, id, reason, true)
 	if imp, err := a.st.Import(ctx, id); err != nil || imp.State != store.ImportFailed {
 		// The store could not record the failure either: live subscribers

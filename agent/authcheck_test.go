@@ -142,8 +142,9 @@ func TestUpdateUnderEachAuthCheckPolicy(t *testing.T) {
 			steps: applied, imp: store.ImportApplied, step: store.StepConfirmed, aState: store.CredRetired},
 		{name: "required rejected: failed, pending key wiped", policy: payload.AuthRequired, arrange: unregistered,
 			steps: refused("rejected"), imp: store.ImportFailed, reason: "rejected", step: store.StepFailed, aState: store.CredActive},
-		{name: "required unreachable: failed for a retry", policy: payload.AuthRequired, arrange: closedPort,
-			steps: refused("unreachable"), imp: store.ImportFailed, reason: "unreachable", step: store.StepFailed, aState: store.CredActive},
+		{name: "required unreachable: failed for a retry, the staged key kept", policy: payload.AuthRequired, arrange: closedPort,
+			steps: []string{"step:staged", "auth:unreachable", "import:failed"}, imp: store.ImportFailed, reason: "unreachable",
+			step: store.StepStaged, aState: store.CredActive},
 		{name: "best-effort accepted: applied and confirmed", policy: payload.AuthBestEffort, arrange: registered,
 			steps: applied, imp: store.ImportApplied, step: store.StepConfirmed, aState: store.CredRetired},
 		{name: "best-effort rejected: failed, pending key wiped", policy: payload.AuthBestEffort, arrange: invalidClientFault,
@@ -200,7 +201,11 @@ func TestUpdateUnderEachAuthCheckPolicy(t *testing.T) {
 			}
 			wantCredState(t, st, f.credA.ID, tc.aState, tc.aState != store.CredRetired)
 			if tc.imp == store.ImportFailed {
-				wantWiped(t, st, rot.ToCredentialID, store.CredFailed)
+				if tc.step == store.StepStaged {
+					wantCredState(t, st, rot.ToCredentialID, store.CredPending, true) // kept for the retry
+				} else {
+					wantWiped(t, st, rot.ToCredentialID, store.CredFailed)
+				}
 				if h.active(f.tenant).ID != f.credA.ID {
 					t.Fatal("a failed update changed the active credential")
 				}
@@ -253,16 +258,13 @@ func TestRequiredUnreachableIsRetriedLater(t *testing.T) {
 	if imp.Attempts != 2 || len(retries) != 1 || retries[0] != 1 {
 		t.Fatalf("import %+v after retries %v; want applied at the second attempt", imp, retries)
 	}
+	// The retry checked the credential the first attempt staged and kept:
+	// one credential with B's key, never wiped and staged again.
 	creds := credByKey(t, st, b.KeyID)
-	if len(creds) != 2 {
-		t.Fatalf("credentials with B's key: %+v", creds)
+	if len(creds) != 1 || creds[0].ID != h.active(f.tenant).ID {
+		t.Fatalf("credentials with B's key: %+v; want the one staged first, now active", creds)
 	}
-	wantCredState(t, st, h.active(f.tenant).ID, store.CredActive, true)
-	for _, c := range creds {
-		if c.State != store.CredActive {
-			wantWiped(t, st, c.ID, store.CredFailed)
-		}
-	}
+	wantCredState(t, st, creds[0].ID, store.CredActive, true)
 	wantWiped(t, st, f.credA.ID, store.CredRetired)
 	rot, err := st.CurrentRotation(ctx, f.tenant)
 	if err != nil || rot.Step != store.StepConfirmed || rot.ImportID != imp.ID {

@@ -87,6 +87,9 @@ func (a *Agent) Dismiss(ctx context.Context, id string) (store.Import, error) {
 		return imp, fmt.Errorf("import %s is %s: %w", id, imp.State, store.ErrState)
 	}
 	delete(a.waiting, id)
+	if err := a.dropLeftovers(ctx, id, "", "its import was declined from a UI"); err != nil {
+		return imp, err
+	}
 	a.setImport(ctx, id, store.ImportDismissed, "declined from a UI", "")
 	return a.st.Import(ctx, id)
 }

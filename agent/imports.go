@@ -190,7 +190,9 @@ func (a *Agent) withdraw(ctx context.Context, src *sourceState, keep map[string]
 		delete(a.waiting, imp.ID)
 		switch imp.State {
 		case store.ImportPendingUnlock, store.ImportNeedsTarget, store.ImportFailed:
-			a.setImport(ctx, imp.ID, store.ImportWithdrawn, "its entry left the managed preferences before it was applied", "")
+			reason := "its entry left the managed preferences before it was applied"
+			a.dropLeftovers(ctx, imp.ID, "", reason)
+			a.setImport(ctx, imp.ID, store.ImportWithdrawn, reason, "")
 		case store.ImportApplied:
 			a.release(ctx, imp)
 		}

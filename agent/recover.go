@@ -9,8 +9,10 @@ import (
 
 // recover finishes or fails cleanly whatever a crash interrupted. A
 // rotation that was validated resumes at cut-over; one that was only staged
-// is failed (its pending key wiped) and its import retried from the payload;
-// an import caught applying outside any rotation is failed and retried.
+// is failed (its pending key wiped) and its import retried from the payload,
+// unless it was kept staged for a retry after an unreachable required
+// check (leftover.go); an import caught applying outside any rotation is
+// failed and retried.
 func (a *Agent) recover(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -27,6 +29,9 @@ func (a *Agent) recover(ctx context.Context) error {
 				return err
 			}
 		default:
+			if a.keptForRetry(ctx, rot) {
+				continue // kept for its import's retry, which checks it again (leftover.go)
+			}
 			reason := "interrupted before validation by a restart; it is retried from the payload"
 			failed, err := a.st.FailRotation(ctx, rot.ID, reason)
 			if err != nil {

@@ -110,10 +110,15 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *payload.Credential, target store.Credential) error {
 	if newer, ok := a.newerApplied(ctx, imp, target.TenantID); ok {
 		delete(a.waiting, imp.ID)
-		a.setImport(ctx, imp.ID, store.ImportSuperseded, "import "+newer+" for the same tenant was applied first", target.TenantID)
+		reason := "import " + newer + " for the same tenant was applied first"
+		if err := a.dropLeftovers(ctx, imp.ID, "", reason); err != nil {
+			return err
+		}
+		a.setImport(ctx, imp.ID, store.ImportSuperseded, reason, target.TenantID)
 		return nil
 	}
-	if err := a.dropLeftover(ctx, imp.ID, "an earlier attempt stopped on a store failure; retrying"); err != nil {
+	kept, err := a.leftover(ctx, imp.ID, target.TenantID, cred, w.settings.AuthCheck != payload.AuthOff)
+	if err != nil {
 		return err
 	}
 	nc := newCredential(imp, cred, w)
@@ -130,15 +135,27 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 		}
 		crashPoint(string(store.EvRotationCutover))
 	} else {
-		rot, staged, ev, err := a.st.Stage(ctx, target.TenantID, nc)
-		if err != nil {
-			return a.stageFailed(ctx, imp.ID, cred, err)
+		rot, staged := kept.rot, kept.cred
+		if rot.ID == "" {
+			var ev store.Event
+			if rot, staged, ev, err = a.st.Stage(ctx, target.TenantID, nc); err != nil {
+				return a.stageFailed(ctx, imp.ID, cred, err)
+			}
+			a.announce(ev)
+			crashPoint(string(store.EvRotationStaged))
+		} else if _, err := a.countAttempt(ctx, imp.ID, cred); err != nil {
+			return err // staging counts an attempt in its transaction; taking one up again counts here
 		}
 		pending = staged
-		a.announce(ev)
-		crashPoint(string(store.EvRotationStaged))
 		if v = a.gate(ctx, w, cred); !v.ok {
 			a.publishCheck(ctx, v)
+			if v.transient && !w.manual {
+				// Apple could not be asked (a network failure, a clock far
+				// off): nothing says the key is bad, so it stays staged and
+				// the retry checks it again (docs/agent.md).
+				a.failImport(ctx, imp.ID, v.reason+"; the staged credential is kept and checked again at the retry", true)
+				return nil
+			}
 			failed, err := a.st.FailRotation(ctx, rot.ID, v.reason)
 			if err != nil {
 				return storeErr(err)
@@ -183,27 +200,6 @@ func (a *Agent) stageFailed(ctx context.Context, id string, cred *payload.Creden
 		return nil
 	}
 	return storeErr(err)
-}
-
-// dropLeftover fails an unfinished rotation that an earlier attempt of import
-// id left behind when a store write failed (the active credential was never
-// touched), so that the import can stage again.
-func (a *Agent) dropLeftover(ctx context.Context, id, reason string) error {
-	rots, err := a.st.UnfinishedRotations(ctx)
-	if err != nil {
-		return storeErr(err)
-	}
-	for _, rot := range rots {
-		if rot.ImportID != id {
-			continue
-		}
-		failed, err := a.st.FailRotation(ctx, rot.ID, reason)
-		if err != nil {
-			return storeErr(err)
-		}
-		a.announce(failed)
-	}
-	return nil
 }
 
 // cutover swaps the credentials in one transaction and announces it.
@@ -267,7 +263,9 @@ func (a *Agent) supersedeOlder(ctx context.Context, imp store.Import, tenantID s
 			continue
 		}
 		delete(a.waiting, o.ID)
-		a.setImport(ctx, o.ID, store.ImportSuperseded, "import "+imp.ID+" for the same tenant was applied first", tenantID)
+		reason := "import " + imp.ID + " for the same tenant was applied first"
+		a.dropLeftovers(ctx, o.ID, "", reason)
+		a.setImport(ctx, o.ID, store.ImportSuperseded, reason, tenantID)
 	}
 }
 

@@ -109,7 +109,8 @@ func openFailure(path string, err error) Finding {
 func problemFix(check string) string {
 	switch check {
 	case "stale-rotation":
-		return "restart the agent (sudo rekey stop; sudo rekey start): at start it resumes a validated rotation or fails a staged one cleanly"
+		return "if its import failed on an unreachable required auth check (see `rekey status`), fix the clock (NTP) or the network and run `sudo rekey retry IMPORT`; " +
+			"otherwise restart the agent (sudo rekey stop; sudo rekey start): at start it resumes a validated rotation or fails a staged one cleanly"
 	case "integrity":
 		return "stop the agent, copy the state folder aside, and restore rekey.db from backup"
 	}
