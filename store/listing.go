@@ -71,14 +71,15 @@ func (q DeviceQuery) dense() bool {
 const coverageCols = `id, serial, description, status, payment_type, is_renewable, is_canceled,
 	agreement_number, contract_cancel_date, start_date, end_date, attrs`
 
-// coverageRangeSQL reads the coverage of a dense page: one range of the
-// primary key, from the page's first serial to its last.
+// coverageRangeSQL reads the coverage of a dense part of a page
+// (StreamDevices): one range of the primary key, from the part's first
+// serial to its last.
 const coverageRangeSQL = `SELECT ` + coverageCols + ` FROM coverage
 	WHERE tenant_id = ?1 AND serial >= ?2 AND serial <= ?3 ORDER BY serial, id`
 
-// coverageListSQL reads the coverage of a filtered page, whose serials (a
+// coverageListSQL reads the coverage of a filtered part, whose serials (a
 // JSON array) may lie far apart: the same range, but only the records of
-// the page's devices leave SQLite (the unary + keeps the list out of the
+// the part's devices leave SQLite (the unary + keeps the list out of the
 // index choice: a seek per device costs more than stepping over the
 // records in between, which the device query stepped over already).
 const coverageListSQL = `SELECT ` + coverageCols + ` FROM coverage
