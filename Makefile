@@ -71,7 +71,7 @@ bench:
 # 1,000,000 devices, and an idle agent process over a minute. Run it on a
 # quiet machine.
 SPEED_BENCHES := ./agent/source/:PushLatency:300x ./agent/:PushToCutoverEvent:1x \
-	./agent/:StatusDuringRotations:20000x ./agent/:MillionDevices:20000x ./agent/:IdleProcess:1x
+	./agent/:StatusDuringRotations:100000x ./agent/:MillionDevices:100000x ./agent/:IdleProcess:1x
 bench-speed:
 	@set -e; for t in $(SPEED_BENCHES); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$${rest#*:}; \

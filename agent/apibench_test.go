@@ -37,6 +37,15 @@ const benchDevices = 10_000
 // (each rotation: a new payload, decrypt, auth check, cutover, confirmation,
 // and the sync that follows). rotations/s is how many rotations completed
 // during the measurement: status polling must not starve them.
+//
+// Two kinds of load: closed loop (clients=N: each client sends its next
+// request as soon as the last is answered, so the rate is whatever the
+// machine gives) and open loop (paced/...: 200 clients sending 20,000
+// requests a second in all on a timer, latency counted from when each
+// request was due). The floor/... runs point the same clients at a bare
+// net/http server answering the same bytes, idle/... at the agent before
+// the rotations start, and the last paced run slows the rotations to ten
+// a second.
 func BenchmarkStatusDuringRotations(b *testing.B) {
 	h := newHarness(b)
 	h.apple.SetDevices(benchDevices)
@@ -54,6 +63,8 @@ func BenchmarkStatusDuringRotations(b *testing.B) {
 	for _, clients := range []int{1, 50, 200} {
 		b.Run(fmt.Sprintf("floor/clients=%d", clients), func(b *testing.B) { statusLoad(b, floor, clients) })
 	}
+	b.Run("floor/paced/clients=200/rate=20000", func(b *testing.B) { statusPaced(b, floor, 200, 20000) })
+	b.Run("idle/paced/clients=200/rate=20000", func(b *testing.B) { statusPaced(b, h.socket, 200, 20000) })
 
 	loop := startRotations(h, first.ClientID)
 	defer func() {
@@ -69,6 +80,66 @@ func BenchmarkStatusDuringRotations(b *testing.B) {
 			b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
 		})
 	}
+	b.Run("paced/clients=200/rate=20000", func(b *testing.B) {
+		before := loop.done.Load()
+		elapsed := statusPaced(b, h.socket, 200, 20000)
+		b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
+	})
+	loop.period.Store(int64(100 * time.Millisecond))
+	b.Run("paced/clients=200/rate=20000/rotations=10per-s", func(b *testing.B) {
+		before := loop.done.Load()
+		elapsed := statusPaced(b, h.socket, 200, 20000)
+		b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
+	})
+}
+
+// statusPaced sends b.N GET /v1/status from clients goroutines at rate
+// requests per second in all (open loop: each client on its own schedule,
+// one request every clients/rate seconds, the clients spread over that
+// period) and reports p50, p99 and the rate reached. A request's latency
+// runs from the time it was due, not from when it was sent: an answer late
+// enough to delay the next request counts against that one too, as a
+// client polling on a timer would see it.
+func statusPaced(b *testing.B, sock string, clients, rate int) time.Duration {
+	period := time.Duration(float64(time.Second) * float64(clients) / float64(rate))
+	each := (b.N + clients - 1) / clients
+	lat := make([]time.Duration, clients*each)
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now().Add(10 * time.Millisecond)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := dialRaw(sock)
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			defer c.Close()
+			for k := range each {
+				due := start.Add(period*time.Duration(k) + period*time.Duration(i)/time.Duration(clients))
+				time.Sleep(time.Until(due))
+				if err := getStatus(c); err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[i*each+k] = time.Since(due)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
+	return elapsed
 }
 
 // statusLoad sends b.N GET /v1/status from clients goroutines and reports
@@ -216,6 +287,9 @@ type rotations struct {
 	result chan error
 	done   atomic.Int64  // rotations applied
 	first  chan struct{} // closed when the first rotation was applied
+	// period, when set (nanoseconds), is the least time from the start of
+	// one rotation to the start of the next; 0: one after the other.
+	period atomic.Int64
 }
 
 // startRotations rotates the credential of clientID again and again: each
@@ -227,7 +301,17 @@ func startRotations(h *harness, clientID string) *rotations {
 	events, unsubscribe := h.agent.Subscribe(4096)
 	go func() {
 		defer unsubscribe()
+		last := time.Now()
 		for i := 1; ; i++ {
+			if p := time.Duration(r.period.Load()); p > 0 {
+				select {
+				case <-time.After(time.Until(last.Add(p))):
+				case <-ctx.Done():
+					r.result <- nil
+					return
+				}
+			}
+			last = time.Now()
 			if err := rotateOnce(ctx, h, events, clientID, i); err != nil {
 				if ctx.Err() != nil {
 					err = nil

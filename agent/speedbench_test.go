@@ -247,6 +247,11 @@ func BenchmarkMillionDevices(b *testing.B) {
 		elapsed := statusLoad(b, h.socket, 200)
 		b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
 	})
+	b.Run("status/paced/clients=200/rate=20000", func(b *testing.B) {
+		before := loop.done.Load()
+		elapsed := statusPaced(b, h.socket, 200, 20000)
+		b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
+	})
 }
 
 // benchSerial is the serial of device i of a benchmark tenant: sortable.
