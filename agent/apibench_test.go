@@ -104,28 +104,62 @@ func statusPaced(b *testing.B, sock string, clients, rate int) time.Duration {
 	period := time.Duration(float64(time.Second) * float64(clients) / float64(rate))
 	each := (b.N + clients - 1) / clients
 	lat := make([]time.Duration, clients*each)
+	start := time.Now().Add(10 * time.Millisecond)
+	return clientLoad(b, sock, clients, lat, func(c *rawClient, i int) error {
+		for k := range each {
+			due := start.Add(period*time.Duration(k) + period*time.Duration(i)/time.Duration(clients))
+			time.Sleep(time.Until(due))
+			if err := getStatus(c); err != nil {
+				return err
+			}
+			lat[i*each+k] = time.Since(due)
+		}
+		return nil
+	})
+}
+
+// statusLoad sends b.N GET /v1/status from clients goroutines, each
+// sending its next request as soon as the last is answered (closed loop),
+// and reports p50, p99 and requests per second. The clients read each
+// answer whole and check its status line, but do not decode it: they share
+// the agent's CPU, and the measure is the agent's cost.
+func statusLoad(b *testing.B, sock string, clients int) time.Duration {
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	return clientLoad(b, sock, clients, lat, func(c *rawClient, _ int) error {
+		for {
+			i := next.Add(1) - 1
+			if i >= int64(b.N) {
+				return nil
+			}
+			t := time.Now()
+			if err := getStatus(c); err != nil {
+				return err
+			}
+			lat[i] = time.Since(t)
+		}
+	})
+}
+
+// clientLoad runs work(c, i) for clients i = 0, 1, ... at once, each on its
+// own connection c to sock, fails b on the first error, and reports the
+// p50, p99 and rate of the latencies the clients wrote into lat.
+func clientLoad(b *testing.B, sock string, clients int, lat []time.Duration, work func(c *rawClient, i int) error) time.Duration {
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	start := time.Now().Add(10 * time.Millisecond)
+	start := time.Now()
 	for i := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c, err := dialRaw(sock)
+			if err == nil {
+				err = work(c, i)
+				c.Close()
+			}
 			if err != nil {
 				failed.Store(err)
-				return
-			}
-			defer c.Close()
-			for k := range each {
-				due := start.Add(period*time.Duration(k) + period*time.Duration(i)/time.Duration(clients))
-				time.Sleep(time.Until(due))
-				if err := getStatus(c); err != nil {
-					failed.Store(err)
-					return
-				}
-				lat[i*each+k] = time.Since(due)
 			}
 		}()
 	}
@@ -139,54 +173,6 @@ func statusPaced(b *testing.B, sock string, clients, rate int) time.Duration {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
-	return elapsed
-}
-
-// statusLoad sends b.N GET /v1/status from clients goroutines and reports
-// p50, p99 and requests per second. The clients read each answer whole and
-// check its status line, but do not decode it: they share the agent's CPU,
-// and the measure is the agent's cost.
-func statusLoad(b *testing.B, sock string, clients int) time.Duration {
-	lat := make([]time.Duration, b.N)
-	var next atomic.Int64
-	var failed atomic.Value
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := dialRaw(sock)
-			if err != nil {
-				failed.Store(err)
-				return
-			}
-			defer c.Close()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(b.N) {
-					return
-				}
-				t := time.Now()
-				if err := getStatus(c); err != nil {
-					failed.Store(err)
-					return
-				}
-				lat[i] = time.Since(t)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if err, _ := failed.Load().(error); err != nil {
-		b.Fatal(err)
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	return elapsed
 }
 
