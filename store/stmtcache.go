@@ -8,8 +8,9 @@ import (
 
 // SQLite parses and plans a statement's text every time it runs unprepared;
 // on the way from a payload to a cut-over that was about a tenth of the
-// agent's CPU, and a tenth of a device page's. The writer and the read pool
-// therefore each keep their statements prepared (one stmtCache each):
+// agent's CPU, and several percent of a device page's. The writer and the
+// read pool therefore each keep their statements prepared (one stmtCache
+// each):
 //
 //   - In a transaction (stx), a statement seen before runs through the
 //     prepared one, on the transaction's connection; one not seen before
@@ -25,7 +26,7 @@ import (
 // few dozen); the bound only matters if a caller builds texts at run time.
 const maxStmts = 256
 
-// stmtCache holds the writer's prepared statements by text.
+// stmtCache holds one pool's prepared statements by text.
 type stmtCache struct {
 	mu sync.Mutex
 	// stmts maps a text to its prepared statement, or to nil when it
