@@ -96,8 +96,9 @@ func (a *Agent) add(ctx context.Context, imp store.Import, w *waiting, cred *pay
 	if v.confirmed {
 		a.markAuth(ctx, c.ID)
 	}
-	a.announce(added)
-	a.importApplied(ctx, imp.ID, ten.ID, "a new tenant was created for it")
+	for _, ev := range added {
+		a.announce(ev) // credential.added, the import applied
+	}
 	a.syncs.schedule(ten.ID)
 	return nil
 }
@@ -204,12 +205,13 @@ func (a *Agent) stageFailed(ctx context.Context, id string, cred *payload.Creden
 
 // cutover swaps the credentials in one transaction and announces it.
 func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
-	ev, err := a.st.Cutover(ctx, rot.ID)
+	evs, err := a.st.Cutover(ctx, rot.ID)
 	if err != nil {
 		return storeErr(err)
 	}
-	a.announce(ev)
-	a.importApplied(ctx, rot.ImportID, rot.TenantID, "the new credential is active")
+	for _, ev := range evs {
+		a.announce(ev) // rotation.cutover, the import applied
+	}
 	crashPoint(string(store.EvRotationCutover))
 	return nil
 }
@@ -226,13 +228,6 @@ func (a *Agent) confirm(ctx context.Context, tenantID string) {
 	}
 	a.announce(ev)
 	crashPoint(string(store.EvRotationConfirmed))
-}
-
-// importApplied publishes the import's move to applied, which the store
-// made in the same transaction as the credential change.
-func (a *Agent) importApplied(ctx context.Context, id, tenantID, reason string) {
-	a.publish(ctx, store.Event{Kind: store.EvImportState, ImportID: id, TenantID: tenantID,
-		Message: "import applied: " + reason, Fields: map[string]string{"state": string(store.ImportApplied)}})
 }
 
 func (a *Agent) markAuth(ctx context.Context, credID string) {

@@ -53,21 +53,27 @@ func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Ev
 // Cutover makes a validated rotation's credential active in one transaction:
 // an older previous credential is retired and wiped first, the active one
 // becomes previous, the pending one active, the import applied, the rotation
-// cutover, and a rotation.cutover event is written and returned. It touches credential, rotation, import
-// and event rows only, so its cost does not depend on the tenant's data.
+// cutover; it writes and returns the rotation.cutover event and, for a
+// rotation of an import, the import.state event of its move to applied. It
+// touches credential, rotation, import and event rows only, so its cost
+// does not depend on the tenant's data.
 // ErrState if the rotation is not validated, or if the credential it replaces
 // is no longer the active one (a rollback happened meanwhile).
-func (s *Store) Cutover(ctx context.Context, rotationID string) (Event, error) {
-	var ev Event
+func (s *Store) Cutover(ctx context.Context, rotationID string) ([]Event, error) {
+	var evs []Event
 	err := s.write(ctx, "cut over", func(tx *stx, now time.Time) error {
-		var err error
-		ev, err = cutover(ctx, tx, now, rotationID)
-		return err
+		cut, err := cutover(ctx, tx, now, rotationID)
+		if err != nil {
+			return err
+		}
+		evs = append(evs, cut)
+		return appliedEvent(ctx, tx, now, cut.ImportID, cut.TenantID, cutoverApplied, &evs)
 	})
-	if err == nil {
-		s.afterCutover(ctx, ev)
+	if err != nil {
+		return nil, err
 	}
-	return ev, err
+	s.afterCutover(ctx, evs[0])
+	return evs, nil
 }
 
 // afterCutover checkpoints the WAL after a cut-over that retired an older

@@ -98,7 +98,7 @@ func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead 
 			return err
 		}
 		evs = append(evs, cut)
-		return appliedEvent(ctx, tx, now, cut, &evs)
+		return appliedEvent(ctx, tx, now, cut.ImportID, cut.TenantID, cutoverApplied, &evs)
 	})
 	if err != nil {
 		return nil, err
@@ -107,17 +107,21 @@ func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead 
 	return evs, nil
 }
 
-// appliedEvent writes, after a joined cut-over, the event of its import's
-// move to applied (made in the cut-over's transaction), when it has one.
-func appliedEvent(ctx context.Context, tx *stx, now time.Time, cut Event, evs *[]Event) error {
-	if cut.ImportID == "" {
+// appliedEvent writes, in the transaction that applied an import (a
+// cut-over, or an add), the event of the import's move to applied, when
+// there is an import; reason says what happened to its credential.
+func appliedEvent(ctx context.Context, tx *stx, now time.Time, importID, tenantID, reason string, evs *[]Event) error {
+	if importID == "" {
 		return nil
 	}
-	e, err := insertEvent(ctx, tx, now, Event{Kind: EvImportState, ImportID: cut.ImportID, TenantID: cut.TenantID,
-		Message: "import applied: the new credential is active", Fields: map[string]string{"state": string(ImportApplied)}})
+	e, err := insertEvent(ctx, tx, now, Event{Kind: EvImportState, ImportID: importID, TenantID: tenantID,
+		Message: "import applied: " + reason, Fields: map[string]string{"state": string(ImportApplied)}})
 	*evs = append(*evs, e)
 	return err
 }
+
+// cutoverApplied is the reason appliedEvent gives after a cut-over.
+const cutoverApplied = "the new credential is active"
 
 // StageAndCutover is Stage, Validated and Cutover in one transaction, for a
 // credential that needs no check between staging and validation (the auth
@@ -147,7 +151,7 @@ func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCred
 			return err
 		}
 		evs = []Event{staged, validated, cut}
-		return appliedEvent(ctx, tx, now, cut, &evs)
+		return appliedEvent(ctx, tx, now, cut.ImportID, cut.TenantID, cutoverApplied, &evs)
 	})
 	if err != nil {
 		return Rotation{}, Credential{}, nil, err

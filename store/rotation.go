@@ -74,18 +74,19 @@ func settleImport(ctx context.Context, tx *stx, now time.Time, importID string, 
 }
 
 // AddCredential creates a new tenant (named tenantName, or the credential's
-// name when empty) with nc as its active credential, marks nc.ImportID (if
-// any) applied and writes a credential.added event, which it returns.
-func (s *Store) AddCredential(ctx context.Context, nc NewCredential, tenantName string) (Tenant, Credential, Event, error) {
+// name when empty) with nc as its active credential and marks nc.ImportID
+// (if any) applied, in one transaction with the events it returns: a
+// credential.added event and, with an import, its import.state applied.
+func (s *Store) AddCredential(ctx context.Context, nc NewCredential, tenantName string) (Tenant, Credential, []Event, error) {
 	if err := checkNew(nc); err != nil {
-		return Tenant{}, Credential{}, Event{}, fmt.Errorf("add credential: %w", err)
+		return Tenant{}, Credential{}, nil, fmt.Errorf("add credential: %w", err)
 	}
 	if tenantName == "" {
 		tenantName = nc.Name
 	}
 	var t Tenant
 	var c Credential
-	var ev Event
+	var evs []Event
 	err := s.write(ctx, "add credential", func(tx *stx, now time.Time) error {
 		t = Tenant{ID: newID("ten_"), Name: tenantName, Scope: nc.Scope, CreatedAt: now, TokenURL: nc.TokenURL, APIBaseURL: nc.APIBaseURL}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, scope, created_at, token_url, api_base_url) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -99,15 +100,19 @@ func (s *Store) AddCredential(ctx context.Context, nc NewCredential, tenantName 
 		if err := settleImport(ctx, tx, now, nc.ImportID, ImportApplied, "", c); err != nil {
 			return err
 		}
-		ev, err = insertEvent(ctx, tx, now, Event{Kind: EvCredentialAdded, TenantID: t.ID, ImportID: nc.ImportID,
+		ev, err := insertEvent(ctx, tx, now, Event{Kind: EvCredentialAdded, TenantID: t.ID, ImportID: nc.ImportID,
 			CredentialID: c.ID, Message: fmt.Sprintf("credential %q added as the active credential of new tenant %q", c.Name, t.Name),
 			Fields: map[string]string{"client_id": c.ClientID, "key_id": c.KeyID}})
-		return err
+		if err != nil {
+			return err
+		}
+		evs = append(evs, ev)
+		return appliedEvent(ctx, tx, now, nc.ImportID, t.ID, "a new tenant was created for it", &evs)
 	})
 	if err != nil {
-		return Tenant{}, Credential{}, Event{}, err
+		return Tenant{}, Credential{}, nil, err
 	}
-	return t, c, ev, nil
+	return t, c, evs, nil
 }
 
 // Stage stores nc as the tenant's pending credential and opens a rotation at

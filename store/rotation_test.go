@@ -37,7 +37,10 @@ func TestAddCredentialCreatesTenantActiveCredentialAndAppliesImport(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != 1 || evs[0].Kind != store.EvCredentialAdded || evs[0].CredentialID != cred.ID {
+	// One transaction wrote both: the credential added, the import applied.
+	if len(evs) != 2 || evs[0].Kind != store.EvCredentialAdded || evs[0].CredentialID != cred.ID ||
+		evs[1].Kind != store.EvImportState || evs[1].ImportID != "imp-1" || evs[1].Fields["state"] != string(store.ImportApplied) ||
+		!evs[1].Time.Equal(evs[0].Time) {
 		t.Fatalf("events = %+v", evs)
 	}
 	mustHealthy(t, s)
@@ -99,7 +102,8 @@ func TestRotationHappyPathKeepsOldKeyUntilConfirm(t *testing.T) {
 	for _, e := range evs {
 		kinds = append(kinds, e.Kind)
 	}
-	wantKinds := []store.EventKind{store.EvCredentialAdded, store.EvRotationStaged, store.EvRotationValidated, store.EvRotationCutover, store.EvRotationConfirmed}
+	wantKinds := []store.EventKind{store.EvCredentialAdded, store.EvRotationStaged, store.EvRotationValidated, store.EvRotationCutover,
+		store.EvImportState, store.EvRotationConfirmed} // the import applied with the cut-over
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
 		t.Fatalf("event kinds (-want +got):\n%s", diff)
 	}
