@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rekeyd/rekey/agent/api"
 	"github.com/rekeyd/rekey/agent/apple"
@@ -132,6 +133,9 @@ func (a *Agent) Add(ctx context.Context, req api.CredentialRequest) (api.AddAnsw
 	}
 	if d := Decide(payload.IntentAdd, "", Identity{ClientID: cred.ClientID, KeyID: cred.KeyID}, creds); d.Action != ActionAdd {
 		return api.AddAnswer{}, fmt.Errorf("%s: %w", d.Reason, store.ErrState)
+	}
+	if err := a.nameFree(ctx, cred.Name); err != nil {
+		return api.AddAnswer{}, err
 	}
 	imp, err := a.recordManual(ctx, payload.IntentAdd, "", cred)
 	if err != nil {
@@ -267,4 +271,22 @@ func (a *Agent) Check(ctx context.Context, credentialID string) (api.CheckAnswer
 		}
 	}
 	return ans, nil
+}
+
+// nameFree refuses a manual add whose name a tenant has already: names are
+// how people pick a tenant (`rekey rotate NAME`), and two alike would make
+// every later command ask for an id. A payload's add is not refused here
+// (there is no one to answer); its tenant then shares the name.
+func (a *Agent) nameFree(ctx context.Context, name string) error {
+	tenants, err := a.st.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tenants {
+		if strings.EqualFold(t.Name, name) {
+			return fmt.Errorf("a tenant named %q exists already (%s): to replace its credential run `rekey rotate %s`, "+
+				"or give the new tenant another name: %w", t.Name, t.ID, t.ID, store.ErrState)
+		}
+	}
+	return nil
 }

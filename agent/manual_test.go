@@ -190,6 +190,15 @@ func TestManualAddCreatesATenantThatSyncs(t *testing.T) {
 	if _, err := client.Add(ctx, req); !errors.Is(err, store.ErrState) {
 		t.Fatalf("adding the same key again: %v, want conflict", err)
 	}
+	// Another key under a name a tenant has: refused, nothing created.
+	other := typed("globex", h.key(""), api.AuthOff)
+	other.TokenURL, other.APIBaseURL = h.apple.TokenURL(), h.apple.APIBaseURL()
+	if _, err := client.Add(ctx, other); !errors.Is(err, store.ErrState) || !strings.Contains(err.Error(), "rekey rotate "+ans.Tenant.ID) {
+		t.Fatalf("adding under an existing tenant's name: %v, want conflict naming rekey rotate", err)
+	}
+	if n := len(h.tenants()); n != 1 {
+		t.Fatalf("%d tenants after the refused add, want 1", n)
+	}
 	req.Name, req.TokenURL = "Elsewhere", "http://example.com/token"
 	if _, err := client.Add(ctx, req); !errors.Is(err, api.ErrInvalid) {
 		t.Fatalf("add with a plain-http token URL off localhost: %v, want invalid_request", err)
