@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/rekeyd/rekey/store"
 )
@@ -120,12 +119,7 @@ func streamDevices(w http.ResponseWriter, r *http.Request, backend Backend, id s
 	case !sent:
 		b = appendPageTail(b, res.next)
 		*buf = b[:0]
-		h := w.Header()
-		h["Content-Type"] = jsonType
-		h["Cache-Control"] = noStore
-		h["Content-Length"] = []string{strconv.Itoa(len(b))}
-		w.WriteHeader(http.StatusOK)
-		w.Write(b)
+		writeBody(w, http.StatusOK, b)
 	default:
 		b = appendPageTail(b, res.next)
 		*buf = b[:0]
