@@ -137,11 +137,39 @@ func (h *harness) next() Snapshot {
 // expect fails unless the next snapshot is path holding data.
 func (h *harness) expect(path string, data []byte) Snapshot {
 	h.tb.Helper()
-	s := h.next()
+	return h.want(h.next(), path, data)
+}
+
+// want fails unless s is path holding data.
+func (h *harness) want(s Snapshot, path string, data []byte) Snapshot {
+	h.tb.Helper()
 	if s.Path != path || !s.Present || s.Hash != hashOf(data) || !bytes.Equal(s.Data, data) || s.Err != nil {
 		h.tb.Fatalf("got %s, want %s holding %q", describe(s), path, data)
 	}
 	return s
+}
+
+// nextAdvancing waits for the next snapshot, moving the clock on by d
+// whenever a timer of d is pending. The events of one write in place can
+// reach the watcher apart, the second after the window the first opened has
+// closed and opening another, so a test cannot know how many windows a
+// write opens, only that one of them reads it.
+func (h *harness) nextAdvancing(c *fakeClock, d time.Duration) Snapshot {
+	h.tb.Helper()
+	deadline := time.After(wait)
+	for {
+		if c.armed(d) {
+			c.Advance(d)
+		}
+		select {
+		case s := <-h.out:
+			return s
+		case <-c.changed:
+		case <-deadline:
+			h.tb.Fatalf("no snapshot within %v", wait)
+			return Snapshot{}
+		}
+	}
 }
 
 // expectAbsent fails unless the next snapshot says path is gone.
@@ -257,20 +285,27 @@ func (c *fakeClock) Advance(d time.Duration) {
 	}
 }
 
+// armed reports whether a timer or ticker of d is pending.
+func (c *fakeClock) armed(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.timers {
+		if !t.done && t.d == d {
+			return true
+		}
+	}
+	return false
+}
+
 // waitArmed waits until a timer or ticker of d is pending: the watcher
 // waits for it, and the next Advance by d makes it act.
 func (c *fakeClock) waitArmed(tb testing.TB, d time.Duration) {
 	tb.Helper()
 	deadline := time.After(wait)
 	for {
-		c.mu.Lock()
-		for _, t := range c.timers {
-			if !t.done && t.d == d {
-				c.mu.Unlock()
-				return
-			}
+		if c.armed(d) {
+			return
 		}
-		c.mu.Unlock()
 		select {
 		case <-c.changed:
 		case <-deadline:

@@ -21,6 +21,9 @@ type fileState struct {
 	hash     string
 	errMsg   string
 	settleAt time.Time // set while invalid content waits out Settle
+	// settleHash is the invalid content the wait is for: content that
+	// differs when the wait is over is still being written, and waits again.
+	settleHash string
 }
 
 // scan reads every payload file and reports those that changed. The
@@ -59,8 +62,9 @@ func (w *Watcher) scan(ctx context.Context) bool {
 	return true
 }
 
-// check reads one file and reports it if it changed. Invalid content waits
-// for Settle unless final; false once ctx ended during the send.
+// check reads one file and reports it if it changed. Invalid content is
+// reported only by the final read at the end of its Settle wait, and only
+// if it is what the wait began with; false once ctx ended during the send.
 func (w *Watcher) check(ctx context.Context, path, user string, final bool) bool {
 	snap, invalid := w.read(path, user)
 	st := w.files[path]
@@ -68,14 +72,17 @@ func (w *Watcher) check(ctx context.Context, path, user string, final bool) bool
 		st = &fileState{user: user}
 		w.files[path] = st
 	}
-	if invalid && !final {
-		if st.settleAt.IsZero() {
-			st.settleAt = w.cfg.Clock.Now().Add(w.cfg.Settle)
+	if invalid && (!final || snap.Hash != st.settleHash) {
+		// Invalid content is reported once it has stayed the same for
+		// Settle: a new wait starts when none runs, and when the wait ends
+		// on other content than it began with (a write landed meanwhile).
+		if st.settleAt.IsZero() || final {
+			st.settleAt, st.settleHash = w.cfg.Clock.Now().Add(w.cfg.Settle), snap.Hash
 			w.armSettle()
 		}
 		return true
 	}
-	st.settleAt = time.Time{}
+	st.settleAt, st.settleHash = time.Time{}, ""
 	if !w.differs(st, snap, path == w.machine) {
 		return true
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -76,9 +77,7 @@ func TestInvalidContentIsReportedAfterSettle(t *testing.T) {
 	clock.Advance(settle)
 	h.quiet()
 	writeInPlace(t, path, content(2))
-	clock.waitArmed(t, debounce)
-	clock.Advance(debounce)
-	h.expect(path, content(2))
+	h.want(h.nextAdvancing(clock, debounce), path, content(2))
 }
 
 func TestDebounceWindowDoesNotSlide(t *testing.T) {
@@ -138,4 +137,55 @@ func TestHalfWrittenNewFileIsNotActedOn(t *testing.T) {
 	h.expect(path, full)
 	clock.Advance(settle)
 	h.quiet() // the settle re-read finds nothing new
+}
+
+// TestInvalidContentThatChangedDuringSettleWaitsAgain: the Settle wait ends
+// on other invalid content than it began with (a write landed while it ran,
+// its event not yet handled): that content is still being written, so it
+// is not reported, and a new wait begins; content that stayed the same for
+// a whole wait is.
+func TestInvalidContentThatChangedDuringSettleWaitsAgain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, domain+".plist")
+	writeInPlace(t, path, content(1))
+	var mu sync.Mutex
+	override := []byte(nil) // what Read returns instead of the file, when set
+	read := func(p string) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if override != nil {
+			return override, nil
+		}
+		return os.ReadFile(p)
+	}
+	setRead := func(b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		override = b
+	}
+	clock := newFakeClock()
+	const debounce, settle = 5 * time.Millisecond, 70 * time.Millisecond
+	h := start(t, Config{Dir: dir, Clock: clock, Debounce: debounce, Settle: settle, Valid: completePlist, Read: read})
+	h.expect(path, content(1))
+	h.quiet()
+
+	first := []byte("<plist>half")
+	setRead(first)
+	writeInPlace(t, path, first) // an event, so that the watcher reads
+	clock.waitArmed(t, debounce)
+	clock.Advance(debounce)
+	clock.waitArmed(t, settle)
+	h.quiet()
+
+	second := []byte("<plist>half and more") // changed, with no event seen
+	setRead(second)
+	clock.Advance(settle)
+	h.quiet()                  // the settle pass reported nothing
+	clock.waitArmed(t, settle) // and waits again
+	clock.Advance(settle)
+	s := h.next()
+	if s.Path != path || s.Hash != hashOf(second) || !errors.Is(s.Err, ErrInvalid) {
+		t.Fatalf("got %s, want the second content reported invalid", describe(s))
+	}
+	h.quiet()
 }
