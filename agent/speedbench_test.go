@@ -257,7 +257,22 @@ func BenchmarkMillionDevices(b *testing.B) {
 // benchSerial is the serial of device i of a benchmark tenant: sortable.
 func benchSerial(i int) string { return fmt.Sprintf("C%09d", i) }
 
-// fillDevices stores n devices for tenantID, 5,000 to a transaction.
+// benchDeviceAttrs and benchCoverageAttrs are the attributes a sync keeps
+// with each device and record: all of them, as Apple sends them (the fake
+// of Apple's shapes; %s the serial, %d an order number).
+const (
+	benchDeviceAttrs = `{"serialNumber":"%s","addedToOrgDateTime":"2025-04-30T22:05:14.192Z","releasedFromOrgDateTime":null,` +
+		`"updatedDateTime":"2025-05-01T15:33:54.164Z","deviceModel":"MacBook Pro (14-inch, 2024)","productFamily":"Mac",` +
+		`"productType":"Mac16,1","deviceCapacity":"512GB","partNumber":"FD311LL/A","orderNumber":"%d","color":"SILVER",` +
+		`"status":"ASSIGNED","orderDateTime":"2024-08-15T07:00:00Z","imei":[],"meid":[],"eid":"","purchaseSourceId":"1234567",` +
+		`"purchaseSourceType":"APPLE"}`
+	benchCoverageAttrs = `{"agreementNumber":"cov-%s","contractCancelDateTime":null,"description":"AppleCare+",` +
+		`"endDateTime":"2028-01-01T00:00:00Z","isCanceled":false,"isRenewable":true,"paymentType":"PAID_UP_FRONT",` +
+		`"startDateTime":"2025-01-01T00:00:00Z","status":"ACTIVE"}`
+)
+
+// fillDevices stores n devices for tenantID, 5,000 to a transaction, each
+// with the attributes a sync from Apple keeps.
 func fillDevices(b *testing.B, st *store.Store, tenantID string, n int) {
 	b.Helper()
 	const page = 5000
@@ -268,10 +283,12 @@ func fillDevices(b *testing.B, st *store.Store, tenantID string, n int) {
 		for i := start; i < min(start+page, n); i++ {
 			serial := benchSerial(i)
 			devs = append(devs, store.Device{Serial: serial, AppleID: serial, Model: "MacBook Pro (14-inch, 2024)",
-				ProductFamily: "Mac", Status: "ASSIGNED"})
+				ProductFamily: "Mac", Status: "ASSIGNED", Attrs: json.RawMessage(fmt.Sprintf(benchDeviceAttrs, serial, 1000000+i))})
 			if i%4 != 0 {
 				dcs = append(dcs, store.DeviceCoverage{Serial: serial, Records: []store.Coverage{{ID: "cov-" + serial,
-					Serial: serial, Description: "AppleCare+", Status: "ACTIVE", StartDate: "2025-01-01T00:00:00Z", EndDate: "2028-01-01T00:00:00Z"}}})
+					Serial: serial, Description: "AppleCare+", Status: "ACTIVE", PaymentType: "PAID_UP_FRONT", IsRenewable: true,
+					AgreementNumber: "cov-" + serial, StartDate: "2025-01-01T00:00:00Z", EndDate: "2028-01-01T00:00:00Z",
+					Attrs: json.RawMessage(fmt.Sprintf(benchCoverageAttrs, serial))}}})
 			}
 		}
 		if err := st.UpsertDevices(ctx, tenantID, devs); err != nil {

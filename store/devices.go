@@ -88,8 +88,12 @@ func upsertDeviceRows(ctx context.Context, tx *stx, tenantID string, at int64, d
 		chunk := devs[start:min(start+deviceChunk, len(devs))]
 		args = args[:0]
 		for _, d := range chunk {
+			attrs, err := attrsValue(d.Attrs)
+			if err != nil {
+				return fmt.Errorf("device %s: %w", d.Serial, err)
+			}
 			args = append(args, tenantID, d.Serial, d.AppleID, d.Model, d.ProductFamily, d.Status,
-				nullJSON(d.Attrs), d.CoverageState, at, nano(d.ReleasedAt), at)
+				attrs, d.CoverageState, at, nano(d.ReleasedAt), at)
 		}
 		if _, err := tx.ExecContext(ctx, upsertDevicesSQL(len(chunk), keepState), args...); err != nil {
 			return fmt.Errorf("upsert devices %s..%s: %w", chunk[0].Serial, chunk[len(chunk)-1].Serial, err)
@@ -153,9 +157,13 @@ func upsertCoverage(ctx context.Context, tx *stx, tenantID string, now time.Time
 			return fmt.Errorf("clear coverage of %s: %w", dc.Serial, err)
 		}
 		for _, c := range dc.Records {
+			attrs, err := attrsValue(c.Attrs)
+			if err != nil {
+				return fmt.Errorf("coverage %s of %s: %w", c.ID, dc.Serial, err)
+			}
 			if _, err := ins.ExecContext(ctx, tenantID, dc.Serial, c.ID, c.Description, c.Status, c.PaymentType,
 				c.IsRenewable, c.IsCanceled, nullStr(c.AgreementNumber), nullStr(c.ContractCancelDate),
-				nullStr(c.StartDate), nullStr(c.EndDate), nullJSON(c.Attrs), at); err != nil {
+				nullStr(c.StartDate), nullStr(c.EndDate), attrs, at); err != nil {
 				return fmt.Errorf("upsert coverage %s of %s: %w", c.ID, dc.Serial, err)
 			}
 		}

@@ -99,3 +99,58 @@ func TestAppleMigrationKeepsEveryRowAndRecomputesCoverage(t *testing.T) {
 type fixedClock time.Time
 
 func (c fixedClock) Now() time.Time { return time.Time(c) }
+
+// TestCompactAttrsMigration opens a database at schema version 4 whose
+// attributes were stored as received (spaced) and checks that
+// 0005_compact_attrs leaves every one compact JSON with the same content.
+func TestCompactAttrsMigration(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rekey.db")
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", dsn(path, time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := []string{}
+	for _, m := range ms[:4] {
+		qs = append(qs, m.sql)
+	}
+	qs = append(qs, `PRAGMA user_version = 4`,
+		`INSERT INTO tenants (id, name, scope, created_at) VALUES ('ten_a', 'A', 'business.api', 1)`,
+		`INSERT INTO devices (tenant_id, serial, coverage_state, updated_at, attrs) VALUES
+			('ten_a', 'SPACED', 'active', 5, '{ "color" : "SILVER",  "imei": [ ], "note": "a  b" }'),
+			('ten_a', 'COMPACT', 'active', 5, '{"a":1}'), ('ten_a', 'NONE', 'unknown', 5, NULL)`,
+		`INSERT INTO coverage (tenant_id, serial, id, status, attrs, updated_at) VALUES
+			('ten_a', 'SPACED', 'c1', 'ACTIVE', '{"status": "ACTIVE",
+			 "isRenewable": true}', 5)`)
+	for _, q := range qs {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	db.Close()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	devs, _, err := s.Devices(context.Background(), "ten_a", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"COMPACT": `{"a":1}`, "NONE": ``, "SPACED": `{"color":"SILVER","imei":[],"note":"a  b"}`}
+	for _, d := range devs {
+		if string(d.Attrs) != want[d.Serial] {
+			t.Errorf("%s: attrs %s, want %s", d.Serial, d.Attrs, want[d.Serial])
+		}
+		if d.Serial == "SPACED" && (len(d.Coverage) != 1 || string(d.Coverage[0].Attrs) != `{"status":"ACTIVE","isRenewable":true}`) {
+			t.Errorf("SPACED coverage: %+v", d.Coverage)
+		}
+	}
+	if len(devs) != 3 {
+		t.Fatalf("%d devices, want 3", len(devs))
+	}
+}

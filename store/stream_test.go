@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,5 +122,33 @@ func TestStreamDevicesMatchesOneDeviceAtATime(t *testing.T) {
 		return nil
 	}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown tenant: %v, want ErrNotFound", err)
+	}
+}
+
+// TestAttributesAreStoredCompact: a device page sends stored attributes as
+// they are, so the store keeps them compact and refuses what is not JSON.
+func TestAttributesAreStoredCompact(t *testing.T) {
+	s, _, _ := openStore(t)
+	ctx := context.Background()
+	_, c, _, err := s.AddCredential(ctx, newCred("Acme"), "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spaced := json.RawMessage("{ \"color\" : \"SILVER\",\n \"imei\": [ ], \"note\": \"a  b\" }")
+	if err := s.UpsertDevices(ctx, c.TenantID, []store.Device{{Serial: "S1", Attrs: spaced}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpsertCoverage(ctx, c.TenantID, []store.DeviceCoverage{{Serial: "S1",
+		Records: []store.Coverage{{ID: "c1", Serial: "S1", Status: "ACTIVE", Attrs: spaced}}}}); err != nil {
+		t.Fatal(err)
+	}
+	devs, _, err := s.Devices(ctx, c.TenantID, "", 10)
+	const want = `{"color":"SILVER","imei":[],"note":"a  b"}`
+	if err != nil || len(devs) != 1 || string(devs[0].Attrs) != want || len(devs[0].Coverage) != 1 || string(devs[0].Coverage[0].Attrs) != want {
+		t.Fatalf("stored attributes: %+v, %v; want %s on the device and its record", devs, err, want)
+	}
+	err = s.UpsertDevices(ctx, c.TenantID, []store.Device{{Serial: "S2", Attrs: json.RawMessage(`{"unterminated`)}})
+	if !errors.Is(err, store.ErrInvariant) || !strings.Contains(err.Error(), "S2") || !strings.Contains(err.Error(), "not valid JSON") {
+		t.Fatalf("attributes that are not JSON: %v; want ErrInvariant naming the device", err)
 	}
 }

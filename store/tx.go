@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -140,12 +141,20 @@ func nullStr(s string) any {
 	return s
 }
 
-// nullJSON stores an empty raw message as NULL.
-func nullJSON(m json.RawMessage) any {
+// attrsValue is the stored form of a device's or record's attributes:
+// NULL when empty, else the JSON compacted. Stored attributes are always
+// valid, compact JSON, which a device page relies on to send them as they
+// are (docs/store.md, "Attributes"); anything else is refused.
+func attrsValue(m json.RawMessage) (any, error) {
 	if len(m) == 0 {
-		return nil
+		return nil, nil
 	}
-	return string(m)
+	var b bytes.Buffer
+	b.Grow(len(m))
+	if err := json.Compact(&b, m); err != nil {
+		return nil, fmt.Errorf("attributes are not valid JSON (%v); store Apple's attributes as received: %w", err, ErrInvariant)
+	}
+	return b.String(), nil
 }
 
 // insertEvent appends one audit event inside tx and returns it with its Seq.

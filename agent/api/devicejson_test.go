@@ -30,7 +30,7 @@ func handPage(p DevicePage) ([]byte, bool) {
 			b = append(b, ',')
 		}
 		var ok bool
-		if b, ok = appendDevice(b, &p.Devices[i]); !ok {
+		if b, ok = appendDevice(b, &p.Devices[i], false); !ok {
 			return b, false
 		}
 	}
@@ -165,5 +165,33 @@ func TestDevicePageFallsBack(t *testing.T) {
 	}
 	if _, err := encodeDevicePage(bad); err == nil {
 		t.Fatal("invalid attributes encoded")
+	}
+}
+
+// TestTrustedAttrsMatchEncoder holds the store's attributes, which are
+// sent as they are unless they hold a character to escape, to
+// json.Encoder's bytes: compact JSON with and without such characters.
+func TestTrustedAttrsMatchEncoder(t *testing.T) {
+	for _, attrs := range []string{
+		`{"serialNumber":"C02","imei":[],"releasedFromOrgDateTime":null,"n":1.5e3}`,
+		`{"note":"…ellipsis, not a line separator"}`, // E2 80 A6
+		`{"note":"<b>&</b>"}`,
+		`{"note":"line` + "\u2028" + `para` + "\u2029" + `"}`,
+		`"just a string"`, `null`, `[]`,
+	} {
+		d := store.Device{Serial: "S", Attrs: json.RawMessage(attrs), UpdatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+			Coverage: []store.Coverage{{ID: "c", Serial: "S", Attrs: json.RawMessage(attrs)}}}
+		p := DevicePage{Devices: []store.Device{d}}
+		want, err := stdPage(t, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := appendDevices([]byte(pageHead), p.Devices, 0, true)
+		if got := string(appendPageTail(b, "")); err != nil || got != want {
+			t.Fatalf("attrs %s: trusted encoding\n%s\n(%v), json.Encoder\n%s", attrs, got, err, want)
+		}
+	}
+	if needsEscape([]byte("\xe2\x80")) || !needsEscape([]byte("x\xe2\x80\xa9")) {
+		t.Fatal("needsEscape at the end of the input")
 	}
 }

@@ -26,15 +26,18 @@ const flushBytes = 64 << 10
 
 // DeviceStreamer is an optional Backend capability: Devices in batches, in
 // serial order, each batch emit's to keep. It returns the next cursor, and
-// an error of emit when emit fails.
+// an error of emit when emit fails. The devices' and records' Attrs must be
+// valid, compact JSON, as the store keeps them: the server sends them as
+// they are.
 type DeviceStreamer interface {
 	StreamDevices(ctx context.Context, tenantID string, q store.DeviceQuery, emit func([]store.Device) error) (string, error)
 }
 
-// streamOf is b's DeviceStreamer, or its Devices as one batch.
-func streamOf(b Backend) func(context.Context, string, store.DeviceQuery, func([]store.Device) error) (string, error) {
+// streamOf is b's DeviceStreamer, whose devices' attributes are trusted
+// (appendRaw), or its Devices as one batch, whose are not.
+func streamOf(b Backend) (func(context.Context, string, store.DeviceQuery, func([]store.Device) error) (string, error), bool) {
 	if ds, ok := b.(DeviceStreamer); ok {
-		return ds.StreamDevices
+		return ds.StreamDevices, true
 	}
 	return func(ctx context.Context, id string, q store.DeviceQuery, emit func([]store.Device) error) (string, error) {
 		devs, next, err := b.Devices(ctx, id, q)
@@ -47,7 +50,7 @@ func streamOf(b Backend) func(context.Context, string, store.DeviceQuery, func([
 			}
 		}
 		return next, nil
-	}
+	}, false
 }
 
 // pageRead is the end of a backend's read: its next cursor or its error.
@@ -62,7 +65,7 @@ func streamDevices(w http.ResponseWriter, r *http.Request, backend Backend, id s
 	defer cancel()
 	batches := make(chan []store.Device, 4)
 	end := make(chan pageRead, 1)
-	read := streamOf(backend)
+	read, trusted := streamOf(backend)
 	go func() {
 		next, err := read(ctx, id, q, func(batch []store.Device) error {
 			select {
@@ -89,7 +92,7 @@ func streamDevices(w http.ResponseWriter, r *http.Request, backend Backend, id s
 		if err != nil {
 			continue // drain: the reader ends once it sees ctx cancelled
 		}
-		if b, err = appendDevices(b, batch, n); err != nil {
+		if b, err = appendDevices(b, batch, n, trusted); err != nil {
 			cancel()
 			continue
 		}

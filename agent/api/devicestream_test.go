@@ -47,9 +47,16 @@ func pageOf(n int) []store.Device {
 	devs := make([]store.Device, n)
 	for i := range devs {
 		serial := fmt.Sprintf("C%09d", i)
+		// Attributes as the store keeps them: compact JSON, sent as they
+		// are, and one in ten with a character json.Encoder escapes.
+		attrs := fmt.Sprintf(`{"serialNumber":"%s","color":"SILVER","imei":[],"eid":null}`, serial)
+		if i%10 == 0 {
+			attrs = `{"note":"<b>&</b>"}`
+		}
 		devs[i] = store.Device{Serial: serial, AppleID: serial, Model: "MacBook Pro <14-inch> & more", Status: "ASSIGNED",
-			CoverageState: store.CoverageActive, UpdatedAt: t0, Coverage: []store.Coverage{{ID: "cov-" + serial,
-				Serial: serial, Description: "AppleCare+", Status: "ACTIVE", EndDate: "2028-01-01T00:00:00Z"}}}
+			Attrs: json.RawMessage(attrs), CoverageState: store.CoverageActive, UpdatedAt: t0, Coverage: []store.Coverage{{ID: "cov-" + serial,
+				Serial: serial, Description: "AppleCare+", Status: "ACTIVE", EndDate: "2028-01-01T00:00:00Z",
+				Attrs: json.RawMessage(`{"status":"ACTIVE","isRenewable":true}`)}}}
 	}
 	if n > 3 {
 		devs[3].UpdatedAt = t0.In(time.FixedZone("CET", 3600)) // one device through json.Marshal

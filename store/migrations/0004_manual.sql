@@ -1,4 +1,4 @@
--- 0004_manual (0005 once 0004_speed lands): the endpoints a tenant is checked and synced against, as
+-- 0004_manual: the endpoints a tenant is checked and synced against, as
 -- given by the manual add that created it. '' follows the payload's
 -- Settings (Apple's by default); a payload update applied to the tenant
 -- clears them.
