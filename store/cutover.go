@@ -62,12 +62,7 @@ func (s *Store) FailRotation(ctx context.Context, rotationID, reason string) (Ev
 func (s *Store) Cutover(ctx context.Context, rotationID string) ([]Event, error) {
 	var evs []Event
 	err := s.write(ctx, "cut over", func(tx *stx, now time.Time) error {
-		cut, err := cutover(ctx, tx, now, rotationID)
-		if err != nil {
-			return err
-		}
-		evs = append(evs, cut)
-		return appliedEvent(ctx, tx, now, cut.ImportID, cut.TenantID, cutoverApplied, &evs)
+		return cutoverApplied(ctx, tx, now, rotationID, &evs)
 	})
 	if err != nil {
 		return nil, err
@@ -83,6 +78,17 @@ func (s *Store) afterCutover(ctx context.Context, cut Event) {
 	if cut.Fields["retired"] != "" {
 		s.checkpointWipe(ctx)
 	}
+}
+
+// cutoverApplied is cutover followed by the applied event of the rotation's
+// import, if any; it appends both events to evs.
+func cutoverApplied(ctx context.Context, tx *stx, now time.Time, rotationID string, evs *[]Event) error {
+	cut, err := cutover(ctx, tx, now, rotationID)
+	if err != nil {
+		return err
+	}
+	*evs = append(*evs, cut)
+	return appliedEvent(ctx, tx, now, cut.ImportID, cut.TenantID, "the new credential is active", evs)
 }
 
 // cutover is Cutover inside tx.

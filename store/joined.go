@@ -93,12 +93,7 @@ func (s *Store) ValidateAndCutover(ctx context.Context, rotationID string, lead 
 		if validated.Kind != "" {
 			evs = append(evs, validated)
 		}
-		cut, err := cutover(ctx, tx, now, rotationID)
-		if err != nil {
-			return err
-		}
-		evs = append(evs, cut)
-		return appliedEvent(ctx, tx, now, cut.ImportID, cut.TenantID, cutoverApplied, &evs)
+		return cutoverApplied(ctx, tx, now, rotationID, &evs)
 	})
 	if err != nil {
 		return nil, err
@@ -120,9 +115,6 @@ func appliedEvent(ctx context.Context, tx *stx, now time.Time, importID, tenantI
 	return err
 }
 
-// cutoverApplied is the reason appliedEvent gives after a cut-over.
-const cutoverApplied = "the new credential is active"
-
 // StageAndCutover is Stage, Validated and Cutover in one transaction, for a
 // credential that needs no check between staging and validation (the auth
 // check is off). It returns the rotation and the new credential as they
@@ -139,7 +131,7 @@ func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCred
 	var c Credential
 	var evs []Event
 	err := s.write(ctx, "stage and cut over", func(tx *stx, now time.Time) error {
-		var staged, validated, cut Event
+		var staged, validated Event
 		var err error
 		if r, c, staged, err = s.stage(ctx, tx, now, tenantID, nc); err != nil {
 			return err
@@ -147,11 +139,8 @@ func (s *Store) StageAndCutover(ctx context.Context, tenantID string, nc NewCred
 		if validated, err = validate(ctx, tx, now, r.ID); err != nil {
 			return err
 		}
-		if cut, err = cutover(ctx, tx, now, r.ID); err != nil {
-			return err
-		}
-		evs = []Event{staged, validated, cut}
-		return appliedEvent(ctx, tx, now, cut.ImportID, cut.TenantID, cutoverApplied, &evs)
+		evs = []Event{staged, validated}
+		return cutoverApplied(ctx, tx, now, r.ID, &evs)
 	})
 	if err != nil {
 		return Rotation{}, Credential{}, nil, err

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,18 +13,8 @@ import (
 // TestAppleMigrationKeepsEveryRowAndRecomputesCoverage opens a database
 // written at schema version 1 and checks what 0002_apple makes of it.
 func TestAppleMigrationKeepsEveryRowAndRecomputesCoverage(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "rekey.db")
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", dsn(path, time.Second, false))
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().UnixNano()
-	for _, q := range []string{ms[0].sql, `PRAGMA user_version = 1`,
+	dir := oldDatabase(t, 1,
 		`INSERT INTO tenants (id, name, scope, created_at) VALUES ('ten_a', 'A', 'business.api', 1)`,
 		`INSERT INTO devices (tenant_id, serial, coverage_state, updated_at, attrs) VALUES
 			('ten_a', 'LIVE', 'covered', 5, '{"x":1}'), ('ten_a', 'OLD', 'covered', 5, NULL),
@@ -33,13 +24,7 @@ func TestAppleMigrationKeepsEveryRowAndRecomputesCoverage(t *testing.T) {
 			 '{"paymentType":"PAID_UP_FRONT","isRenewable":true,"agreementNumber":"AGR9"}', 5),
 			('ten_a', 'w2', 'OLD', 'ACTIVE', '2019-01-01T00:00:00Z', '2020-01-01T00:00:00Z', NULL, 5),
 			('ten_a', 'w3', 'OLD', 'INACTIVE', '', '2021-06-01T00:00:00Z', NULL, 5),
-			('ten_a', 'w4', 'SUB', 'ACTIVE', '2025-01-01T00:00:00Z', '', '{"paymentType":"ABE_SUBSCRIPTION"}', 5)`,
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%.60s: %v", q, err)
-		}
-	}
-	db.Close()
+			('ten_a', 'w4', 'SUB', 'ACTIVE', '2025-01-01T00:00:00Z', '', '{"paymentType":"ABE_SUBSCRIPTION"}', 5)`)
 	s, err := Open(dir, Options{Clock: fixedClock(time.Unix(0, now))})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +75,7 @@ func TestAppleMigrationKeepsEveryRowAndRecomputesCoverage(t *testing.T) {
 			t.Errorf("problem after migration: %+v", p)
 		}
 	}
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "rekey.db")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -104,21 +89,7 @@ func (c fixedClock) Now() time.Time { return time.Time(c) }
 // attributes were stored as received (spaced) and checks that
 // 0005_compact_attrs leaves every one compact JSON with the same content.
 func TestCompactAttrsMigration(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "rekey.db")
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", dsn(path, time.Second, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	qs := []string{}
-	for _, m := range ms[:4] {
-		qs = append(qs, m.sql)
-	}
-	qs = append(qs, `PRAGMA user_version = 4`,
+	dir := oldDatabase(t, 4,
 		`INSERT INTO tenants (id, name, scope, created_at) VALUES ('ten_a', 'A', 'business.api', 1)`,
 		`INSERT INTO devices (tenant_id, serial, coverage_state, updated_at, attrs) VALUES
 			('ten_a', 'SPACED', 'active', 5, '{ "color" : "SILVER",  "imei": [ ], "note": "a  b" }'),
@@ -126,12 +97,6 @@ func TestCompactAttrsMigration(t *testing.T) {
 		`INSERT INTO coverage (tenant_id, serial, id, status, attrs, updated_at) VALUES
 			('ten_a', 'SPACED', 'c1', 'ACTIVE', '{"status": "ACTIVE",
 			 "isRenewable": true}', 5)`)
-	for _, q := range qs {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%.60s: %v", q, err)
-		}
-	}
-	db.Close()
 	s, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -153,4 +118,30 @@ func TestCompactAttrsMigration(t *testing.T) {
 	if len(devs) != 3 {
 		t.Fatalf("%d devices, want 3", len(devs))
 	}
+}
+
+// oldDatabase writes rekey.db in a new folder at schema version v (the
+// first v migrations), runs qs on it and returns the folder.
+func oldDatabase(t *testing.T, v int, qs ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", dsn(filepath.Join(dir, "rekey.db"), time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var all []string
+	for _, m := range ms[:v] {
+		all = append(all, m.sql)
+	}
+	for _, q := range append(append(all, fmt.Sprintf("PRAGMA user_version = %d", v)), qs...) {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	return dir
 }
