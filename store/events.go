@@ -22,7 +22,7 @@ const (
 	EvRotationCutover   EventKind = "rotation.cutover"   // Cutover: the new credential is active
 	EvRotationConfirmed EventKind = "rotation.confirmed" // Confirm: the previous credential is retired
 	EvRotationFailed    EventKind = "rotation.failed"    // FailRotation: ended before cut-over
-	EvRotationResumed   EventKind = "rotation.resumed"   // the agent resumed an unfinished rotation at start
+	EvRotationResumed   EventKind = "rotation.resumed"   // the agent resumed an unfinished rotation: at start, or a kept staged one at a retry
 
 	EvCredentialAdded    EventKind = "credential.added"    // AddCredential: a new tenant with its active credential
 	EvCredentialRetired  EventKind = "credential.retired"  // Confirm without a rotation to confirm
