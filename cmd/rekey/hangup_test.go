@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,35 @@ import (
 // being world-writable is read again only at the periodic rescan (an hour
 // here) — or at once when `rekey run` gets SIGHUP.
 func TestHangupRescansThePayload(t *testing.T) {
+	r := startRefused(t)
+	if err := os.Chmod(r.payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	nextEvent(t, r.stream, store.EvSourceRead)
+	r.out.waitFor(t, "SIGHUP: rescanning")
+	if st, err := r.client.Status(context.Background()); err != nil || st.Source.LastError != "" {
+		t.Fatalf("after SIGHUP the payload should be read without a problem: %+v, %v", st.Source, err)
+	}
+}
+
+// refusedRun is `rekey run` in this process on temporary folders whose
+// payload it refused for being world-writable, with an event stream open.
+type refusedRun struct {
+	dir, payload string
+	out          *syncBuffer // its stdout and stderr
+	client       *api.Client
+	stream       *api.EventStream
+	stop         func() // ends it (once) and checks its exit code
+}
+
+// startRefused starts `rekey run` with the extra flags (an hour's rescan,
+// so only SIGHUP reads the payload again) and waits until it has refused
+// the payload.
+func startRefused(t *testing.T, extra ...string) *refusedRun {
+	t.Helper()
 	dir := apitest.ShortTempDir(t)
 	prefs, sock, pass := filepath.Join(dir, "managed"), filepath.Join(dir, "s.sock"), filepath.Join(dir, "passphrase")
 	if err := os.MkdirAll(prefs, 0o755); err != nil {
@@ -30,45 +60,37 @@ func TestHangupRescansThePayload(t *testing.T) {
 	if err := os.WriteFile(pass, []byte(livePassphrase+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	file := writeRefusedPayload(t, prefs)
-
+	r := &refusedRun{dir: dir, payload: writeRefusedPayload(t, prefs), out: newSyncBuffer()}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
-	logs := newSyncBuffer()
 	go func() {
-		env := &Env{Stdin: strings.NewReader(""), Stdout: logs, Stderr: logs, Getenv: func(string) string { return "" }}
-		code <- Run(ctx, env, []string{"run", "--prefs-dir", prefs, "--state-dir", filepath.Join(dir, "state"),
-			"--socket", sock, "--passphrase-file", pass, "--rescan", "1h"})
+		env := &Env{Stdin: strings.NewReader(""), Stdout: r.out, Stderr: r.out, Getenv: func(string) string { return "" }}
+		code <- Run(ctx, env, append([]string{"run", "--prefs-dir", prefs, "--state-dir", filepath.Join(dir, "state"),
+			"--socket", sock, "--passphrase-file", pass, "--rescan", "1h"}, extra...))
 	}()
-	defer func() {
-		cancel()
-		if c := <-code; c != exitOK {
-			t.Errorf("rekey run: exit %d\n%s", c, logs.String())
-		}
-	}()
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			if c := <-code; c != exitOK {
+				t.Errorf("rekey run: exit %d\n%s", c, r.out.String())
+			}
+		})
+	}
+	t.Cleanup(r.stop)
 	waitForSocket(t, sock) // SIGHUP is handled from before the socket answers
-	c := api.NewClient(sock)
-	defer c.Close()
-	stream, err := c.Events(ctx)
+	r.client = api.NewClient(sock)
+	t.Cleanup(r.client.Close)
+	stream, err := r.client.Events(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stream.Close()
-	if st, err := c.Status(ctx); err != nil || st.Source.LastError == "" {
+	r.stream = stream
+	t.Cleanup(func() { stream.Close() })
+	if st, err := r.client.Status(ctx); err != nil || st.Source.LastError == "" {
 		nextEvent(t, stream, store.EvSourceRefused) // not refused yet: it will be
 	}
-
-	if err := os.Chmod(file, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	nextEvent(t, stream, store.EvSourceRead)
-	logs.waitFor(t, "SIGHUP: rescanning")
-	if st, err := c.Status(ctx); err != nil || st.Source.LastError != "" {
-		t.Fatalf("after SIGHUP the payload should be read without a problem: %+v, %v", st.Source, err)
-	}
+	return r
 }
 
 // nextEvent reads the stream until an event of kind arrives, failing after a deadline.
@@ -105,51 +127,12 @@ func nextEvent(t *testing.T, s *api.EventStream, kind store.EventKind) store.Eve
 // and removes the pid file when it stops.
 func TestHangupReopensTheLogFile(t *testing.T) {
 	dir := apitest.ShortTempDir(t)
-	prefs, sock, pass := filepath.Join(dir, "managed"), filepath.Join(dir, "s.sock"), filepath.Join(dir, "passphrase")
 	logPath, pidPath := filepath.Join(dir, "rekey.log"), filepath.Join(dir, "rekey.pid")
-	if err := os.MkdirAll(prefs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(pass, []byte(livePassphrase+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	file := writeRefusedPayload(t, prefs)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	code := make(chan int, 1)
-	stderr := newSyncBuffer()
-	go func() {
-		env := &Env{Stdin: strings.NewReader(""), Stdout: stderr, Stderr: stderr, Getenv: func(string) string { return "" }}
-		code <- Run(ctx, env, []string{"run", "--prefs-dir", prefs, "--state-dir", filepath.Join(dir, "state"),
-			"--socket", sock, "--passphrase-file", pass, "--rescan", "1h", "--log-file", logPath, "--pid-file", pidPath})
-	}()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if c := <-code; c != exitOK {
-				t.Errorf("rekey run: exit %d\n%s", c, stderr.String())
-			}
-		}
-	}
-	defer stop()
-	waitForSocket(t, sock)
+	r := startRefused(t, "--log-file", logPath, "--pid-file", pidPath)
 	if got, want := readText(t, pidPath), strconv.Itoa(os.Getpid())+"\n"; got != want {
 		t.Errorf("pid file holds %q, want %q", got, want)
 	}
-	c := api.NewClient(sock)
-	defer c.Close()
-	stream, err := c.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Close()
-	if st, err := c.Status(ctx); err != nil || st.Source.LastError == "" {
-		nextEvent(t, stream, store.EvSourceRefused) // refused at start: only the rescan reads it
-	}
-
-	if err := os.Chmod(file, 0o644); err != nil {
+	if err := os.Chmod(r.payload, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(logPath, logPath+".0"); err != nil {
@@ -160,17 +143,17 @@ func TestHangupReopensTheLogFile(t *testing.T) {
 	}
 	// The handler reopens the log and logs its line before it asks for the
 	// rescan, so once the rescan reads the payload the line is in the new file.
-	nextEvent(t, stream, store.EvSourceRead)
+	nextEvent(t, r.stream, store.EvSourceRead)
 	if got := readText(t, logPath); !strings.Contains(got, "SIGHUP: rescanning") {
 		t.Errorf("new log file lacks the SIGHUP line:\n%s", got)
 	}
 	if got := readText(t, logPath+".0"); strings.Contains(got, "SIGHUP") || !strings.Contains(got, "msg=") {
 		t.Errorf("rotated log file should hold the start-up lines and nothing after the rotation:\n%s", got)
 	}
-	if s := stderr.String(); s != "" {
+	if s := r.out.String(); s != "" {
 		t.Errorf("with --log-file nothing goes to stderr, got:\n%s", s)
 	}
-	stop()
+	r.stop()
 	if got := readText(t, logPath); !strings.Contains(got, "agent stopped") {
 		t.Errorf("new log file lacks the stop line:\n%s", got)
 	}
