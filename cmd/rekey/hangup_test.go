@@ -40,11 +40,11 @@ func TestHangupRescansThePayload(t *testing.T) {
 // refusedRun is `rekey run` in this process on temporary folders whose
 // payload it refused for being world-writable, with an event stream open.
 type refusedRun struct {
-	dir, payload string
-	out          *syncBuffer // its stdout and stderr
-	client       *api.Client
-	stream       *api.EventStream
-	stop         func() // ends it (once) and checks its exit code
+	payload string
+	out     *syncBuffer // its stdout and stderr
+	client  *api.Client
+	stream  *api.EventStream
+	stop    func() // ends it (once) and checks its exit code
 }
 
 // startRefused starts `rekey run` with the extra flags (an hour's rescan,
@@ -60,7 +60,7 @@ func startRefused(t *testing.T, extra ...string) *refusedRun {
 	if err := os.WriteFile(pass, []byte(livePassphrase+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &refusedRun{dir: dir, payload: writeRefusedPayload(t, prefs), out: newSyncBuffer()}
+	r := &refusedRun{payload: writeRefusedPayload(t, prefs), out: newSyncBuffer()}
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
 	go func() {
