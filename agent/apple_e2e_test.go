@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +21,11 @@ import (
 // so Apple's real rates (20 requests a minute, Retry-After of minutes) play
 // out without a test waiting for them.
 type sleepClock struct {
-	mu    sync.Mutex
-	now   time.Time
-	waits []time.Duration
+	testClock // Now and Add; mu guards waits too
+	waits     []time.Duration
 }
 
-func newSleepClock() *sleepClock { return &sleepClock{now: time.Now().UTC()} }
-
-func (c *sleepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *sleepClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newSleepClock() *sleepClock { return &sleepClock{testClock: testClock{now: time.Now().UTC()}} }
 
 func (c *sleepClock) Sleep(ctx context.Context, d time.Duration) error {
 	c.mu.Lock()

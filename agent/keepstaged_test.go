@@ -6,13 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rekeyd/rekey/agent"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
-
-// slowRetries leaves an import's retry to the test (a restart retries it).
-func slowRetries(c *agent.Config) { c.Backoff = func(int) time.Duration { return time.Hour } }
 
 // keptUpdate adds tenant Acme, puts the token endpoint's clock twenty
 // minutes ahead and pushes update b under a required auth check: b's
@@ -41,7 +37,7 @@ func keptUpdate(t *testing.T, h *harness) (string, store.Rotation) {
 }
 
 func TestClockOffKeepsTheStagedKeyAcrossARestart(t *testing.T) {
-	h := newHarness(t, slowRetries)
+	h := newHarness(t, noRetries)
 	tenant, rot := keptUpdate(t, h)
 
 	// The clock is fixed and the agent restarted: recovery keeps the
@@ -49,7 +45,7 @@ func TestClockOffKeepsTheStagedKeyAcrossARestart(t *testing.T) {
 	// check passes on the very credential staged before.
 	h.stop()
 	h.apple.SetClock(laterClock{0})
-	h.start(slowRetries)
+	h.start(noRetries)
 	h.waitFor("the kept credential taken up", func(e store.Event) bool {
 		return e.Kind == store.EvRotationResumed && e.RotationID == rot.ID && e.CredentialID == rot.ToCredentialID
 	})
@@ -70,7 +66,7 @@ func TestClockOffKeepsTheStagedKeyAcrossARestart(t *testing.T) {
 }
 
 func TestKeptStagedKeyGivesWayToANewerPayloadAndIsWipedWhenWithdrawn(t *testing.T) {
-	h := newHarness(t, slowRetries)
+	h := newHarness(t, noRetries)
 	tenant, rotB := keptUpdate(t, h)
 	st := h.agent.Store()
 
@@ -97,7 +93,7 @@ func TestKeptStagedKeyGivesWayToANewerPayloadAndIsWipedWhenWithdrawn(t *testing.
 }
 
 func TestDismissingAnImportWipesItsKeptStagedKey(t *testing.T) {
-	h := newHarness(t, slowRetries)
+	h := newHarness(t, noRetries)
 	_, rot := keptUpdate(t, h)
 	if imp, err := h.agent.Dismiss(context.Background(), "b"); err != nil || imp.State != store.ImportDismissed {
 		t.Fatalf("dismiss: %+v, %v", imp, err)
