@@ -212,7 +212,8 @@ func TestConnectionFloodUnderALowFileLimitLeavesRootAndPayloadsServed(t *testing
 	}
 }
 
-// syncBuffer collects a child's output while the test reads it.
+// syncBuffer collects output written from other goroutines (a child's
+// output, the agent's log) while the test reads it.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,24 +22,6 @@ import (
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/store"
 )
-
-// lockedBuffer is a bytes.Buffer that the agent's goroutines may log into.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // withDebugLog sends the agent's log, at debug level, as JSON lines to w.
 func withDebugLog(w io.Writer) harnessOption {
@@ -113,7 +94,7 @@ func (s secretSet) check(t *testing.T, where string, data []byte) {
 }
 
 func TestNoSecretLeaksThroughAPILogsEventsOrStatusFile(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncBuffer
 	h := newHarness(t, withDebugLog(&logs))
 	ctx := context.Background()
 	client := waitAPI(t, h.socket)

@@ -53,7 +53,7 @@ func credentialJSON(t *testing.T, name string, k appletest.Key, extra map[string
 }
 
 func TestNoSecretLeaksThroughTheManualWorkflows(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncBuffer
 	h := newHarness(t, withDebugLog(&logs), noRetries)
 	h.settings[payload.KeyAuthCheck] = payload.AuthRequired
 	client := waitAPI(t, h.socket)
