@@ -160,9 +160,7 @@ func (s *Store) Confirm(ctx context.Context, tenantID string) (Event, error) {
 		}
 		e := Event{Kind: EvCredentialRetired, TenantID: tenantID, CredentialID: prev.ID,
 			Message: fmt.Sprintf("credential %q retired and its key wiped", prev.Name)}
-		r, err := getOne(ctx, tx, scanRot, "rotation of tenant", tenantID, `SELECT `+rotCols+` FROM rotations
-			WHERE tenant_id = ? AND from_credential_id = ? AND to_credential_id = ? AND step = 'cutover'
-			ORDER BY rowid DESC LIMIT 1`, tenantID, prev.ID, active.ID)
+		r, err := getOne(ctx, tx, scanRot, "rotation of tenant", tenantID, cutoverRotationSQL, tenantID, prev.ID, active.ID)
 		switch {
 		case err == nil:
 			if err := setStep(ctx, tx, now, &r, StepConfirmed, ""); err != nil {
@@ -239,3 +237,9 @@ func (s *Store) Rollback(ctx context.Context, tenantID string) (Event, error) {
 	})
 	return ev, err
 }
+
+// cutoverRotationSQL reads the rotation that cut over from one credential to
+// another (seeking rotations_by_target).
+var cutoverRotationSQL = `SELECT ` + rotCols + ` FROM rotations
+	WHERE tenant_id = ? AND from_credential_id = ? AND to_credential_id = ? AND step = 'cutover'
+	ORDER BY rowid DESC LIMIT 1`

@@ -8,6 +8,23 @@ import (
 	"time"
 )
 
+// The reads below run after every change the agent makes; each seeks an
+// index of migration 0006 rather than reading every credential, import or
+// rotation ever recorded (plan_test.go holds them to that).
+var (
+	inUseSQL = `SELECT ` + credCols + ` FROM credentials
+		WHERE state IN ('active', 'previous') ORDER BY created_at, id`
+	waitingSQL = `SELECT ` + importCols + ` FROM imports
+		WHERE state IN ('pending-unlock', 'needs-target', 'failed', 'applying') ORDER BY created_at, id`
+	// lastRotationSQL: the latest started, the first recorded among equals.
+	lastRotationSQL = `SELECT ` + rotCols + ` FROM rotations
+		WHERE started_at = (SELECT max(started_at) FROM rotations) ORDER BY rowid LIMIT 1`
+	// importsOfSQL is followed by the list of states.
+	importsOfSQL    = `SELECT ` + importCols + ` FROM imports WHERE tenant_id = ? AND state IN `
+	newerAppliedSQL = `SELECT ` + importCols + ` FROM imports
+		WHERE tenant_id = ? AND state = 'applied' AND created_at > ? AND id <> ? ORDER BY created_at, id LIMIT 1`
+)
+
 // Overview is what the agent's status shows from the store, read in one
 // snapshot: every tenant, the credentials in use, the imports waiting for
 // something, and the most recent rotation.
@@ -31,16 +48,13 @@ func (s *Store) Overview(ctx context.Context) (Overview, error) {
 	if o.Tenants, err = getAll(ctx, tx, scanTenant, "tenants", `SELECT `+tenantCols+` FROM tenants ORDER BY created_at, id`); err != nil {
 		return o, err
 	}
-	if o.InUse, err = getAll(ctx, tx, scanCred, "credentials in use", `SELECT `+credCols+` FROM credentials
-		WHERE state IN ('active', 'previous') ORDER BY created_at, id`); err != nil {
+	if o.InUse, err = getAll(ctx, tx, scanCred, "credentials in use", inUseSQL); err != nil {
 		return o, err
 	}
-	if o.Waiting, err = getAll(ctx, tx, scanImport, "waiting imports", `SELECT `+importCols+` FROM imports
-		WHERE state IN ('pending-unlock', 'needs-target', 'failed', 'applying') ORDER BY created_at, id`); err != nil {
+	if o.Waiting, err = getAll(ctx, tx, scanImport, "waiting imports", waitingSQL); err != nil {
 		return o, err
 	}
-	r, err := getOne(ctx, tx, scanRot, "last rotation", "", `SELECT `+rotCols+` FROM rotations
-		ORDER BY started_at DESC, rowid LIMIT 1`)
+	r, err := getOne(ctx, tx, scanRot, "last rotation", "", lastRotationSQL)
 	switch {
 	case err == nil:
 		o.LastRotation = &r
@@ -54,8 +68,7 @@ func (s *Store) Overview(ctx context.Context) (Overview, error) {
 // tenant, oldest first: what deciding an import's intent needs, without the
 // history of retired and failed ones.
 func (s *Store) CredentialsInUse(ctx context.Context) ([]Credential, error) {
-	return getAll(ctx, s.reads(), scanCred, "credentials in use", `SELECT `+credCols+` FROM credentials
-		WHERE state IN ('active', 'previous') ORDER BY created_at, id`)
+	return getAll(ctx, s.reads(), scanCred, "credentials in use", inUseSQL)
 }
 
 // ImportsOf returns the imports of a tenant in one of states, oldest first.
@@ -63,8 +76,7 @@ func (s *Store) ImportsOf(ctx context.Context, tenantID string, states ...Import
 	if len(states) == 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + importCols + ` FROM imports WHERE tenant_id = ? AND state IN (?` + strings.Repeat(", ?", len(states)-1) + `)
-		ORDER BY created_at, id`
+	q := importsOfSQL + `(?` + strings.Repeat(", ?", len(states)-1) + `) ORDER BY created_at, id`
 	args := []any{tenantID}
 	for _, st := range states {
 		args = append(args, string(st))
@@ -76,8 +88,7 @@ func (s *Store) ImportsOf(ctx context.Context, tenantID string, states ...Import
 // created after the given time, other than import except; ErrNotFound when
 // there is none.
 func (s *Store) NewerApplied(ctx context.Context, tenantID string, after time.Time, except string) (Import, error) {
-	return getOne(ctx, s.reads(), scanImport, "applied import of tenant", tenantID, `SELECT `+importCols+` FROM imports
-		WHERE tenant_id = ? AND state = 'applied' AND created_at > ? AND id <> ? ORDER BY created_at, id LIMIT 1`,
+	return getOne(ctx, s.reads(), scanImport, "applied import of tenant", tenantID, newerAppliedSQL,
 		tenantID, after.UnixNano(), except)
 }
 

@@ -68,3 +68,37 @@ func queryPlan(t *testing.T, query string, args ...any) []string {
 	}
 	return plan
 }
+
+// TestPerChangeReadsSeekAnIndex guards the reads made after every change
+// (the status snapshot, a rotation's bookkeeping) against reading every
+// credential, import and rotation ever recorded: each reads through the
+// index migration 0006 made for it.
+func TestPerChangeReadsSeekAnIndex(t *testing.T) {
+	for _, c := range []struct {
+		name, query, table, index string
+		args                      []any
+	}{
+		{"credentials in use", inUseSQL, "credentials", "credentials_in_use", nil},
+		{"waiting imports", waitingSQL, "imports", "imports_waiting", nil},
+		{"last rotation", lastRotationSQL, "rotations", "rotations_by_start", nil},
+		{"imports of tenant", importsOfSQL + "(?, ?, ?) ORDER BY created_at, id", "imports", "imports_by_tenant",
+			[]any{"ten_x", "failed", "needs-target", "pending-unlock"}},
+		{"newer applied import", newerAppliedSQL, "imports", "imports_by_tenant", []any{"ten_x", 1, "imp"}},
+		{"cut-over rotation", cutoverRotationSQL, "rotations", "rotations_by_target", []any{"ten_x", "cred_a", "cred_b"}},
+	} {
+		plan := queryPlan(t, c.query, c.args...)
+		found := false
+		for _, p := range plan {
+			if !strings.Contains(p, " "+c.table) {
+				continue
+			}
+			found = true
+			if !strings.Contains(p, "INDEX "+c.index) {
+				t.Errorf("%s reads %s without %s: %q", c.name, c.table, c.index, plan)
+			}
+		}
+		if !found {
+			t.Errorf("%s: plan %q does not read %s", c.name, plan, c.table)
+		}
+	}
+}
