@@ -231,7 +231,7 @@ func BenchmarkMillionDevices(b *testing.B) {
 		b.Run("devices/limit=1000/filter="+f.name, func(b *testing.B) { devicePages(b, h.socket, tenant, n, f.query, 1000) })
 	}
 
-	loop := startRotations(h, first.ClientID)
+	loop := startRotations(b, h, first.ClientID, 0)
 	defer func() {
 		if err := loop.stop(); err != nil {
 			b.Errorf("rotation loop: %v", err)
