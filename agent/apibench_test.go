@@ -156,11 +156,14 @@ func statusLoad(b *testing.B, sock string, clients int) time.Duration {
 
 // clientLoad runs work(c, i) for clients i = 0, 1, ... at once, each on its
 // own connection c to sock, fails b on the first error, and reports the
-// p50, p99 and rate of the latencies the clients wrote into lat.
+// p50, p99 and rate of the latencies the clients wrote into lat, and the
+// cores the process used meanwhile (clients, agent and everything else in
+// it: user and system time over wall time; the machine has two).
 func clientLoad(b *testing.B, sock string, clients int, lat []time.Duration, work func(c *rawClient, i int) error) time.Duration {
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	cpu := cpuTime(b)
 	start := time.Now()
 	for i := range clients {
 		wg.Add(1)
@@ -178,6 +181,7 @@ func clientLoad(b *testing.B, sock string, clients int, lat []time.Duration, wor
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu = cpuTime(b) - cpu
 	b.StopTimer()
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
@@ -186,6 +190,7 @@ func clientLoad(b *testing.B, sock string, clients int, lat []time.Duration, wor
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cores")
 	return elapsed
 }
 
@@ -236,6 +241,7 @@ type rawClient struct {
 	conn net.Conn
 	r    *bufio.Reader
 	req  []byte
+	body bytes.Buffer // getStatus's
 }
 
 func dialRaw(sock string) (*rawClient, error) {
@@ -267,15 +273,17 @@ func (c *rawClient) get(path string, body *bytes.Buffer) (*http.Response, error)
 	return resp, err
 }
 
-// getStatus reads one GET /v1/status answer whole.
+// getStatus reads one GET /v1/status answer whole, into the client's own
+// buffer: the clients share the agent's process, and garbage of theirs
+// would be collected on the agent's time.
 func getStatus(c *rawClient) error {
-	var body bytes.Buffer
-	resp, err := c.get("/v1/status", &body)
+	c.body.Reset()
+	resp, err := c.get("/v1/status", &c.body)
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK || body.Len() == 0 {
-		return fmt.Errorf("GET /v1/status: %s, %d bytes", resp.Status, body.Len())
+	if resp.StatusCode != http.StatusOK || c.body.Len() == 0 {
+		return fmt.Errorf("GET /v1/status: %s, %d bytes", resp.Status, c.body.Len())
 	}
 	return nil
 }
