@@ -46,7 +46,10 @@ const benchDevices = 10_000
 // request was due). The floor/... runs point the same clients at a bare
 // net/http server answering the same bytes, idle/... at the agent before
 // the rotations start, and the last paced run slows the rotations to ten
-// a second.
+// a second. The rotations' syncs run first with no request budget for
+// Apple (flat out against the in-process fake), then, after a restart of
+// the agent, with its default adaptive budget (apple-budget/...), the pace
+// an endpoint's syncs keep.
 func BenchmarkStatusDuringRotations(b *testing.B) {
 	h := newHarness(b)
 	h.apple.SetDevices(benchDevices)
