@@ -22,10 +22,7 @@ import (
 func TestStreamDevicesMatchesOneDeviceAtATime(t *testing.T) {
 	s, _, _ := openStore(t)
 	ctx := context.Background()
-	_, c, _, err := s.AddCredential(ctx, newCred("Acme"), "Acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := addTenant(t, s, "Acme")
 	r := rand.New(rand.NewPCG(3, 5))
 	const n = 1500
 	devs := make([]store.Device, n)
@@ -130,10 +127,7 @@ func TestStreamDevicesMatchesOneDeviceAtATime(t *testing.T) {
 func TestAttributesAreStoredCompact(t *testing.T) {
 	s, _, _ := openStore(t)
 	ctx := context.Background()
-	_, c, _, err := s.AddCredential(ctx, newCred("Acme"), "Acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := addTenant(t, s, "Acme")
 	spaced := json.RawMessage("{ \"color\" : \"SILVER\",\n \"imei\": [ ], \"note\": \"a  b\" }")
 	if err := s.UpsertDevices(ctx, c.TenantID, []store.Device{{Serial: "S1", Attrs: spaced}}); err != nil {
 		t.Fatal(err)
