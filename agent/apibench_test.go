@@ -24,6 +24,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/rekeyd/rekey/agent"
+	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
 	"github.com/rekeyd/rekey/store"
@@ -70,7 +71,7 @@ func BenchmarkStatusDuringRotations(b *testing.B) {
 	b.Run("floor/paced/clients=200/rate=20000", func(b *testing.B) { statusPaced(b, floor, 200, 20000) })
 	b.Run("idle/paced/clients=200/rate=20000", func(b *testing.B) { statusPaced(b, h.socket, 200, 20000) })
 
-	done := statusUnderRotations(b, h, first.ClientID, "", 0, []int{1, 50, 200})
+	done := statusUnderRotations(b, h.benchAgent(), first.ClientID, "", 0, []int{1, 50, 200})
 
 	// The same with the agent's own request budget for Apple (adaptive,
 	// from 20 requests a minute) instead of none: the syncs after the
@@ -78,27 +79,42 @@ func BenchmarkStatusDuringRotations(b *testing.B) {
 	h.stop()
 	h.start(func(cfg *agent.Config) { cfg.AppleRequestsPerMinute = 0 })
 	waitAPI(b, h.socket)
-	statusUnderRotations(b, h, first.ClientID, "apple-budget/", done, []int{1, 200})
+	statusUnderRotations(b, h.benchAgent(), first.ClientID, "apple-budget/", done, []int{1, 200})
 }
 
-// statusUnderRotations starts the rotation loop on h, whose tenant is named
+// benchAgent is the agent a status benchmark measures: a harness's, in this
+// process, or `rekey run` in its own (BenchmarkStatusAgentProcess).
+type benchAgent struct {
+	socket   string
+	apple    *appletest.Server // learns each rotation's new key
+	payload  string            // the payload file the rotations write
+	settings map[string]string // the payload's settings
+	// subscribe opens the agent's event stream; the func it returns closes it.
+	subscribe func() (<-chan store.Event, func())
+	// cpu is the CPU time of the agent's process so far; nil when that
+	// process is this one (the cores metric counts it already).
+	cpu func() time.Duration
+}
+
+func (h *harness) benchAgent() benchAgent {
+	return benchAgent{socket: h.socket, apple: h.apple, payload: h.payloadPath(), settings: h.settings,
+		subscribe: func() (<-chan store.Event, func()) { return h.agent.Subscribe(4096) }}
+}
+
+// statusUnderRotations starts the rotation loop on a, whose tenant is named
 // "Acme r<from>", and measures status under it: closed loop at each count
 // of clients and paced at 20,000 requests a second, with the rotations flat
 // out, then slowed to ten a second. The sub-benchmarks' names begin with
 // prefix. It returns the number the tenant's name has after the loop.
-func statusUnderRotations(b *testing.B, h *harness, clientID, prefix string, from int, clients []int) int {
-	loop := startRotations(b, h, clientID, from)
+func statusUnderRotations(b *testing.B, a benchAgent, clientID, prefix string, from int, clients []int) int {
+	loop := startRotations(b, a, clientID, from)
 	run := func(name string, load func(b *testing.B) time.Duration) {
-		b.Run(prefix+name, func(b *testing.B) {
-			before := loop.done.Load()
-			elapsed := load(b)
-			b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
-		})
+		b.Run(prefix+name, func(b *testing.B) { measureRotating(b, a, loop, load) })
 	}
 	for _, n := range clients {
-		run(fmt.Sprintf("clients=%d", n), func(b *testing.B) time.Duration { return statusLoad(b, h.socket, n) })
+		run(fmt.Sprintf("clients=%d", n), func(b *testing.B) time.Duration { return statusLoad(b, a.socket, n) })
 	}
-	paced := func(b *testing.B) time.Duration { return statusPaced(b, h.socket, 200, 20000) }
+	paced := func(b *testing.B) time.Duration { return statusPaced(b, a.socket, 200, 20000) }
 	run("paced/clients=200/rate=20000", paced)
 	loop.period.Store(int64(100 * time.Millisecond))
 	run("paced/clients=200/rate=20000/rotations=10per-s", paced)
@@ -107,6 +123,28 @@ func statusUnderRotations(b *testing.B, h *harness, clientID, prefix string, fro
 	}
 	b.Logf("%s: %d rotations completed in the background (%d sealed during the measure)", prefix, loop.done.Load(), loop.inline.Load())
 	return from + int(loop.done.Load())
+}
+
+// measureRotating runs load (which returns the time it took) while loop
+// rotates a's tenant (nil: nothing does), and reports the rotations
+// completed a second and, when a runs in a process of its own, the cores
+// that process used (agent-cores: its CPU time over the load's wall time).
+func measureRotating(b *testing.B, a benchAgent, loop *rotations, load func(b *testing.B) time.Duration) {
+	var before int64
+	if loop != nil {
+		before = loop.done.Load()
+	}
+	var cpu time.Duration
+	if a.cpu != nil {
+		cpu = a.cpu()
+	}
+	elapsed := load(b)
+	if loop != nil {
+		b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
+	}
+	if a.cpu != nil {
+		b.ReportMetric((a.cpu()-cpu).Seconds()/elapsed.Seconds(), "agent-cores")
+	}
 }
 
 // statusPaced sends b.N GET /v1/status from clients goroutines at rate
@@ -311,7 +349,7 @@ type rotations struct {
 // sealed on the administrator's machine, and the scrypt of sealing would
 // otherwise be the benchmark's own load on the cores it measures. Rounds
 // past those seal their own (counted in inline).
-func startRotations(b *testing.B, h *harness, clientID string, from int) *rotations {
+func startRotations(b *testing.B, a benchAgent, clientID string, from int) *rotations {
 	b.Helper()
 	pool := make([]sealedRotation, envInt(b, "REKEY_ROTATIONS", 3000))
 	for k := range pool {
@@ -323,7 +361,7 @@ func startRotations(b *testing.B, h *harness, clientID string, from int) *rotati
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &rotations{cancel: cancel, result: make(chan error, 1), first: make(chan struct{})}
-	events, unsubscribe := h.agent.Subscribe(4096)
+	events, unsubscribe := a.subscribe()
 	go func() {
 		defer unsubscribe()
 		last := time.Now()
@@ -349,7 +387,7 @@ func startRotations(b *testing.B, h *harness, clientID string, from int) *rotati
 				// Not ctx: a rotation under way when the loop is stopped
 				// finishes first, so that done is the tenant's number.
 				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-				err = rotateOnce(rctx, h, events, e)
+				err = rotateOnce(rctx, a, events, e)
 				cancel()
 			}
 			if err != nil {
@@ -401,14 +439,14 @@ func sealRotation(clientID string, i int) (sealedRotation, error) {
 // Client ID), pushes the payload holding r's entry and waits for its import
 // to be applied. It reports errors instead of failing the test: it runs
 // outside the test goroutine.
-func rotateOnce(ctx context.Context, h *harness, events <-chan store.Event, r sealedRotation) error {
-	h.apple.RegisterCredential(r.clientID, r.keyID, r.pub)
+func rotateOnce(ctx context.Context, a benchAgent, events <-chan store.Event, r sealedRotation) error {
+	a.apple.RegisterCredential(r.clientID, r.keyID, r.pub)
 	e := r.entry
-	doc, err := payload.MarshalPayload([]payload.PayloadEntry{e}, h.settings)
+	doc, err := payload.MarshalPayload([]payload.PayloadEntry{e}, a.settings)
 	if err != nil {
 		return err
 	}
-	if err := platform.WriteFileAtomic(h.payloadPath(), doc, 0o644); err != nil {
+	if err := platform.WriteFileAtomic(a.payload, doc, 0o644); err != nil {
 		return err
 	}
 	for {

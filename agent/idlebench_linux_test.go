@@ -62,16 +62,7 @@ func BenchmarkIdleProcess(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	bin := os.Getenv("REKEY_BIN")
-	if bin == "" {
-		bin = filepath.Join(dir, "rekey")
-		build := exec.Command("go", "build", "-o", bin, "github.com/rekeyd/rekey/cmd/rekey")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			b.Fatalf("build rekey (or set REKEY_BIN): %v\n%s", err, out)
-		}
-	}
-	cmd := exec.Command(bin, "run", "--prefs-dir", filepath.Join(dir, "managed"), "--state-dir", filepath.Join(dir, "state"),
+	cmd := exec.Command(rekeyBinary(b, dir), "run", "--prefs-dir", filepath.Join(dir, "managed"), "--state-dir", filepath.Join(dir, "state"),
 		"--socket", filepath.Join(dir, "s.sock"), "--passphrase-file", filepath.Join(dir, "passphrase"), "--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
