@@ -68,10 +68,12 @@ bench:
 # The speed figures of docs/BENCHMARKS.md ("Speed"), each with the load
 # average before it: push latency of the watcher, push → cut-over event,
 # status during rotations (10,000 devices), device pages and status at
-# 1,000,000 devices, and an idle agent process over a minute. Run it on a
-# quiet machine.
+# 1,000,000 devices (each in the test process, then against `rekey run` in
+# a process of its own), and an idle agent process over a minute. Run it on
+# a quiet machine.
 SPEED_BENCHES := ./agent/source/:PushLatency:300x ./agent/:PushToCutoverEvent:1x \
-	./agent/:StatusDuringRotations:100000x ./agent/:MillionDevices:100000x ./agent/:IdleProcess:1x
+	./agent/:StatusDuringRotations:100000x ./agent/:StatusAgentProcess:100000x \
+	./agent/:MillionDevices:100000x ./agent/:MillionDevicesAgentProcess:100000x ./agent/:IdleProcess:1x
 bench-speed:
 	@set -e; for t in $(SPEED_BENCHES); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$${rest#*:}; \
