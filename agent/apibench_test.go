@@ -260,18 +260,47 @@ func floorServer(b *testing.B, agentSock string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	length := strconv.Itoa(body.Len())
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header()["Content-Type"] = []string{"application/json"}
-		w.Header()["Content-Length"] = []string{length}
-		w.Write(body.Bytes())
-	})}
+	srv := &http.Server{Handler: floorHandler(body.Bytes())}
 	go srv.Serve(l)
 	b.Cleanup(func() {
 		srv.Close()
 		os.RemoveAll(dir)
 	})
 	return l.Addr().String()
+}
+
+// floorHandler answers every request with body, as the agent answers
+// GET /v1/status.
+func floorHandler(body []byte) http.Handler {
+	length := strconv.Itoa(len(body))
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header()["Content-Type"] = []string{"application/json"}
+		w.Header()["Content-Length"] = []string{length}
+		w.Write(body)
+	})
+}
+
+// The floor server as a process of its own (BenchmarkStatusAgentProcess):
+// the test binary run with envFloorSocket serves the file named by
+// envFloorBody there until it is killed.
+const (
+	envFloorSocket = "REKEY_TEST_FLOOR_SOCKET"
+	envFloorBody   = "REKEY_TEST_FLOOR_BODY"
+)
+
+func floorServerChild(sock string) int {
+	body, err := os.ReadFile(os.Getenv(envFloorBody))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Fprintln(os.Stderr, (&http.Server{Handler: floorHandler(body)}).Serve(l))
+	return 1
 }
 
 // rawClient is one kept-alive HTTP/1.1 connection to the agent's socket,

@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 	if sock := os.Getenv(envFlooder); sock != "" {
 		os.Exit(flooderChild(sock))
 	}
+	if sock := os.Getenv(envFloorSocket); sock != "" {
+		os.Exit(floorServerChild(sock))
+	}
 	os.Exit(m.Run())
 }
 

@@ -1,7 +1,9 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,8 +31,11 @@ import (
 // `rekey run`: GET /v1/status from 1, 50 and 200 clients, closed loop and
 // paced at 20,000 requests a second, while a tenant of 10,000 devices is
 // rotated in a loop (each rotation followed by its sync at the pace the
-// budget for Apple allows), beside the same clients against a bare net/http
-// server (floor/...) and against the agent before the rotations (idle/...).
+// budget for Apple allows). Before the rotations the same clients, closed
+// loop and paced, run against a bare net/http server in a process of its
+// own that answers the agent's status bytes (floor/...: the machine's
+// floor for this measure; its agent-cores are that process's) and against
+// the agent with nothing to do (idle/...).
 func BenchmarkStatusAgentProcess(b *testing.B) {
 	// The first sync of the 10,000 devices runs at the highest fixed
 	// budget a payload can set; the rotations' payloads set none, so
@@ -50,12 +55,64 @@ func BenchmarkStatusAgentProcess(b *testing.B) {
 		b.Fatalf("tenants after the first sync: %+v, %v", ts, err)
 	}
 
-	floor := floorServer(b, a.socket)
-	b.Run("floor/paced/clients=200/rate=20000", func(b *testing.B) { statusPaced(b, floor, 200, 20000) })
-	b.Run("idle/paced/clients=200/rate=20000", func(b *testing.B) {
-		measureRotating(b, a, nil, func(b *testing.B) time.Duration { return statusPaced(b, a.socket, 200, 20000) })
-	})
+	floor := floorProcess(b, a.socket, p.dir)
+	for _, t := range []struct {
+		name string
+		a    benchAgent
+	}{{"floor", floor}, {"idle", a}} {
+		b.Run(t.name+"/clients=200", func(b *testing.B) {
+			measureRotating(b, t.a, nil, func(b *testing.B) time.Duration { return statusLoad(b, t.a.socket, 200) })
+		})
+		b.Run(t.name+"/paced/clients=200/rate=20000", func(b *testing.B) {
+			measureRotating(b, t.a, nil, func(b *testing.B) time.Duration { return statusPaced(b, t.a.socket, 200, 20000) })
+		})
+	}
 	statusUnderRotations(b, a, first.ClientID, "", 0, []int{1, 50, 200})
+}
+
+// floorProcess starts the floor of the status measures in a process of
+// its own: a bare net/http server answering every request with the
+// agent's status of now, read once from agentSock, on a socket in dir.
+// Its agent-cores are that process's.
+func floorProcess(b *testing.B, agentSock, dir string) benchAgent {
+	b.Helper()
+	c, err := dialRaw(agentSock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var body bytes.Buffer
+	resp, err := c.get("/v1/status", &body)
+	c.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET /v1/status for the floor: %v, %v", resp, err)
+	}
+	bodyFile, sock := filepath.Join(dir, "floor.json"), filepath.Join(dir, "floor.sock")
+	if err := os.WriteFile(bodyFile, body.Bytes(), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envFloorSocket+"="+sock, envFloorBody+"="+bodyFile)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		c, err := dialRaw(sock)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("floor server on %s: %v", sock, err)
+		}
+		time.Sleep(5 * time.Millisecond) // the OS starting a process is what we wait for
+	}
+	pid := cmd.Process.Pid
+	return benchAgent{socket: sock, cpu: func() time.Duration { return procCPU(b, pid) }}
 }
 
 // BenchmarkMillionDevicesAgentProcess is BenchmarkMillionDevices against
