@@ -42,14 +42,7 @@ func BenchmarkStatusAgentProcess(b *testing.B) {
 	// their syncs keep the adaptive default, as an endpoint's do.
 	p := newAgentProcess(b, benchDevices, map[string]string{payload.KeyRequestsPerMinute: strconv.Itoa(payload.MaxRequestsPerMinute)})
 	a := p.benchAgent()
-	events, unsubscribe := a.subscribe()
-	first := p.key()
-	p.push(withID("bench-add", p.entry("Acme r0", first)))
-	p.waitEvent(events, "import bench-add applied", func(e store.Event) bool {
-		return e.Kind == store.EvImportState && e.ImportID == "bench-add" && e.Fields["state"] == string(store.ImportApplied)
-	})
-	p.waitEvent(events, "the first sync", func(e store.Event) bool { return e.Kind == store.EvSyncFinished })
-	unsubscribe()
+	first := p.addTenant(true)
 	delete(p.settings, payload.KeyRequestsPerMinute)
 	if ts, err := waitAPI(b, a.socket).Tenants(context.Background()); err != nil || len(ts) != 1 || ts[0].Counts.Devices != benchDevices {
 		b.Fatalf("tenants after the first sync: %+v, %v", ts, err)
@@ -123,13 +116,7 @@ func floorProcess(b *testing.B, agentSock, dir string) benchAgent {
 func BenchmarkMillionDevicesAgentProcess(b *testing.B) {
 	n := envInt(b, "REKEY_BENCH_DEVICES", 1_000_000)
 	p := newAgentProcess(b, 0, map[string]string{payload.KeySyncInterval: "0"})
-	events, unsubscribe := p.benchAgent().subscribe()
-	first := p.key()
-	p.push(withID("bench-add", p.entry("Acme r0", first)))
-	p.waitEvent(events, "import bench-add applied", func(e store.Event) bool {
-		return e.Kind == store.EvImportState && e.ImportID == "bench-add" && e.Fields["state"] == string(store.ImportApplied)
-	})
-	unsubscribe()
+	first := p.addTenant(false)
 	ts, err := waitAPI(b, p.socket).Tenants(context.Background())
 	if err != nil || len(ts) != 1 {
 		b.Fatalf("tenants after the add: %+v, %v", ts, err)
@@ -266,52 +253,54 @@ func (p *agentProcess) subscribe() (<-chan store.Event, func()) {
 	}
 }
 
-// key makes a P-256 credential registered with the fake of Apple.
-func (p *agentProcess) key() appletest.Key {
+// addTenant registers a new P-256 credential with the fake of Apple, pushes
+// it as an add named "Acme r0" (sealed at a low work factor, written as an
+// MDM agent writes a payload) and waits until the import is applied and,
+// with firstSync, until the sync that follows has finished. It returns the
+// credential.
+func (p *agentProcess) addTenant(firstSync bool) appletest.Key {
+	p.b.Helper()
 	k, err := appletest.GenerateKey("")
 	if err != nil {
 		p.b.Fatal(err)
 	}
 	p.apple.RegisterCredential(k.ClientID, k.KeyID, &k.Private.PublicKey)
-	return k
-}
-
-// entry seals k as an add named name, at a low work factor.
-func (p *agentProcess) entry(name string, k appletest.Key) payload.PayloadEntry {
-	ct, err := payload.Seal(payload.SealInput{Name: name, ClientID: k.ClientID, KeyID: k.KeyID, KeyPEM: k.PEM}, testPassphrase, 10)
+	ct, err := payload.Seal(payload.SealInput{Name: "Acme r0", ClientID: k.ClientID, KeyID: k.KeyID, KeyPEM: k.PEM}, testPassphrase, 10)
 	if err != nil {
 		p.b.Fatal(err)
 	}
-	return payload.PayloadEntry{Intent: payload.IntentAdd, Name: name, Ciphertext: ct}
-}
-
-// push writes a payload of entries as an MDM agent does.
-func (p *agentProcess) push(entries ...payload.PayloadEntry) {
-	doc, err := payload.MarshalPayload(entries, p.settings)
+	doc, err := payload.MarshalPayload([]payload.PayloadEntry{{ImportID: "bench-add", Intent: payload.IntentAdd,
+		Name: "Acme r0", Ciphertext: ct}}, p.settings)
 	if err != nil {
 		p.b.Fatal(err)
 	}
+	events, unsubscribe := p.subscribe()
+	defer unsubscribe()
 	if err := platform.WriteFileAtomic(platform.PrefsFile(p.prefs, platform.Domain), doc, 0o644); err != nil {
 		p.b.Fatal(err)
 	}
-}
-
-// waitEvent reads events until one matches, for up to two minutes (the
-// first sync of 10,000 devices at Apple's pace takes a while).
-func (p *agentProcess) waitEvent(events <-chan store.Event, what string, match func(store.Event) bool) {
-	p.b.Helper()
-	deadline := time.After(2 * time.Minute)
-	for {
+	applied := false
+	deadline := time.After(2 * time.Minute) // the first sync of 10,000 devices takes a while
+	for !applied || firstSync {
 		select {
 		case e, ok := <-events:
 			if !ok {
-				p.b.Fatalf("event stream ended while waiting for %s", what)
+				p.b.Fatal("the agent's event stream ended while it added the tenant")
 			}
-			if match(e) {
-				return
+			switch {
+			case e.Kind == store.EvImportState && e.ImportID == "bench-add":
+				switch store.ImportState(e.Fields["state"]) {
+				case store.ImportApplied:
+					applied = true
+				case store.ImportFailed, store.ImportNeedsTarget, store.ImportPendingUnlock:
+					p.b.Fatalf("the add is %s: %s", e.Fields["state"], e.Message)
+				}
+			case e.Kind == store.EvSyncFinished && applied:
+				firstSync = false
 			}
 		case <-deadline:
-			p.b.Fatalf("no %s within two minutes", what)
+			p.b.Fatalf("the add not applied (%v) or its sync not finished within two minutes", applied)
 		}
 	}
+	return k
 }
