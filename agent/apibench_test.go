@@ -377,12 +377,19 @@ type rotations struct {
 // 3,000) are sealed before the loop starts: an MDM's payloads are
 // sealed on the administrator's machine, and the scrypt of sealing would
 // otherwise be the benchmark's own load on the cores it measures. Rounds
-// past those seal their own (counted in inline).
+// past those seal their own (counted in inline). The payloads are sealed
+// at work factor 10 (a few milliseconds of scrypt).
 func startRotations(b *testing.B, a benchAgent, clientID string, from int) *rotations {
+	return rotationLoop(b, a, clientID, from, 10, envInt(b, "REKEY_ROTATIONS", 3000))
+}
+
+// rotationLoop is startRotations with payloads sealed at workFactor, the
+// first sealed of them before the loop starts.
+func rotationLoop(b *testing.B, a benchAgent, clientID string, from, workFactor, sealed int) *rotations {
 	b.Helper()
-	pool := make([]sealedRotation, envInt(b, "REKEY_ROTATIONS", 3000))
+	pool := make([]sealedRotation, sealed)
 	for k := range pool {
-		e, err := sealRotation(clientID, from+1+k)
+		e, err := sealRotation(clientID, from+1+k, workFactor)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -410,7 +417,7 @@ func startRotations(b *testing.B, a benchAgent, clientID string, from int) *rota
 				e = pool[k]
 			} else {
 				r.inline.Add(1)
-				e, err = sealRotation(clientID, from+1+k)
+				e, err = sealRotation(clientID, from+1+k, workFactor)
 			}
 			if err == nil {
 				// Not ctx: a rotation under way when the loop is stopped
@@ -449,8 +456,8 @@ type sealedRotation struct {
 }
 
 // sealRotation seals the update from "Acme r<i-1>" to "Acme r<i>" with a
-// new key.
-func sealRotation(clientID string, i int) (sealedRotation, error) {
+// new key, at workFactor.
+func sealRotation(clientID string, i, workFactor int) (sealedRotation, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return sealedRotation{}, err
@@ -458,7 +465,7 @@ func sealRotation(clientID string, i int) (sealedRotation, error) {
 	der, _ := x509.MarshalECPrivateKey(priv)
 	keyID := uuid.NewString()
 	ct, err := payload.Seal(payload.SealInput{Name: fmt.Sprintf("Acme r%d", i), ClientID: clientID, KeyID: keyID,
-		KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}, testPassphrase, 10)
+		KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}, testPassphrase, workFactor)
 	return sealedRotation{entry: payload.PayloadEntry{ImportID: fmt.Sprintf("bench-rotation-%d", i), Intent: payload.IntentUpdate,
 		Target: fmt.Sprintf("Acme r%d", i-1), Name: fmt.Sprintf("Acme r%d", i), Ciphertext: ct},
 		clientID: clientID, keyID: keyID, pub: &priv.PublicKey}, err

@@ -35,7 +35,9 @@ import (
 // loop and paced, run against a bare net/http server in a process of its
 // own that answers the agent's status bytes (floor/...: the machine's
 // floor for this measure; its agent-cores are that process's) and against
-// the agent with nothing to do (idle/...).
+// the agent with nothing to do (idle/...). Last, paced again, while the
+// tenant is rotated with payloads sealed at the work factor `rekey seal`
+// writes by default (work-factor=18).
 func BenchmarkStatusAgentProcess(b *testing.B) {
 	// The first sync of the 10,000 devices runs at the highest fixed
 	// budget a payload can set; the rotations' payloads set none, so
@@ -60,7 +62,20 @@ func BenchmarkStatusAgentProcess(b *testing.B) {
 			measureRotating(b, t.a, nil, func(b *testing.B) time.Duration { return statusPaced(b, t.a.socket, 200, 20000) })
 		})
 	}
-	statusUnderRotations(b, a, first.ClientID, "", 0, []int{1, 50, 200})
+	done := statusUnderRotations(b, a, first.ClientID, "", 0, []int{1, 50, 200})
+
+	// Rotations whose payloads are sealed at the work factor `rekey seal`
+	// writes by default: each key derivation is about a second of CPU and
+	// 256 MiB (the benchmark seals REKEY_ROTATIONS_WF18, default 12, before
+	// it starts, about a second each).
+	loop := rotationLoop(b, a, first.ClientID, done, payload.DefaultWorkFactor, envInt(b, "REKEY_ROTATIONS_WF18", 12))
+	b.Run("paced/clients=200/rate=20000/work-factor=18", func(b *testing.B) {
+		measureRotating(b, a, loop, func(b *testing.B) time.Duration { return statusPaced(b, a.socket, 200, 20000) })
+	})
+	if err := loop.stop(); err != nil {
+		b.Fatalf("rotation loop: %v", err)
+	}
+	b.Logf("work factor 18: %d rotations (%d sealed during the measure)", loop.done.Load(), loop.inline.Load())
 }
 
 // floorProcess starts the floor of the status measures in a process of

@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// niceOf reads the nice value of thread tid of this process (field 19 of
+// /proc/self/task/<tid>/stat).
+func niceOf(t *testing.T, tid int) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	n, err := strconv.Atoi(f[16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestBackgroundRunsOnALowerPriorityThreadWithASlotOfItsOwn(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	mine := unix.Gettid()
+	procs := runtime.GOMAXPROCS(0)
+	var tid, nice, during int
+	background(func() {
+		tid, during = unix.Gettid(), runtime.GOMAXPROCS(0)
+		nice = niceOf(t, tid)
+	})
+	if tid == mine {
+		t.Fatal("background work ran on the caller's thread")
+	}
+	if want := min(niceOf(t, mine)+10, 19); nice != want {
+		t.Errorf("background thread's nice value %d, want %d", nice, want)
+	}
+	if during != procs+1 {
+		t.Errorf("GOMAXPROCS during background work %d, want %d", during, procs+1)
+	}
+	if now := runtime.GOMAXPROCS(0); now != procs {
+		t.Errorf("GOMAXPROCS after background work %d, want %d again", now, procs)
+	}
+	// The thread is discarded, not handed back to Go's pool: it exits
+	// once its goroutine has (just after background returns).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("background thread %d still exists 10 s after its work", tid)
+		}
+		time.Sleep(time.Millisecond) // the OS ending the thread is what we wait for
+	}
+}
+
+func TestBackgroundWorkAtOnceSharesOneExtraSlot(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	const n = 4
+	var inside, wg sync.WaitGroup
+	inside.Add(n)
+	release := make(chan struct{})
+	seen := make(chan int, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			background(func() {
+				inside.Done()
+				<-release
+				seen <- runtime.GOMAXPROCS(0)
+			})
+		}()
+	}
+	inside.Wait()
+	close(release)
+	wg.Wait()
+	close(seen)
+	for got := range seen {
+		if got != procs+1 {
+			t.Errorf("GOMAXPROCS with %d pieces of background work %d, want %d", n, got, procs+1)
+		}
+	}
+	if now := runtime.GOMAXPROCS(0); now != procs {
+		t.Errorf("GOMAXPROCS after the background work %d, want %d again", now, procs)
+	}
+}
+
+func TestBackgroundKeepsAGOMAXPROCSSetByTheEnvironment(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "3")
+	runtime.GOMAXPROCS(3)
+	t.Cleanup(runtime.SetDefaultGOMAXPROCS)
+	background(func() {
+		if got := runtime.GOMAXPROCS(0); got != 4 {
+			t.Errorf("GOMAXPROCS during background work %d, want 4", got)
+		}
+	})
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("GOMAXPROCS after background work %d, want the environment's 3", got)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !linux && !darwin
+
+package platform
+
+func lowerThreadPriority() error { return ErrUnsupported }
