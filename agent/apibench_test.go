@@ -242,6 +242,27 @@ func clientLoad(b *testing.B, sock string, clients int, lat []time.Duration, wor
 // same kind of socket, with no agent behind them and nothing else running.
 func floorServer(b *testing.B, agentSock string) string {
 	b.Helper()
+	body := statusBytes(b, agentSock)
+	dir, err := os.MkdirTemp("", "rf") // short: a socket path must fit in 104 bytes
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := net.Listen("unix", filepath.Join(dir, "floor.sock"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: floorHandler(body)}
+	go srv.Serve(l)
+	b.Cleanup(func() {
+		srv.Close()
+		os.RemoveAll(dir)
+	})
+	return l.Addr().String()
+}
+
+// statusBytes reads the agent's GET /v1/status answer of now, for a floor.
+func statusBytes(b *testing.B, agentSock string) []byte {
+	b.Helper()
 	c, err := dialRaw(agentSock)
 	if err != nil {
 		b.Fatal(err)
@@ -252,21 +273,7 @@ func floorServer(b *testing.B, agentSock string) string {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		b.Fatalf("GET /v1/status for the floor: %v, %v", resp, err)
 	}
-	dir, err := os.MkdirTemp("", "rf") // short: a socket path must fit in 104 bytes
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := net.Listen("unix", filepath.Join(dir, "floor.sock"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: floorHandler(body.Bytes())}
-	go srv.Serve(l)
-	b.Cleanup(func() {
-		srv.Close()
-		os.RemoveAll(dir)
-	})
-	return l.Addr().String()
+	return body.Bytes()
 }
 
 // floorHandler answers every request with body, as the agent answers

@@ -1,9 +1,7 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,18 +82,8 @@ func BenchmarkStatusAgentProcess(b *testing.B) {
 // Its agent-cores are that process's.
 func floorProcess(b *testing.B, agentSock, dir string) benchAgent {
 	b.Helper()
-	c, err := dialRaw(agentSock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var body bytes.Buffer
-	resp, err := c.get("/v1/status", &body)
-	c.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		b.Fatalf("GET /v1/status for the floor: %v, %v", resp, err)
-	}
 	bodyFile, sock := filepath.Join(dir, "floor.json"), filepath.Join(dir, "floor.sock")
-	if err := os.WriteFile(bodyFile, body.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(bodyFile, statusBytes(b, agentSock), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
