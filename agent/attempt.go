@@ -133,9 +133,7 @@ func (a *Agent) decrypt(ctx context.Context, id string, w *waiting, password str
 			a.publish(ctx, store.Event{Kind: store.EvSourceRefused, ImportID: id, Message: "passphrase file refused: " + err.Error()})
 		}
 	}
-	var cred *payload.Credential
-	var err error
-	background(func() { cred, err = payload.Decrypt(w.entry.Ciphertext, passes, a.cfg.MaxWorkFactor) })
+	cred, err := openPayload(w.entry.Ciphertext, passes, a.cfg.MaxWorkFactor)
 	switch {
 	case err == nil:
 		return cred, nil

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/rekeyd/rekey/agent/payload"
 	"github.com/rekeyd/rekey/platform"
 )
 
@@ -21,6 +22,38 @@ import (
 // the kernel gives the derivation the CPU the rest leaves. The thread is
 // discarded afterwards (its goroutine ends locked to it): the lowered
 // priority could not be raised again without privilege.
+
+// backgroundWorkFactor is the least scrypt work factor whose derivation
+// runs as background work: from 13 on it takes over 10 ms (20 ms at 13,
+// 40 ms at 14, a second at 18, on the machine of docs/BENCHMARKS.md),
+// longer than the slice after which Go's scheduler preempts a goroutine.
+// A shorter one runs on the caller's goroutine: there the thread and the
+// scheduler slot cost more than they save (with payloads at work factor 10
+// rotated flat out, a status answer's median rose from 33 to 48 µs and
+// rotations fell from 80 to 65 a second).
+const backgroundWorkFactor = 13
+
+// openPayload decrypts a payload entry's ciphertext (payload.Decrypt), as
+// background work when its work factor is backgroundWorkFactor or more.
+func openPayload(ciphertext []byte, passphrases []string, maxWorkFactor int) (*payload.Credential, error) {
+	var cred *payload.Credential
+	var err error
+	open := func() { cred, err = payload.Decrypt(ciphertext, passphrases, maxWorkFactor) }
+	if inBackground(ciphertext, maxWorkFactor) {
+		background(open)
+	} else {
+		open()
+	}
+	return cred, err
+}
+
+// inBackground reports whether opening ciphertext derives a key long
+// enough for background work; not when Decrypt refuses its header before
+// any derivation (damaged, or over maxWorkFactor).
+func inBackground(ciphertext []byte, maxWorkFactor int) bool {
+	n, err := payload.WorkFactor(ciphertext)
+	return err == nil && n >= backgroundWorkFactor && n <= maxWorkFactor
+}
 
 // extraProcs counts the background work running; while it is above zero
 // GOMAXPROCS is one more than it was before the first began.

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rekeyd/rekey/agent/apple/appletest"
+	"github.com/rekeyd/rekey/agent/payload"
 )
 
 // niceOf returns the nice value of thread tid of this process.
@@ -101,5 +104,47 @@ func TestBackgroundKeepsAGOMAXPROCSSetByTheEnvironment(t *testing.T) {
 	})
 	if got := runtime.GOMAXPROCS(0); got != 3 {
 		t.Errorf("GOMAXPROCS after background work %d, want the environment's 3", got)
+	}
+}
+
+func TestOnlyLongKeyDerivationsRunInTheBackground(t *testing.T) {
+	k, err := appletest.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := func(workFactor int) []byte {
+		t.Helper()
+		ct, err := payload.Seal(payload.SealInput{Name: "Acme", ClientID: k.ClientID, KeyID: k.KeyID, KeyPEM: k.PEM},
+			"pass", workFactor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ct
+	}
+	short, long := seal(backgroundWorkFactor-1), seal(backgroundWorkFactor)
+	for _, c := range []struct {
+		name string
+		ct   []byte
+		max  int
+		want bool
+	}{
+		{"short derivation", short, 18, false},
+		{"long derivation", long, 18, true},
+		{"over the agent's cap: refused before any derivation", long, backgroundWorkFactor - 1, false},
+		{"not age", []byte("not an age file"), 18, false},
+	} {
+		if got := inBackground(c.ct, c.max); got != c.want {
+			t.Errorf("%s: in background %v, want %v", c.name, got, c.want)
+		}
+	}
+	for _, ct := range [][]byte{short, long} {
+		cred, err := openPayload(ct, []string{"wrong", "pass"}, 18)
+		if err != nil || cred.Name != "Acme" {
+			t.Fatalf("openPayload: %+v, %v", cred, err)
+		}
+		cred.Wipe()
+		if _, err := openPayload(ct, []string{"wrong"}, 18); !errors.Is(err, payload.ErrWrongPassphrase) {
+			t.Fatalf("openPayload with a wrong passphrase: %v, want ErrWrongPassphrase", err)
+		}
 	}
 }

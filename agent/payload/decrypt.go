@@ -146,6 +146,16 @@ func dearmor(in []byte) ([]byte, error) {
 	return bin, nil
 }
 
+// WorkFactor returns the scrypt work factor (log2 N) of an age file, binary
+// or ASCII-armored, from its header (ScryptWorkFactor). It derives no key.
+func WorkFactor(ciphertext []byte) (int, error) {
+	bin, err := dearmor(ciphertext)
+	if err != nil {
+		return 0, err
+	}
+	return ScryptWorkFactor(bin)
+}
+
 // ScryptWorkFactor reads the age header of a binary age file and returns the
 // scrypt work factor (log2 N) of its only recipient. It derives no key.
 func ScryptWorkFactor(bin []byte) (int, error) {

@@ -178,6 +178,18 @@ func TestScryptWorkFactorReadsHeaderOnly(t *testing.T) {
 	}
 }
 
+func TestWorkFactorReadsArmoredAndBinaryHeaders(t *testing.T) {
+	if n, err := WorkFactor(sealed(t, newKeyPEM(t))); err != nil || n != testWF {
+		t.Fatalf("armored: %d, %v; want %d", n, err, testWF)
+	}
+	if n, err := WorkFactor(overCap(t, "17")); err != nil || n != 17 {
+		t.Fatalf("binary: %d, %v; want 17", n, err)
+	}
+	if _, err := WorkFactor([]byte("-----BEGIN AGE ENCRYPTED FILE-----\nnot base64\n-----END AGE ENCRYPTED FILE-----\n")); !errors.Is(err, ErrNotAge) {
+		t.Fatalf("damaged armor: %v, want ErrNotAge", err)
+	}
+}
+
 func TestDecryptBinaryEndingInWhitespaceByte(t *testing.T) {
 	// Binary age is taken byte for byte; trimming it as text once broke files
 	// whose last byte happened to be a space or newline.
