@@ -15,13 +15,14 @@ import (
 // holds one of the Go scheduler's slots (GOMAXPROCS, one per core) for that
 // second, and the local API's answers queue behind it: at 20,000 status
 // requests a second the p99 was 20 ms while payloads at work factor 18
-// were decrypted, 6–7 ms with background (docs/agent.md, "Key derivation
-// runs in the background"). background runs such work on an OS thread of its own at a
-// lower priority (platform.LowerThreadPriority), with one scheduler slot
-// more than usual while it runs, so that the API keeps the slots it had and
-// the kernel gives the derivation the CPU the rest leaves. The thread is
-// discarded afterwards (its goroutine ends locked to it): the lowered
-// priority could not be raised again without privilege.
+// were decrypted, 6–9 ms as background work (docs/agent.md, "Key
+// derivation runs in the background"). background runs such work on an OS
+// thread of its own at a lower priority (platform.LowerThreadPriority),
+// with one scheduler slot more than usual while it runs, so that the API
+// keeps the slots it had and the kernel gives the derivation the CPU the
+// rest leaves. The thread is discarded afterwards (its goroutine ends
+// locked to it): the lowered priority could not be raised again without
+// privilege.
 
 // backgroundWorkFactor is the least scrypt work factor whose derivation
 // runs as background work: from 13 on it takes over 10 ms (20 ms at 13,

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 )
 
@@ -113,6 +114,13 @@ func (c command) helpLine() string {
 	}
 	return c.summary + ": " + c.name + " " + c.args
 }
+
+// The main goroutine keeps the main thread to itself. Background work
+// (a long key derivation, agent/background.go) ends on a thread at a lower
+// priority that Go then discards; Go cannot end the main thread and would
+// park it for good, and tools such as ps show the process's priority from
+// that thread.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
