@@ -91,9 +91,10 @@ type benchAgent struct {
 	settings map[string]string // the payload's settings
 	// subscribe opens the agent's event stream; the func it returns closes it.
 	subscribe func() (<-chan store.Event, func())
-	// cpu is the CPU time of the agent's process so far; nil when that
-	// process is this one (the cores metric counts it already).
-	cpu func() time.Duration
+	// cpu is the CPU time of the agent's process so far, read for the
+	// (sub-)benchmark b; nil when that process is this one (the cores
+	// metric counts it already).
+	cpu func(b *testing.B) time.Duration
 }
 
 func (h *harness) benchAgent() benchAgent {
@@ -136,14 +137,14 @@ func measureRotating(b *testing.B, a benchAgent, loop *rotations, load func(b *t
 	}
 	var cpu time.Duration
 	if a.cpu != nil {
-		cpu = a.cpu()
+		cpu = a.cpu(b)
 	}
 	elapsed := load(b)
 	if loop != nil {
 		b.ReportMetric(float64(loop.done.Load()-before)/elapsed.Seconds(), "rotations/s")
 	}
 	if a.cpu != nil {
-		b.ReportMetric((a.cpu()-cpu).Seconds()/elapsed.Seconds(), "agent-cores")
+		b.ReportMetric((a.cpu(b)-cpu).Seconds()/elapsed.Seconds(), "agent-cores")
 	}
 }
 

@@ -108,7 +108,7 @@ func floorProcess(b *testing.B, agentSock, dir string) benchAgent {
 		time.Sleep(5 * time.Millisecond) // the OS starting a process is what we wait for
 	}
 	pid := cmd.Process.Pid
-	return benchAgent{socket: sock, cpu: func() time.Duration { return procCPU(b, pid) }}
+	return benchAgent{socket: sock, cpu: func(b *testing.B) time.Duration { return procCPU(b, pid) }}
 }
 
 // BenchmarkMillionDevicesAgentProcess is BenchmarkMillionDevices against
@@ -224,7 +224,7 @@ func (p *agentProcess) stop() {
 func (p *agentProcess) benchAgent() benchAgent {
 	pid := p.cmd.Process.Pid
 	return benchAgent{socket: p.socket, apple: p.apple, payload: platform.PrefsFile(p.prefs, platform.Domain),
-		settings: p.settings, subscribe: p.subscribe, cpu: func() time.Duration { return procCPU(p.b, pid) }}
+		settings: p.settings, subscribe: p.subscribe, cpu: func(b *testing.B) time.Duration { return procCPU(b, pid) }}
 }
 
 // subscribe opens the agent's event stream and hands its events over a
