@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,67 +113,123 @@ func (s *Store) ListDevices(ctx context.Context, tenantID string, q DeviceQuery)
 // reads the rest. It returns the serial to pass as After for the next page.
 // The batches are slices of one array, emit's to keep but not to append to.
 // An error of emit stops the read and is returned; an unknown tenant fails
-// with ErrNotFound before any batch.
+// with ErrNotFound before any batch. The page is read on a direct
+// connection (direct.go).
 func (s *Store) StreamDevices(ctx context.Context, tenantID string, q DeviceQuery, emit func([]Device) error) (string, error) {
 	limit := clampLimit(q.Limit)
 	where, args, err := q.where(tenantID)
 	if err != nil {
 		return "", fmt.Errorf("list devices: %w", err)
 	}
-	tx, end, err := s.readTx(ctx) // one snapshot for every query
-	if err != nil {
-		return "", fmt.Errorf("list devices: %w", mapErr(err))
-	}
-	defer end()
-	if err := tenantExists(ctx, tx, tenantID); err != nil {
-		return "", fmt.Errorf("list devices: %w", err)
-	}
-	// The page is read in parts of pageChunk devices, each part's
-	// coverage after it, so that the first batches go out while the
-	// later parts are read.
-	query := `SELECT ` + deviceCols + ` FROM devices d WHERE ` + where + ` ORDER BY d.serial LIMIT ?`
-	for read := 0; read < limit; {
-		n := min(limit-read, pageChunk)
-		devs, err := listRows(ctx, tx, scanDevice, "devices", n, query, append(args, n)...)
-		if err != nil || len(devs) == 0 {
-			return "", err
+	var next string
+	var emitErr error // emit's own error, returned as it is
+	err = s.pages.read(ctx, func(c *directConn) error {
+		if err := directTenantExists(ctx, c, tenantID); err != nil {
+			return err
 		}
-		if err := streamCoverage(ctx, tx, tenantID, q.dense(), devs, emit); err != nil {
-			return "", err
+		// The page is read in parts of pageChunk devices, each part's
+		// coverage after it, so that the first batches go out while the
+		// later parts are read.
+		query := `SELECT ` + deviceCols + ` FROM devices d WHERE ` + where + ` ORDER BY d.serial LIMIT ?`
+		for read := 0; read < limit; {
+			n := min(limit-read, pageChunk)
+			devs, err := readDevices(ctx, c, n, query, append(args, n)...)
+			if err != nil || len(devs) == 0 {
+				return err
+			}
+			err = streamCoverage(ctx, c, tenantID, q.dense(), devs, func(batch []Device) error {
+				emitErr = emit(batch)
+				return emitErr
+			})
+			if err != nil {
+				return err
+			}
+			if read += len(devs); len(devs) < n {
+				return nil
+			}
+			args[1] = devs[len(devs)-1].Serial // the cursor: d.serial > ?
 		}
-		if read += len(devs); len(devs) < n {
-			return "", nil
-		}
-		args[1] = devs[len(devs)-1].Serial // the cursor: d.serial > ?
+		next = args[1].(string)
+		return nil
+	})
+	switch {
+	case err == nil:
+		return next, nil
+	case emitErr != nil && errors.Is(err, emitErr):
+		return "", emitErr
 	}
-	return args[1].(string), nil
+	return "", fmt.Errorf("list devices: %w", mapErr(err))
 }
 
 // pageChunk is how many devices StreamDevices reads at a time.
 const pageChunk = 250
 
+// pageReaders is how many direct connections read device pages at once; a
+// page waits for a free one.
+const pageReaders = 2
+
+// directTenantExists returns ErrNotFound for an unknown tenant.
+func directTenantExists(ctx context.Context, c *directConn, tenantID string) error {
+	rows, err := c.query(ctx, `SELECT 1 FROM tenants WHERE id = ?`, tenantID)
+	if err != nil {
+		return err
+	}
+	defer rows.close()
+	if rows.next() {
+		return nil
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+}
+
+// readDevices reads up to size devices (query selects deviceCols).
+func readDevices(ctx context.Context, c *directConn, size int, query string, args ...any) ([]Device, error) {
+	rows, err := c.query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.close()
+	devs := make([]Device, 0, size)
+	for rows.next() {
+		devs = append(devs, Device{Serial: rows.text(0), AppleID: rows.text(1), Model: rows.text(2),
+			ProductFamily: rows.text(3), Status: rows.text(4), Attrs: rows.bytes(5), CoverageState: rows.text(6),
+			CoverageEnd: rows.nano(7), CoverageCheckedAt: rows.nano(8), ReleasedAt: rows.nano(9), UpdatedAt: rows.nano(10)})
+	}
+	return devs, rows.Err()
+}
+
+// readCoverage is the coverage record in the current row (coverageCols).
+func readCoverage(rows *directRows) Coverage {
+	return Coverage{ID: rows.text(0), Serial: rows.text(1), Description: rows.text(2), Status: rows.text(3),
+		PaymentType: rows.text(4), IsRenewable: rows.int64(5) != 0, IsCanceled: rows.int64(6) != 0,
+		AgreementNumber: rows.text(7), ContractCancelDate: rows.text(8), StartDate: rows.text(9), EndDate: rows.text(10),
+		Attrs: rows.bytes(11)}
+}
+
 // streamCoverage reads the coverage records of devs (in serial order),
 // gives each device its run of them (a slice of one array, capped so that
 // an append copies instead of overwriting the next device's) and emits the
 // devices in batches as they are complete.
-func streamCoverage(ctx context.Context, tx *stx, tenantID string, dense bool, devs []Device, emit func([]Device) error) error {
+func streamCoverage(ctx context.Context, c *directConn, tenantID string, dense bool, devs []Device, emit func([]Device) error) error {
 	first, last := devs[0].Serial, devs[len(devs)-1].Serial
-	var rows *sql.Rows
+	var rows *directRows
 	var err error
 	if dense {
-		rows, err = tx.QueryContext(ctx, coverageRangeSQL, tenantID, first, last)
+		rows, err = c.query(ctx, coverageRangeSQL, tenantID, first, last)
 	} else {
 		serials := make([]string, len(devs))
 		for i, d := range devs {
 			serials[i] = d.Serial
 		}
 		list, _ := json.Marshal(serials) // strings always encode
-		rows, err = tx.QueryContext(ctx, coverageListSQL, tenantID, first, last, string(list))
+		rows, err = c.query(ctx, coverageListSQL, tenantID, first, last, string(list))
 	}
 	if err != nil {
-		return fmt.Errorf("list coverage: %w", mapErr(err))
+		return fmt.Errorf("list coverage: %w", err)
 	}
-	defer rows.Close()
+	defer rows.close()
 	covs := make([]Coverage, 0, len(devs))
 	done, sent := 0, 0 // devices complete, devices emitted
 	// complete marks the devices before serial as complete and emits every
@@ -193,18 +248,15 @@ func streamCoverage(ctx context.Context, tx *stx, tenantID string, dense bool, d
 		return nil
 	}
 	i, start := 0, 0 // the device whose records are being read, and where its run starts in covs
-	for rows.Next() {
-		c, err := scanCoverage(rows)
-		if err != nil {
-			return fmt.Errorf("list coverage: %w", mapErr(err))
-		}
-		for i < len(devs) && devs[i].Serial < c.Serial {
+	for rows.next() {
+		rec := readCoverage(rows)
+		for i < len(devs) && devs[i].Serial < rec.Serial {
 			i++
 		}
-		if i == len(devs) || devs[i].Serial != c.Serial {
+		if i == len(devs) || devs[i].Serial != rec.Serial {
 			continue // a record of a device outside a filtered page
 		}
-		if len(covs) > start && covs[start].Serial != c.Serial {
+		if len(covs) > start && covs[start].Serial != rec.Serial {
 			start = len(covs) // the first record of device i
 		}
 		if len(covs) == cap(covs) {
@@ -212,14 +264,14 @@ func streamCoverage(ctx context.Context, tx *stx, tenantID string, dense bool, d
 			// runs already given out keep the old one.
 			covs, start = append(make([]Coverage, 0, 2*cap(covs)+1), covs[start:]...), 0
 		}
-		covs = append(covs, c)
+		covs = append(covs, rec)
 		devs[i].Coverage = covs[start:len(covs):len(covs)]
-		if err := complete(c.Serial, false); err != nil {
+		if err := complete(rec.Serial, false); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list coverage: %w", mapErr(err))
+		return fmt.Errorf("list coverage: %w", err)
 	}
 	return complete("", true)
 }
@@ -229,74 +281,6 @@ func streamCoverage(ctx context.Context, tx *stx, tenantID string, dense bool, d
 // page ("" on the last page). limit <= 0 means 100, at most 1000.
 func (s *Store) Devices(ctx context.Context, tenantID, after string, limit int) ([]Device, string, error) {
 	return s.ListDevices(ctx, tenantID, DeviceQuery{After: after, Limit: limit})
-}
-
-// listRows is getAll with room for size rows allocated up front.
-func listRows[T any](ctx context.Context, q queryer, scan func(*sql.Rows) (T, error), what string, size int,
-	query string, args ...any) ([]T, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
-	}
-	defer rows.Close()
-	out := make([]T, 0, size)
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list %s: %w", what, mapErr(err))
-	}
-	return out, nil
-}
-
-// The scans below read nullable columns into any (the driver's value as
-// is) rather than sql.Null*: a page reads thousands of them.
-
-func scanDevice(sc *sql.Rows) (Device, error) {
-	var d Device
-	var attrs, end, checked, released, updated any
-	err := sc.Scan(&d.Serial, &d.AppleID, &d.Model, &d.ProductFamily, &d.Status, &attrs, &d.CoverageState,
-		&end, &checked, &released, &updated)
-	if a := text(attrs); a != "" {
-		d.Attrs = json.RawMessage(a)
-	}
-	d.CoverageEnd, d.CoverageCheckedAt = anyNano(end), anyNano(checked)
-	d.ReleasedAt, d.UpdatedAt = anyNano(released), anyNano(updated)
-	return d, err
-}
-
-func scanCoverage(sc *sql.Rows) (Coverage, error) {
-	var c Coverage
-	var attrs, agreement, cancel, start, end any
-	err := sc.Scan(&c.ID, &c.Serial, &c.Description, &c.Status, &c.PaymentType, &c.IsRenewable, &c.IsCanceled,
-		&agreement, &cancel, &start, &end, &attrs)
-	if a := text(attrs); a != "" {
-		c.Attrs = json.RawMessage(a)
-	}
-	c.AgreementNumber, c.ContractCancelDate = text(agreement), text(cancel)
-	c.StartDate, c.EndDate = text(start), text(end)
-	return c, err
-}
-
-// text is a nullable TEXT column read into any: "" for NULL.
-func text(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case []byte:
-		return string(v)
-	}
-	return ""
-}
-
-// anyNano is a nullable Unix-nanosecond column read into any (fromNano).
-func anyNano(v any) time.Time {
-	n, ok := v.(int64)
-	return fromNano(sql.NullInt64{Int64: n, Valid: ok})
 }
 
 // Counts returns how many devices and coverage records the tenant has,

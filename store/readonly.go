@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,7 +51,8 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{path: path, now: func() time.Time { return opts.Clock.Now().UTC() }, rstmts: newStmtCache()}
-	if s.r, err = sql.Open("sqlite", roDSN(path, opts.BusyTimeout, !sidecars(path))); err != nil {
+	immutable := !sidecars(path)
+	if s.r, err = sql.Open("sqlite", roDSN(path, opts.BusyTimeout, immutable)); err != nil {
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}
 	s.r.SetMaxOpenConns(2)
@@ -62,6 +64,14 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	if err := (header{userVersion: uint32(version), appID: uint32(appID)}).check(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	params := url.Values{"mode": {"ro"}}
+	if immutable {
+		params.Set("immutable", "1")
+	}
+	if s.pages, err = openDirectPool(directURI(path, params), opts.BusyTimeout, 1); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}
 	return s, nil
 }

@@ -145,27 +145,21 @@ func TestReadPoolStatementsArePreparedAndGiveTheSameResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.BulkDevices(ctx, c.TenantID, "SN", 50); err != nil {
-		t.Fatal(err)
-	}
-	q := DeviceQuery{Coverage: CoverageActive, Released: ReleasedExclude, Limit: 20}
-	first, next, err := s.ListDevices(ctx, c.TenantID, q) // plain path; prepared at the end
-	if err != nil || len(first) != 20 || next == "" {
-		t.Fatalf("first page: %d devices, next %q, %v", len(first), next, err)
+	first, err := s.Overview(ctx) // plain path; prepared at the end
+	if err != nil || len(first.Tenants) != 1 || len(first.InUse) != 1 {
+		t.Fatalf("first overview: %+v, %v", first, err)
 	}
 	prepared := s.rstmts.size()
-	if prepared < 3 { // the tenant check, the devices, their coverage
-		t.Fatalf("%d read statements prepared after a page, want at least 3", prepared)
+	if prepared < 4 { // tenants, credentials in use, waiting imports, last rotation
+		t.Fatalf("%d read statements prepared after an overview, want at least 4", prepared)
 	}
-	again, next2, err := s.ListDevices(ctx, c.TenantID, q) // prepared path
-	if err != nil || next2 != next || len(again) != len(first) {
-		t.Fatalf("second page: %d devices, next %q, %v; want %d, %q", len(again), next2, err, len(first), next)
+	again, err := s.Overview(ctx) // prepared path
+	if err != nil || len(again.Tenants) != 1 || again.Tenants[0].ID != first.Tenants[0].ID ||
+		len(again.InUse) != 1 || again.InUse[0].ID != first.InUse[0].ID {
+		t.Fatalf("second overview: %+v, %v; want %+v", again, err, first)
 	}
-	for i := range first {
-		if first[i].Serial != again[i].Serial || len(first[i].Coverage) != len(again[i].Coverage) {
-			t.Fatalf("device %d: %s with %d records, then %s with %d", i, first[i].Serial, len(first[i].Coverage),
-				again[i].Serial, len(again[i].Coverage))
-		}
+	if s.rstmts.size() != prepared {
+		t.Fatalf("%d read statements after the second overview, want %d", s.rstmts.size(), prepared)
 	}
 	if _, err := s.Tenant(ctx, c.TenantID); err != nil { // outside a transaction: prepared at once
 		t.Fatal(err)

@@ -58,6 +58,7 @@ type Store struct {
 	fresh    freshCache // CoverageFreshness between device writes
 	stmts    *stmtCache // the writer's prepared statements
 	rstmts   *stmtCache // the read pool's
+	pages    *directPool // device pages' connections (direct.go)
 }
 
 // reads is the read pool with its prepared statements.
@@ -130,6 +131,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open store: open read connections: %w", err)
 	}
+	if s.pages, err = openDirectPool(directURI(path, url.Values{"mode": {"rw"}}), opts.BusyTimeout, pageReaders); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	if s.seal, err = s.loadSealer(dir); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store: %w", err)
@@ -143,6 +148,9 @@ func (s *Store) Path() string { return s.path }
 // Close closes every connection and forgets the sealing key.
 func (s *Store) Close() error {
 	var errs []error
+	if s.pages != nil {
+		s.pages.close()
+	}
 	if s.r != nil {
 		s.rstmts.close()
 		errs = append(errs, s.r.Close())

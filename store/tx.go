@@ -31,10 +31,30 @@ const (
 // Nothing more can be recorded until the agent restarts on a restored file.
 var ErrDBMoved = errors.New("database file deleted or replaced while open; stop the agent, restore rekey.db from backup and start it again")
 
+// sqliteError is an error SQLite returned, through the database/sql driver
+// (*sqlite.Error) or a direct connection (*directError).
+type sqliteError interface {
+	error
+	Code() int // the extended result code
+}
+
+// sqliteErr finds the SQLite error in err's chain.
+func sqliteErr(err error) (sqliteError, bool) {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se, true
+	}
+	var de *directError
+	if errors.As(err, &de) {
+		return de, true
+	}
+	return nil, false
+}
+
 // isBusy reports whether err is SQLITE_BUSY (any extended code).
 func isBusy(err error) bool {
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqliteBusy
+	se, ok := sqliteErr(err)
+	return ok && se.Code()&0xff == sqliteBusy
 }
 
 // mapErr wraps SQLite errors callers branch on in the store's sentinels. The
@@ -43,8 +63,8 @@ func mapErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
+	se, ok := sqliteErr(err)
+	if !ok {
 		return err
 	}
 	if se.Code() == sqliteDBMoved {
