@@ -55,9 +55,9 @@ type Store struct {
 	// (a reader held an old snapshot past the busy timeout); later writes
 	// then checkpoint until one completes.
 	wipeOwed atomic.Bool
-	fresh    freshCache // CoverageFreshness between device writes
-	stmts    *stmtCache // the writer's prepared statements
-	rstmts   *stmtCache // the read pool's
+	fresh    freshCache  // CoverageFreshness between device writes
+	stmts    *stmtCache  // the writer's prepared statements
+	rstmts   *stmtCache  // the read pool's
 	pages    *directPool // device pages' connections (direct.go)
 }
 
