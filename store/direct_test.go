@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // directDevices opens a store with one tenant of n devices (BulkDevices:
@@ -54,6 +56,26 @@ func TestDirectStatementsArePreparedOnceAndBounded(t *testing.T) {
 	}
 	if got := stmts(); got != 3 {
 		t.Fatalf("%d statements after the same page again, want 3", got)
+	}
+	// Other cursors and filter values bind other values to the same
+	// statements, which SQLite must not have to prepare again.
+	for _, after := range []string{"SN00000003", "SN00000017", "SN00000040"} {
+		for _, q := range []DeviceQuery{{After: after, Limit: 7, Coverage: CoverageActive, Released: ReleasedExclude},
+			{After: after, Limit: 7}, {After: after, Limit: 1000, EndBefore: time.Now()}, {After: after, SerialPrefix: "SN0"}} {
+			if _, _, err := s.ListDevices(ctx, tenant, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range pageReaders {
+		s.pages.read(ctx, func(c *directConn) error {
+			for query, st := range c.stmts {
+				if n := sqlite3.Xsqlite3_stmt_status(c.tls, st, sqlite3.SQLITE_STMTSTATUS_REPREPARE, 0); n != 0 {
+					t.Errorf("prepared again %d times: %s", n, query)
+				}
+			}
+			return nil
+		})
 	}
 	// Past the bound, statements run and are finalized, not kept.
 	err = s.pages.read(ctx, func(c *directConn) error {

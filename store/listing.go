@@ -31,22 +31,26 @@ type DeviceQuery struct {
 }
 
 // where returns the query's filter as SQL over devices d and its arguments.
+// Each parameter is cast to its column's type: SQLite otherwise looks at the
+// bound value when it plans a statement with ORDER BY or LIMIT on a STRICT
+// table, which marks the statement to be prepared again (parsed and
+// planned) every time a value is bound, prepared statement or not.
 func (q DeviceQuery) where(tenantID string) (string, []any, error) {
-	conds := []string{"d.tenant_id = ?", "d.serial > ?"}
+	conds := []string{"d.tenant_id = CAST(? AS TEXT)", "d.serial > CAST(? AS TEXT)"}
 	args := []any{tenantID, q.After}
 	switch q.Coverage {
 	case "":
 	case CoverageActive, CoverageExpired, CoverageNone, CoverageUnknown:
-		conds, args = append(conds, "d.coverage_state = ?"), append(args, q.Coverage)
+		conds, args = append(conds, "d.coverage_state = CAST(? AS TEXT)"), append(args, q.Coverage)
 	default:
 		return "", nil, fmt.Errorf("%w: coverage %q: use active, expired, none or unknown", ErrBadQuery, q.Coverage)
 	}
 	if !q.EndBefore.IsZero() {
-		conds, args = append(conds, "d.coverage_end < ?"), append(args, q.EndBefore.UnixNano())
+		conds, args = append(conds, "d.coverage_end < CAST(? AS INTEGER)"), append(args, q.EndBefore.UnixNano())
 	}
 	if q.SerialPrefix != "" {
 		// A range on the key, so the prefix is a seek, not a scan.
-		conds = append(conds, "d.serial >= ?", "d.serial < ?")
+		conds = append(conds, "d.serial >= CAST(? AS TEXT)", "d.serial < CAST(? AS TEXT)")
 		args = append(args, q.SerialPrefix, q.SerialPrefix+"\U0010FFFF")
 	}
 	switch q.Released {
@@ -74,7 +78,8 @@ const coverageCols = `id, serial, description, status, payment_type, is_renewabl
 // (StreamDevices): one range of the primary key, from the part's first
 // serial to its last.
 const coverageRangeSQL = `SELECT ` + coverageCols + ` FROM coverage
-	WHERE tenant_id = ?1 AND serial >= ?2 AND serial <= ?3 ORDER BY serial, id`
+	WHERE tenant_id = CAST(?1 AS TEXT) AND serial >= CAST(?2 AS TEXT) AND serial <= CAST(?3 AS TEXT)
+	ORDER BY serial, id`
 
 // coverageListSQL reads the coverage of a filtered part, whose serials (a
 // JSON array) may lie far apart: the same range, but only the records of
@@ -82,7 +87,8 @@ const coverageRangeSQL = `SELECT ` + coverageCols + ` FROM coverage
 // index choice: a seek per device costs more than stepping over the
 // records in between, which the device query stepped over already).
 const coverageListSQL = `SELECT ` + coverageCols + ` FROM coverage
-	WHERE tenant_id = ?1 AND serial >= ?2 AND serial <= ?3 AND +serial IN (SELECT value FROM json_each(?4))
+	WHERE tenant_id = CAST(?1 AS TEXT) AND serial >= CAST(?2 AS TEXT) AND serial <= CAST(?3 AS TEXT)
+		AND +serial IN (SELECT value FROM json_each(?4))
 	ORDER BY serial, id`
 
 const deviceCols = `d.serial, d.apple_id, d.model, d.product_family, d.status, d.attrs, d.coverage_state,
@@ -130,10 +136,12 @@ func (s *Store) StreamDevices(ctx context.Context, tenantID string, q DeviceQuer
 		// The page is read in parts of pageChunk devices, each part's
 		// coverage after it, so that the first batches go out while the
 		// later parts are read.
-		query := `SELECT ` + deviceCols + ` FROM devices d WHERE ` + where + ` ORDER BY d.serial LIMIT ?`
+		// The LIMIT is a constant (a bound one is looked at when the
+		// statement is planned, see where); a shorter part stops early.
+		query := fmt.Sprintf(`SELECT %s FROM devices d WHERE %s ORDER BY d.serial LIMIT %d`, deviceCols, where, pageChunk)
 		for read := 0; read < limit; {
 			n := min(limit-read, pageChunk)
-			devs, err := readDevices(ctx, c, n, query, append(args, n)...)
+			devs, err := readDevices(ctx, c, n, query, args...)
 			if err != nil || len(devs) == 0 {
 				return err
 			}
@@ -184,15 +192,15 @@ func directTenantExists(ctx context.Context, c *directConn, tenantID string) err
 	return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
 }
 
-// readDevices reads up to size devices (query selects deviceCols).
-func readDevices(ctx context.Context, c *directConn, size int, query string, args ...any) ([]Device, error) {
+// readDevices reads the first n devices query selects (deviceCols).
+func readDevices(ctx context.Context, c *directConn, n int, query string, args ...any) ([]Device, error) {
 	rows, err := c.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.close()
-	devs := make([]Device, 0, size)
-	for rows.next() {
+	devs := make([]Device, 0, n)
+	for len(devs) < n && rows.next() {
 		devs = append(devs, Device{Serial: rows.text(0), AppleID: rows.text(1), Model: rows.text(2),
 			ProductFamily: rows.text(3), Status: rows.text(4), Attrs: rows.bytes(5), CoverageState: rows.text(6),
 			CoverageEnd: rows.nano(7), CoverageCheckedAt: rows.nano(8), ReleasedAt: rows.nano(9), UpdatedAt: rows.nano(10)})

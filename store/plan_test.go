@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestClearCoverageSeeksByDevice guards against a per-device scan of
@@ -37,6 +38,22 @@ func TestFilteredPageReadsCoverageInOneRange(t *testing.T) {
 	sorted := slices.ContainsFunc(plan, func(p string) bool { return strings.Contains(p, "TEMP B-TREE") })
 	if len(plan) == 0 || plan[0] != "SEARCH coverage USING PRIMARY KEY (tenant_id=? AND serial>? AND serial<?)" || sorted {
 		t.Fatalf("plan of the filtered page's coverage: %q", plan)
+	}
+}
+
+// TestDevicePageWalksThePrimaryKey guards a device page, with each
+// filter, against another index and against a sort.
+func TestDevicePageWalksThePrimaryKey(t *testing.T) {
+	for _, q := range []DeviceQuery{{}, {Coverage: CoverageUnknown, Released: ReleasedExclude},
+		{EndBefore: time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC)}, {SerialPrefix: "C02"}} {
+		where, args, err := q.where("ten_x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := queryPlan(t, `SELECT `+deviceCols+` FROM devices d WHERE `+where+` ORDER BY d.serial LIMIT 250`, args...)
+		if len(plan) != 1 || !strings.HasPrefix(plan[0], "SEARCH d USING PRIMARY KEY (tenant_id=? AND serial>?") {
+			t.Errorf("plan of a page with %+v: %q", q, plan)
+		}
 	}
 }
 
