@@ -57,6 +57,17 @@ func TestDevicePageWalksThePrimaryKey(t *testing.T) {
 	}
 }
 
+// TestCredentialInStateSeeksItsPartialIndex: credIn writes the state into
+// its text so that the state's partial unique index serves it.
+func TestCredentialInStateSeeksItsPartialIndex(t *testing.T) {
+	for _, st := range []CredState{CredActive, CredPrevious, CredPending} {
+		plan := queryPlan(t, `SELECT `+credCols+` FROM credentials WHERE tenant_id = ? AND state = '`+string(st)+`'`, "ten_x")
+		if len(plan) != 1 || !strings.Contains(plan[0], "INDEX credentials_one_"+string(st)+" (tenant_id=?)") {
+			t.Errorf("plan of the %s credential: %q", st, plan)
+		}
+	}
+}
+
 // queryPlan returns the detail column of EXPLAIN QUERY PLAN for query with
 // args, on a new empty store.
 func queryPlan(t *testing.T, query string, args ...any) []string {

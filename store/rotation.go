@@ -187,9 +187,18 @@ func (s *Store) stage(ctx context.Context, tx *stx, now time.Time, tenantID stri
 }
 
 // credIn returns the tenant's credential in state st, or ErrState if none.
+// The state is written into the text, not bound: SQLite then seeks the
+// state's partial unique index, and a bound state (which SQLite looks at
+// to decide whether a partial index applies) would make the prepared
+// statement be parsed and planned again every time it runs.
 func credIn(ctx context.Context, tx *stx, tenantID string, st CredState) (Credential, error) {
+	switch st {
+	case CredPending, CredActive, CredPrevious, CredRetired, CredFailed:
+	default:
+		return Credential{}, fmt.Errorf("credential state %q: %w", st, ErrState)
+	}
 	c, err := getOne(ctx, tx, scanCred, "credential of tenant", tenantID,
-		`SELECT `+credCols+` FROM credentials WHERE tenant_id = ? AND state = ?`, tenantID, string(st))
+		`SELECT `+credCols+` FROM credentials WHERE tenant_id = ? AND state = '`+string(st)+`'`, tenantID)
 	if errors.Is(err, ErrNotFound) {
 		return c, fmt.Errorf("tenant %q has no %s credential: %w", tenantID, st, ErrState)
 	}

@@ -111,12 +111,14 @@ func (s *Store) RestartList(ctx context.Context, tenantID string) error {
 // coverage was not read since since, in the refresh order ranked when the
 // pass read the whole list (rankDevices), after the rank afterRank (0 for
 // the start; Device.RefreshRank of the last device of the previous call).
+// The parameters are cast to their columns' types so that the prepared
+// statement is not planned again at each run (see DeviceQuery.where).
 func (s *Store) CoverageDue(ctx context.Context, tenantID string, since time.Time, afterRank int64, limit int) ([]Device, error) {
 	return getAll(ctx, s.reads(), scanDueDevice, "devices due a coverage read", `SELECT `+deviceCols+`, d.refresh_rank
 		FROM devices d INDEXED BY devices_by_rank
-		WHERE d.tenant_id = ?1 AND d.refresh_rank > ?3 AND d.released_at IS NULL
-			AND (d.coverage_checked_at IS NULL OR d.coverage_checked_at < ?2)
-		ORDER BY d.refresh_rank LIMIT ?4`, tenantID, since.UnixNano(), afterRank, limit)
+		WHERE d.tenant_id = CAST(?1 AS TEXT) AND d.refresh_rank > CAST(?3 AS INTEGER) AND d.released_at IS NULL
+			AND (d.coverage_checked_at IS NULL OR d.coverage_checked_at < CAST(?2 AS INTEGER))
+		ORDER BY d.refresh_rank LIMIT CAST(?4 AS INTEGER)`, tenantID, since.UnixNano(), afterRank, limit)
 }
 
 func scanDueDevice(sc interface{ Scan(...any) error }) (Device, error) {

@@ -222,7 +222,7 @@ func (s *Store) Events(ctx context.Context, afterSeq int64, limit int) ([]Event,
 	limit = clampLimit(limit)
 	rows, err := s.reads().QueryContext(ctx, `SELECT seq, time, kind, coalesce(tenant_id, ''), coalesce(import_id, ''),
 		coalesce(credential_id, ''), coalesce(rotation_id, ''), message, fields
-		FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, limit)
+		FROM events WHERE seq > CAST(? AS INTEGER) ORDER BY seq LIMIT CAST(? AS INTEGER)`, afterSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", mapErr(err))
 	}
