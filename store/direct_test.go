@@ -19,13 +19,8 @@ import (
 func directDevices(t *testing.T, n int) (*Store, string) {
 	t.Helper()
 	s := openInternal(t)
-	ctx := context.Background()
-	_, c, _, err := s.AddCredential(ctx, NewCredential{Name: "Acme", ClientID: "BUSINESSAPI.1", KeyID: "k1",
-		Scope: "business.api", Origin: OriginManaged, KeyPEM: []byte("not parsed by the store")}, "Acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.BulkDevices(ctx, c.TenantID, "SN", n); err != nil {
+	c := addAcme(t, s)
+	if err := s.BulkDevices(context.Background(), c.TenantID, "SN", n); err != nil {
 		t.Fatal(err)
 	}
 	return s, c.TenantID
@@ -300,11 +295,7 @@ func TestDirectPagesOfAReadOnlyStoreWriteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	_, c, _, err := s.AddCredential(ctx, NewCredential{Name: "Acme", ClientID: "BUSINESSAPI.1", KeyID: "k1",
-		Scope: "business.api", Origin: OriginManaged, KeyPEM: []byte("x")}, "Acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := addAcme(t, s)
 	if err := s.BulkDevices(ctx, c.TenantID, "SN", 30); err != nil {
 		t.Fatal(err)
 	}

@@ -24,9 +24,8 @@ func TestPreparedStatementsAreNotPlannedAgain(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
-	ten, c, _, err := s.AddCredential(ctx, NewCredential{Name: "Acme", ClientID: "BUSINESSAPI.1", KeyID: "k1",
-		Scope: "business.api", Origin: OriginManaged, KeyPEM: []byte("x")}, "Acme")
-	check("add", err)
+	c := addAcme(t, s)
+	ten := Tenant{ID: c.TenantID}
 	for i := range 3 { // twice to prepare what the first saw, once to run it prepared
 		im, _, err := s.RecordImport(ctx, Import{ID: fmt.Sprint("imp", i), Hash: fmt.Sprint("h", i), Source: "src", State: ImportApplying})
 		check("record import", err)
@@ -66,7 +65,7 @@ func TestPreparedStatementsAreNotPlannedAgain(t *testing.T) {
 	}
 	s.stmts.prepareWanted(ctx, s.w)
 	s.rstmts.prepareWanted(ctx, s.r)
-	err = s.pages.read(ctx, func(dc *directConn) error {
+	err := s.pages.read(ctx, func(dc *directConn) error {
 		for name, cache := range map[string]*stmtCache{"writer": s.stmts, "read pool": s.rstmts} {
 			if len(cache.stmts) < 10 {
 				t.Errorf("%s: only %d statements prepared", name, len(cache.stmts))

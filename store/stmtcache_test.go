@@ -19,6 +19,18 @@ func openInternal(t *testing.T) *Store {
 	return s
 }
 
+// addAcme adds the tenant "Acme" with one active credential to s and
+// returns that credential.
+func addAcme(t *testing.T, s *Store) Credential {
+	t.Helper()
+	_, c, _, err := s.AddCredential(context.Background(), NewCredential{Name: "Acme", ClientID: "BUSINESSAPI.1", KeyID: "k1",
+		Scope: "business.api", Origin: OriginManaged, KeyPEM: []byte("not parsed by the store")}, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // bump runs query (which adds its argument to a counter row) in a write
 // and returns the counter read back in the same transaction.
 func bump(t *testing.T, s *Store, query string, by int) int {
@@ -140,11 +152,7 @@ func TestWriterStatementsUnderConcurrentWrites(t *testing.T) {
 func TestReadPoolStatementsArePreparedAndGiveTheSameResults(t *testing.T) {
 	s := openInternal(t)
 	ctx := context.Background()
-	_, c, _, err := s.AddCredential(ctx, NewCredential{Name: "Acme", ClientID: "BUSINESSAPI.1", KeyID: "k1",
-		Scope: "business.api", Origin: OriginManaged, KeyPEM: []byte("not parsed by the store")}, "Acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := addAcme(t, s)
 	first, err := s.Overview(ctx) // plain path; prepared at the end
 	if err != nil || len(first.Tenants) != 1 || len(first.InUse) != 1 {
 		t.Fatalf("first overview: %+v, %v", first, err)
