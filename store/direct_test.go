@@ -315,3 +315,58 @@ func TestDirectPagesOfAReadOnlyStoreWriteNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectPageOfADamagedFileFailsClearly: a page that reaches a damaged
+// database page fails with ErrNotDatabase and SQLite's message, and the
+// connections go on serving pages that do not reach it.
+func TestDirectPageOfADamagedFileFailsClearly(t *testing.T) {
+	dir := t.TempDir() + "/state"
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := addAcme(t, s)
+	if err := s.BulkDevices(ctx, c.TenantID, "SN", 3000); err != nil {
+		t.Fatal(err)
+	}
+	var leaf, pageSize int64
+	if err := s.r.QueryRowContext(ctx, `SELECT pageno, (SELECT page_size FROM pragma_page_size) FROM dbstat
+		WHERE name = 'devices' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1 OFFSET 50`).Scan(&leaf, &pageSize); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	f, err := os.OpenFile(filepath.Join(dir, DBFile), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(strings.Repeat("\xff", int(pageSize))), (leaf-1)*pageSize); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var failed error
+	for after := ""; failed == nil; {
+		var next string
+		if _, next, failed = s.Devices(ctx, c.TenantID, after, 1000); next == "" {
+			break
+		}
+		after = next
+	}
+	if !errors.Is(failed, ErrNotDatabase) || !strings.Contains(failed.Error(), "malformed") {
+		t.Fatalf("paging over a damaged page: %v; want ErrNotDatabase with SQLite's message", failed)
+	}
+	for range 2 * pageReaders {
+		if devs, _, err := s.Devices(ctx, c.TenantID, "", 100); err != nil || len(devs) != 100 {
+			t.Fatalf("a page before the damage: %d, %v", len(devs), err)
+		}
+	}
+}
