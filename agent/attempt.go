@@ -33,13 +33,15 @@ var errStore = errors.New("store unavailable")
 // storeErr marks err (whose text names the store operation) as errStore.
 func storeErr(err error) error { return fmt.Errorf("%w: %w", errStore, err) }
 
-// attempt decrypts a waiting import, decides what to do and does it. The
-// plaintext credential lives only for the duration of the call.
-func (a *Agent) attempt(ctx context.Context, id string, in attemptInput) error {
-	err := a.tryImport(ctx, id, in)
-	if errors.Is(err, errStore) {
-		a.retryLater(ctx, id, err)
-	}
+// attempt decrypts a waiting import, decides what to do and does it, with
+// one scheduler slot more (withExtraSlot). The plaintext credential lives
+// only for the duration of the call.
+func (a *Agent) attempt(ctx context.Context, id string, in attemptInput) (err error) {
+	withExtraSlot(func() {
+		if err = a.tryImport(ctx, id, in); errors.Is(err, errStore) {
+			a.retryLater(ctx, id, err)
+		}
+	})
 	return err
 }
 

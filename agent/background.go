@@ -56,51 +56,32 @@ func inBackground(ciphertext []byte, maxWorkFactor int) bool {
 	return err == nil && n >= backgroundWorkFactor && n <= maxWorkFactor
 }
 
-// extraProcs counts the background work running; while it is above zero
+// extraProcs counts the work holding the extra slot (background work and
+// changes being acted on, withExtraSlot); while it is above zero
 // GOMAXPROCS is one more than it was before the first began.
 var extraProcs struct {
 	sync.Mutex
 	running int
 	before  int
-	fixed   int // the number SetProcs chose (0: none); the last background work gives back before
 }
 
-// SetProcs gives the process one Go scheduler slot (GOMAXPROCS) more than
-// the runtime's default (the CPUs, or the cgroup's CPU limit), unless the
-// GOMAXPROCS environment variable chose the number, and returns the number
-// it runs with. `rekey run` calls it at start.
-//
-// Go's scheduler runs a goroutine until it blocks or 10 ms pass. With one
-// slot per core, a rotation's bursts of CPU (the payload's scrypt below the
-// background threshold, SQLite's commits, the events) hold a slot each
-// while status answers wait in its queue; with one slot more, the kernel
-// time-slices those bursts with the goroutines answering the API. Measured
+// withExtraSlot runs fn with one Go scheduler slot (GOMAXPROCS) more than
+// the process had, shared with background work running at the same time.
+// The agent acts on a change this way (a payload, an unlock, a retry, a
+// manual rotation): Go's scheduler runs a goroutine until it blocks or
+// 10 ms pass, so with one slot per core the change's bursts of CPU (a
+// scrypt below the background threshold, SQLite's commits, the events)
+// each hold a slot while the local API's answers wait in its queue; with
+// one slot more the kernel time-slices them with the answers. Measured
 // against `rekey run` with 200 clients at 20,000 status requests a second
-// and ten rotations a second, p99 5.2–8.4 ms with the default and 3.6–6.0
-// ms with one slot more (docs/BENCHMARKS.md, "One scheduler slot more");
-// the cost is a single client's median answer, 35 → 47 µs, and up to a
-// tenth of a core under load. The number is fixed from then on: the
-// runtime no longer follows a change of the cgroup's limit while the agent
-// runs (a restart does). Calling it again changes nothing.
-func SetProcs() int {
-	extraProcs.Lock()
-	defer extraProcs.Unlock()
-	switch {
-	case extraProcs.fixed > 0:
-		return extraProcs.fixed
-	case os.Getenv("GOMAXPROCS") != "":
-		return runtime.GOMAXPROCS(0)
-	}
-	n := runtime.GOMAXPROCS(0) + 1
-	if extraProcs.running > 0 {
-		n = extraProcs.before + 1 // background work holds its slot: raise what it gives back
-		extraProcs.before = n
-		runtime.GOMAXPROCS(n + 1)
-	} else {
-		runtime.GOMAXPROCS(n)
-	}
-	extraProcs.fixed = n
-	return n
+// and ten rotations a second: p99 6.0–6.9 ms without, 4.2–5.4 ms with it
+// (docs/BENCHMARKS.md, "One scheduler slot more"). Only while a change is
+// acted on: a slot more all the time made device pages, a single
+// goroutine's burst of CPU, 1–2 ms slower at p99.
+func withExtraSlot(fn func()) {
+	addProc()
+	defer dropProc()
+	fn()
 }
 
 // background runs fn as background work and returns when it has returned.
@@ -129,15 +110,14 @@ func addProc() {
 
 // dropProc gives the slot back when the last background work ends: the
 // runtime's default (which follows the CPUs and the cgroup's quota) unless
-// SetProcs or the GOMAXPROCS environment variable set the number, which is
-// then kept.
+// the GOMAXPROCS environment variable set the number, which is then kept.
 func dropProc() {
 	extraProcs.Lock()
 	defer extraProcs.Unlock()
 	if extraProcs.running--; extraProcs.running > 0 {
 		return
 	}
-	if extraProcs.fixed > 0 || os.Getenv("GOMAXPROCS") != "" {
+	if os.Getenv("GOMAXPROCS") != "" {
 		runtime.GOMAXPROCS(extraProcs.before)
 		return
 	}

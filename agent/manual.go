@@ -94,7 +94,8 @@ func (a *Agent) Rotate(ctx context.Context, tenantID string, req api.CredentialR
 		return api.RotationAnswer{}, err
 	}
 	w := &waiting{settings: a.manualSettings(ten, req.AuthCheck), source: ManualSource, manual: true}
-	if err := a.rotate(ctx, imp, w, cred, target); err != nil {
+	withExtraSlot(func() { err = a.rotate(ctx, imp, w, cred, target) })
+	if err != nil {
 		return api.RotationAnswer{}, err
 	}
 	imp, err = a.settled(ctx, imp.ID)

@@ -67,7 +67,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			return nil
 		case snap := <-snaps:
-			a.handleSnapshot(context.WithoutCancel(ctx), snap)
+			withExtraSlot(func() { a.handleSnapshot(context.WithoutCancel(ctx), snap) })
 		case <-a.retryKick:
 		case <-retry.C:
 			a.retryDue(context.WithoutCancel(ctx))

@@ -135,14 +135,12 @@ func runAgent(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	procs := agent.SetProcs() // one scheduler slot more than the CPUs (agent.SetProcs says why)
 	a, err := agent.New(f.config(log))
 	if err != nil {
 		log.Error("agent not started", "err", err)
 		return err
 	}
 	defer a.Close()
-	log.Debug("scheduler", "gomaxprocs", procs)
 	if f.pidFile != "" { // written only once this agent holds the state folder
 		if err := platform.WritePIDFile(f.pidFile); err != nil {
 			return fmt.Errorf("%w (give another --pid-file, or --pid-file '' for none)", err)
