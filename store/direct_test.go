@@ -26,6 +26,22 @@ func directDevices(t *testing.T, n int) (*Store, string) {
 	return s, c.TenantID
 }
 
+// devicesIn opens a store in a new state folder with one tenant of n
+// devices (BulkDevices); the caller closes it.
+func devicesIn(t *testing.T, n int) (s *Store, dir, tenant string) {
+	t.Helper()
+	dir = t.TempDir() + "/state"
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := addAcme(t, s)
+	if err := s.BulkDevices(context.Background(), c.TenantID, "SN", n); err != nil {
+		t.Fatal(err)
+	}
+	return s, dir, c.TenantID
+}
+
 func TestDirectStatementsArePreparedOnceAndBounded(t *testing.T) {
 	s, tenant := directDevices(t, 50)
 	ctx := context.Background()
@@ -289,22 +305,14 @@ func TestDirectPagesRunConcurrentlyWithWrites(t *testing.T) {
 // TestDirectPagesOfAReadOnlyStoreWriteNothing: rekey doctor's store reads
 // pages too, from a stopped agent's file without creating sidecars.
 func TestDirectPagesOfAReadOnlyStoreWriteNothing(t *testing.T) {
-	dir := t.TempDir() + "/state"
-	s, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, dir, tenant := devicesIn(t, 30)
 	ctx := context.Background()
-	c := addAcme(t, s)
-	if err := s.BulkDevices(ctx, c.TenantID, "SN", 30); err != nil {
-		t.Fatal(err)
-	}
 	s.Close()
 	ro, err := OpenReadOnly(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	devs, next, err := ro.Devices(ctx, c.TenantID, "", 20)
+	devs, next, err := ro.Devices(ctx, tenant, "", 20)
 	if err != nil || len(devs) != 20 || next != "SN00000020" || len(devs[0].Coverage) != 1 {
 		t.Fatalf("read-only page: %d devices, next %q, %v", len(devs), next, err)
 	}
@@ -320,16 +328,8 @@ func TestDirectPagesOfAReadOnlyStoreWriteNothing(t *testing.T) {
 // database page fails with ErrNotDatabase and SQLite's message, and the
 // connections go on serving pages that do not reach it.
 func TestDirectPageOfADamagedFileFailsClearly(t *testing.T) {
-	dir := t.TempDir() + "/state"
-	s, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, dir, tenant := devicesIn(t, 3000)
 	ctx := context.Background()
-	c := addAcme(t, s)
-	if err := s.BulkDevices(ctx, c.TenantID, "SN", 3000); err != nil {
-		t.Fatal(err)
-	}
 	var leaf, pageSize int64
 	if err := s.r.QueryRowContext(ctx, `SELECT pageno, (SELECT page_size FROM pragma_page_size) FROM dbstat
 		WHERE name = 'devices' AND pagetype = 'leaf' ORDER BY pageno LIMIT 1 OFFSET 50`).Scan(&leaf, &pageSize); err != nil {
@@ -356,7 +356,7 @@ func TestDirectPageOfADamagedFileFailsClearly(t *testing.T) {
 	var failed error
 	for after := ""; failed == nil; {
 		var next string
-		if _, next, failed = s.Devices(ctx, c.TenantID, after, 1000); next == "" {
+		if _, next, failed = s.Devices(ctx, tenant, after, 1000); next == "" {
 			break
 		}
 		after = next
@@ -365,7 +365,7 @@ func TestDirectPageOfADamagedFileFailsClearly(t *testing.T) {
 		t.Fatalf("paging over a damaged page: %v; want ErrNotDatabase with SQLite's message", failed)
 	}
 	for range 2 * pageReaders {
-		if devs, _, err := s.Devices(ctx, c.TenantID, "", 100); err != nil || len(devs) != 100 {
+		if devs, _, err := s.Devices(ctx, tenant, "", 100); err != nil || len(devs) != 100 {
 			t.Fatalf("a page before the damage: %d, %v", len(devs), err)
 		}
 	}
