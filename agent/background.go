@@ -108,7 +108,7 @@ func addProc() {
 	extraProcs.running++
 }
 
-// dropProc gives the slot back when the last background work ends: the
+// dropProc gives the slot back when the last work holding it ends: the
 // runtime's default (which follows the CPUs and the cgroup's quota) unless
 // the GOMAXPROCS environment variable set the number, which is then kept.
 func dropProc() {
