@@ -15,10 +15,13 @@ func tenantExists(ctx context.Context, q queryer, tenantID string) error {
 	var one int
 	err := q.QueryRowContext(ctx, `SELECT 1 FROM tenants WHERE id = ?`, tenantID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+		return unknownTenant(tenantID)
 	}
 	return err
 }
+
+// unknownTenant is the error for a tenant the store does not hold.
+func unknownTenant(tenantID string) error { return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound) }
 
 // deviceChunk is how many devices one INSERT statement carries (11
 // parameters each, well under SQLite's limit of 32766).

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -278,12 +279,10 @@ func (r *directRows) int64(i int) int64 {
 	return sqlite3.Xsqlite3_column_int64(r.c.tls, r.st, int32(i))
 }
 
-// nano is a nullable Unix-nanosecond column i: the zero time for NULL.
+// nano is a nullable Unix-nanosecond column i (fromNano): the zero time
+// for NULL.
 func (r *directRows) nano(i int) time.Time {
-	if r.null(i) {
-		return time.Time{}
-	}
-	return time.Unix(0, r.int64(i)).UTC()
+	return fromNano(sql.NullInt64{Int64: r.int64(i), Valid: !r.null(i)})
 }
 
 // directPool hands out direct connections, one caller at a time each. Its

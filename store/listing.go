@@ -189,7 +189,7 @@ func directTenantExists(ctx context.Context, c *directConn, tenantID string) err
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+	return unknownTenant(tenantID)
 }
 
 // readDevices reads the first n devices query selects (deviceCols).
