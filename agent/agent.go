@@ -118,10 +118,14 @@ type Agent struct {
 
 	srcInfo sync.Map // payload path → api.SourceInfo: what Status shows, read without waiting for mu
 	status  statusFlight[*statusSnap]
-	// snap is the prepared status; statusGen counts changes (statussnap.go).
+	// snap is the prepared status; statusGen counts changes, shownGen the
+	// changes made known; asked is set by each caller of the status and
+	// cleared by the build it makes happen (statussnap.go).
 	snap      atomic.Pointer[statusSnap]
 	building  atomic.Pointer[snapBuild]
 	statusGen atomic.Uint64
+	shownGen  atomic.Uint64
+	asked     atomic.Bool
 
 	syncs *syncer
 
@@ -166,7 +170,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.syncs = &syncer{st: st, log: a.log, now: a.cfg.Now, ticks: cfg.SyncTicks, checker: a.cfg.Checker, apple: ap,
 		publish: a.publish, progress: a.progress, confirmed: a.confirmed,
-		bg: context.Background(), running: make(map[string]bool), set: payload.DefaultSettings(),
+		bg: context.Background(), running: make(map[string]bool),
 		perMinute: cfg.AppleRequestsPerMinute, budgets: make(map[string]tenantBudget)}
 	return a, nil
 }

@@ -38,14 +38,13 @@ func (a *Agent) announce(ev store.Event) {
 }
 
 // progress fans out an event without recording it (sync progress). The
-// counts in the status moved: the next status request rebuilds it, but the
-// status file waits for the sync's end, as a page comes every few
-// milliseconds.
+// counts in the status moved (progressed), but the status file waits for
+// the sync's end, as a page comes every few milliseconds.
 func (a *Agent) progress(ev store.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = a.cfg.Now()
 	}
-	a.statusGen.Add(1)
+	a.progressed()
 	a.hub.Publish(ev)
 }
 

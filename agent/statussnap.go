@@ -15,22 +15,69 @@ type statusSnap struct {
 	json []byte
 }
 
-// changed notes that the status may differ now. It is called before an
-// event is fanned out, so a client that saw the event and asks for the
-// status gets one built after it: the next request rebuilds the snapshot,
-// and the status loop does within statusFileWindow to rewrite the file.
+// changed notes that the status may differ now, and kicks the status
+// file. It is called after the change is committed and before it is made
+// known (an event fanned out, an API call answered): see refresh.
 func (a *Agent) changed() {
-	a.statusGen.Add(1)
+	a.refresh()
 	kick(a.statusKick)
 }
 
-// snapshot returns the prepared status when no change happened since it
-// was built: no SQLite, no encoding. Otherwise the caller waits for a
+// refresh is changed without the status file. The change gets a new
+// number, statusGen. When someone asked for the status since the last
+// build, the snapshot is rebuilt here, on the goroutine that made the
+// change, before the number becomes shownGen, which is what callers of
+// snapshot compare with: they keep answering from the snapshot they have
+// meanwhile (the change is not known to anyone yet) and never wait for a
+// build while the status is being polled. When no one asked, nothing is
+// built: the next caller builds. A failed build leaves the snapshot older
+// than shownGen, so the next caller builds too.
+func (a *Agent) refresh() {
+	gen := a.statusGen.Add(1)
+	if a.asked.Load() && a.asked.Swap(false) {
+		a.status.do(context.Background(), a.rebuild) // its error is the next caller's to meet
+	}
+	a.show(gen)
+}
+
+// progressed is refresh for a sync's progress, which must not wait for the
+// build: a page's writer (or a batch of coverage reads, under its lock)
+// goes on at once, and the build runs beside it. Until it is done the
+// status answers from the snapshot before the page, so the counts in the
+// status follow a progress event within one build (docs/api.md); every
+// other change is in the status before anyone hears of it.
+func (a *Agent) progressed() {
+	gen := a.statusGen.Add(1)
+	if a.asked.Load() && a.asked.Swap(false) {
+		go func() {
+			a.status.do(context.Background(), a.rebuild)
+			a.show(gen)
+		}()
+		return
+	}
+	a.show(gen)
+}
+
+// show makes change gen known to callers of snapshot.
+func (a *Agent) show(gen uint64) {
+	for {
+		shown := a.shownGen.Load()
+		if shown >= gen || a.shownGen.CompareAndSwap(shown, gen) {
+			return
+		}
+	}
+}
+
+// snapshot returns the prepared status when no change was made known since
+// it was built: no SQLite, no encoding. Otherwise the caller waits for a
 // build that started after the last change it could have seen: the one
 // running, if it started late enough, or else the next, which the callers
 // arriving meanwhile share (statusFlight).
 func (a *Agent) snapshot(ctx context.Context) (*statusSnap, error) {
-	want := a.statusGen.Load()
+	if !a.asked.Load() {
+		a.asked.Store(true)
+	}
+	want := a.shownGen.Load()
 	if s := a.snap.Load(); s != nil && s.gen >= want {
 		return s, nil
 	}

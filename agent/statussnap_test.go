@@ -6,8 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 
+	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -67,5 +70,141 @@ func TestAFailedRebuildIsNotServedAgain(t *testing.T) {
 	t.Cleanup(func() { a.st.Close() })
 	if s, err := a.snapshot(ctx); err != nil || s == nil {
 		t.Fatalf("status once the store is back: %v, %v; want a new build, not the failed one", s, err)
+	}
+}
+
+// newSnapAgent is an agent on a fresh state folder, not running.
+func newSnapAgent(t *testing.T) *Agent {
+	t.Helper()
+	dir := t.TempDir()
+	a, err := New(Config{StateDir: filepath.Join(dir, "state"), PrefsDir: filepath.Join(dir, "prefs"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.st.Close() })
+	return a
+}
+
+// recordWaiting records an import that waits for its password: the status
+// lists it among the pending imports.
+func recordWaiting(t *testing.T, a *Agent, id string) {
+	t.Helper()
+	if _, _, err := a.st.RecordImport(context.Background(), store.Import{ID: id, Hash: "h-" + id, Source: "test"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pendingIDs(s *statusSnap) []string {
+	var ids []string
+	for _, im := range s.st.PendingImports {
+		ids = append(ids, im.ID)
+	}
+	return ids
+}
+
+func TestWhileTheStatusIsPolledAChangeIsBuiltBeforeItIsKnown(t *testing.T) {
+	a := newSnapAgent(t)
+	ctx := context.Background()
+	if _, err := a.snapshot(ctx); err != nil { // someone polls
+		t.Fatal(err)
+	}
+	recordWaiting(t, a, "imp-1")
+	a.changed()
+	// The build ran in changed: the next caller answers from memory, even
+	// with the store closed, and sees the change.
+	if err := a.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.snapshot(ctx)
+	if err != nil {
+		t.Fatalf("status after a change while polled: %v; want the snapshot changed built", err)
+	}
+	if ids := pendingIDs(s); len(ids) != 1 || ids[0] != "imp-1" {
+		t.Fatalf("pending imports %v; want [imp-1]", ids)
+	}
+}
+
+func TestWithNoOneAskingAChangeBuildsNothing(t *testing.T) {
+	a := newSnapAgent(t)
+	ctx := context.Background()
+	if _, err := a.snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recordWaiting(t, a, "imp-1")
+	a.changed() // asked since the last build: builds
+	built := a.snap.Load()
+	recordWaiting(t, a, "imp-2")
+	a.changed() // no one asked since: the next caller builds
+	if a.snap.Load() != built {
+		t.Fatal("a change no one asked about was built")
+	}
+	s, err := a.snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := pendingIDs(s); len(ids) != 2 {
+		t.Fatalf("pending imports %v; want both", ids)
+	}
+}
+
+func TestProgressIsBuiltBesideTheSyncAndShownWhenBuilt(t *testing.T) {
+	a := newSnapAgent(t)
+	ctx := context.Background()
+	if _, err := a.snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the builds: progressed must return while its build waits.
+	a.status.build.Lock()
+	recordWaiting(t, a, "imp-1")
+	a.progressed()
+	if shown, gen := a.shownGen.Load(), a.statusGen.Load(); shown >= gen {
+		t.Fatalf("progress shown (%d) before its build (change %d)", shown, gen)
+	}
+	old, err := a.snapshot(ctx)
+	if err != nil || len(old.st.PendingImports) != 0 {
+		t.Fatalf("status while the build waits: %v, %v; want the one before the change", old, err)
+	}
+	a.status.build.Unlock()
+	for a.shownGen.Load() < a.statusGen.Load() {
+		runtime.Gosched() // the build runs on its own goroutine
+	}
+	if err := a.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.snapshot(ctx)
+	if err != nil || len(pendingIDs(s)) != 1 {
+		t.Fatalf("status once the progress is shown: %v, %v; want the build it made", s, err)
+	}
+}
+
+func TestAChangeUnderTheSyncersLockBuildsTheStatus(t *testing.T) {
+	a := newSnapAgent(t)
+	ctx := context.Background()
+	k, err := appletest.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A tenant: its status reads the sync settings.
+	if _, _, _, err := a.st.AddCredential(ctx, store.NewCredential{Name: "Acme", ClientID: k.ClientID, KeyID: k.KeyID,
+		Scope: k.Scope, KeyPEM: k.PEM, Origin: store.OriginLocal}, "Acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A sync publishes the event that ends it while it holds the syncer's
+	// lock; the build reads the syncer's settings.
+	done := make(chan struct{})
+	go func() {
+		a.syncs.mu.Lock()
+		defer a.syncs.mu.Unlock()
+		a.changed()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a change made under the syncer's lock never finished its build")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rekeyd/rekey/agent/api"
@@ -47,9 +48,9 @@ type syncer struct {
 	perMinute int
 
 	mu      sync.Mutex
-	running map[string]bool         // tenant id → sync running
-	set     payload.Settings        // of the most recent machine-scope payload read
-	budgets map[string]tenantBudget // tenant id → its requests to Apple
+	running map[string]bool                  // tenant id → sync running
+	set     atomic.Pointer[payload.Settings] // of the most recent machine-scope payload read; without mu, see settings
+	budgets map[string]tenantBudget          // tenant id → its requests to Apple
 }
 
 // SyncTenant runs the tenant's sync pass now with its active credential:
@@ -72,18 +73,18 @@ func (a *Agent) confirmed(ctx context.Context, tenantID, credID string) {
 }
 
 // settings are the Settings of the most recent payload read (the defaults
-// before any).
+// before any). They are read without mu: a status build reads them, on the
+// goroutine of a change, which may hold mu (statussnap.go).
 func (s *syncer) settings() payload.Settings {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.set
+	if set := s.set.Load(); set != nil {
+		return *set
+	}
+	return payload.DefaultSettings()
 }
 
 // setSettings keeps the Settings of a machine-scope payload just read.
 func (s *syncer) setSettings(set payload.Settings) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.set = set
+	s.set.Store(&set)
 }
 
 // busy reports whether a sync of tenantID is running.
