@@ -29,12 +29,29 @@ func (a *Agent) publish(ctx context.Context, ev store.Event) {
 // rotation.*, tenant.rollback), so the log holds it once. A zero Event (the
 // store wrote nothing, as for a repeated Validated) is skipped.
 func (a *Agent) announce(ev store.Event) {
-	if ev.Kind == "" {
+	a.announceAll([]store.Event{ev})
+}
+
+// announceAll is announce for the events one transaction wrote, in order:
+// the status is rebuilt once for all of them (they changed the store
+// together) before the first goes out.
+func (a *Agent) announceAll(evs []store.Event) {
+	n := 0
+	for _, ev := range evs {
+		if ev.Kind != "" {
+			a.logEvent(ev)
+			n++
+		}
+	}
+	if n == 0 {
 		return
 	}
-	a.logEvent(ev)
 	a.changed()
-	a.hub.Publish(ev)
+	for _, ev := range evs {
+		if ev.Kind != "" {
+			a.hub.Publish(ev)
+		}
+	}
 }
 
 // progress fans out an event without recording it (sync progress). The

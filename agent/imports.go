@@ -112,9 +112,7 @@ func (a *Agent) recordEntry(ctx context.Context, path string, set payload.Settin
 	if err != nil && read != nil {
 		a.publish(ctx, *read) // the transaction that carried it failed
 	}
-	for _, ev := range evs {
-		a.announce(ev) // the read, then import.recorded when the import is new
-	}
+	a.announceAll(evs) // the read, then import.recorded when the import is new
 	switch {
 	case errors.Is(err, store.ErrImportConflict):
 		a.publish(ctx, store.Event{Kind: store.EvImportConflict, ImportID: e.ImportID,

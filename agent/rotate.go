@@ -131,9 +131,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 			return a.stageFailed(ctx, imp.ID, cred, err)
 		}
 		a.st.FinishWipes(ctx) // a key the cut-over retired leaves the WAL before it is announced
-		for _, ev := range evs {
-			a.announce(ev) // staged, validated, cutover, the import applied
-		}
+		a.announceAll(evs)    // staged, validated, cutover, the import applied
 		crashPoint(string(store.EvRotationCutover))
 	} else {
 		rot, staged := kept.rot, kept.cred
@@ -171,9 +169,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 			return storeErr(err)
 		}
 		a.st.FinishWipes(ctx) // a key the cut-over retired leaves the WAL before it is announced
-		for _, ev := range evs {
-			a.announce(ev) // the auth check, validated, cutover, the import applied
-		}
+		a.announceAll(evs)    // the auth check, validated, cutover, the import applied
 		crashPoint(string(store.EvRotationCutover))
 	}
 	if !w.manual {
@@ -209,9 +205,7 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 	if err != nil {
 		return storeErr(err)
 	}
-	for _, ev := range evs {
-		a.announce(ev) // rotation.cutover, the import applied
-	}
+	a.announceAll(evs) // rotation.cutover, the import applied
 	crashPoint(string(store.EvRotationCutover))
 	return nil
 }

@@ -208,3 +208,30 @@ func TestAChangeUnderTheSyncersLockBuildsTheStatus(t *testing.T) {
 		t.Fatal("a change made under the syncer's lock never finished its build")
 	}
 }
+
+func TestOneTransactionsEventsShareOneBuildThatComesFirst(t *testing.T) {
+	a := newSnapAgent(t)
+	ctx := context.Background()
+	if _, err := a.snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	events, cancel := a.hub.Subscribe(10)
+	defer cancel()
+	recordWaiting(t, a, "imp-1")
+	before, built := a.statusGen.Load(), a.snap.Load()
+	a.announceAll([]store.Event{{Kind: store.EvRotationStaged}, {}, {Kind: store.EvRotationCutover}})
+	if n := a.statusGen.Load() - before; n != 1 {
+		t.Fatalf("%d changes for one transaction's events; want one build for all", n)
+	}
+	if a.snap.Load() == built {
+		t.Fatal("no build before the events went out")
+	}
+	for _, want := range []store.EventKind{store.EvRotationStaged, store.EvRotationCutover} {
+		if ev := <-events; ev.Kind != want {
+			t.Fatalf("event %q; want %q (in order, the empty one skipped)", ev.Kind, want)
+		}
+	}
+	if ids := pendingIDs(a.snap.Load()); len(ids) != 1 {
+		t.Fatalf("pending imports %v in the build the events followed", ids)
+	}
+}
