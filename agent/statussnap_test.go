@@ -86,6 +86,16 @@ func newSnapAgent(t *testing.T) *Agent {
 	return a
 }
 
+// newPolledAgent is newSnapAgent once someone asked for its status.
+func newPolledAgent(t *testing.T) *Agent {
+	t.Helper()
+	a := newSnapAgent(t)
+	if _, err := a.snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // recordWaiting records an import that waits for its password: the status
 // lists it among the pending imports.
 func recordWaiting(t *testing.T, a *Agent, id string) {
@@ -104,11 +114,7 @@ func pendingIDs(s *statusSnap) []string {
 }
 
 func TestWhileTheStatusIsPolledAChangeIsBuiltBeforeItIsKnown(t *testing.T) {
-	a := newSnapAgent(t)
-	ctx := context.Background()
-	if _, err := a.snapshot(ctx); err != nil { // someone polls
-		t.Fatal(err)
-	}
+	a, ctx := newPolledAgent(t), context.Background()
 	recordWaiting(t, a, "imp-1")
 	a.changed()
 	// The build ran in changed: the next caller answers from memory, even
@@ -126,11 +132,7 @@ func TestWhileTheStatusIsPolledAChangeIsBuiltBeforeItIsKnown(t *testing.T) {
 }
 
 func TestWithNoOneAskingAChangeBuildsNothing(t *testing.T) {
-	a := newSnapAgent(t)
-	ctx := context.Background()
-	if _, err := a.snapshot(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a, ctx := newPolledAgent(t), context.Background()
 	recordWaiting(t, a, "imp-1")
 	a.changed() // asked since the last build: builds
 	built := a.snap.Load()
@@ -149,11 +151,7 @@ func TestWithNoOneAskingAChangeBuildsNothing(t *testing.T) {
 }
 
 func TestProgressIsBuiltBesideTheSyncAndShownWhenBuilt(t *testing.T) {
-	a := newSnapAgent(t)
-	ctx := context.Background()
-	if _, err := a.snapshot(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a, ctx := newPolledAgent(t), context.Background()
 	// Hold the builds: progressed must return while its build waits.
 	a.status.build.Lock()
 	recordWaiting(t, a, "imp-1")
@@ -210,11 +208,7 @@ func TestAChangeUnderTheSyncersLockBuildsTheStatus(t *testing.T) {
 }
 
 func TestOneTransactionsEventsShareOneBuildThatComesFirst(t *testing.T) {
-	a := newSnapAgent(t)
-	ctx := context.Background()
-	if _, err := a.snapshot(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := newPolledAgent(t)
 	events, cancel := a.hub.Subscribe(10)
 	defer cancel()
 	recordWaiting(t, a, "imp-1")
