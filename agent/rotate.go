@@ -178,7 +178,7 @@ func (a *Agent) rotate(ctx context.Context, imp store.Import, w *waiting, cred *
 	delete(a.waiting, imp.ID)
 	if v.confirmed {
 		a.markAuth(ctx, pending.ID)
-		a.confirm(ctx, target.TenantID)
+		a.confirm(ctx, target.TenantID, pending.ID)
 	}
 	a.supersedeOlder(ctx, imp, target.TenantID)
 	a.syncs.schedule(target.TenantID)
@@ -210,10 +210,12 @@ func (a *Agent) cutover(ctx context.Context, rot store.Rotation) error {
 	return nil
 }
 
-// confirm retires a tenant's previous credential once the active one has
-// obtained a token, wiping the previous key.
-func (a *Agent) confirm(ctx context.Context, tenantID string) {
-	ev, err := a.st.Confirm(ctx, tenantID)
+// confirm retires a tenant's previous credential once the active one,
+// credID, has obtained a token, wiping the previous key. A token for a
+// credential that is no longer the active one (a sync that began before a
+// cut-over and ended after it) confirms nothing (store.Confirm).
+func (a *Agent) confirm(ctx context.Context, tenantID, credID string) {
+	ev, err := a.st.Confirm(ctx, tenantID, credID)
 	if err != nil {
 		if !errors.Is(err, store.ErrState) {
 			a.log.Error("confirm rotation", "tenant", tenantID, "err", err)

@@ -69,7 +69,7 @@ func (a *Agent) confirmed(ctx context.Context, tenantID, credID string) {
 	a.markAuth(ctx, credID)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.confirm(ctx, tenantID)
+	a.confirm(ctx, tenantID, credID)
 }
 
 // settings are the Settings of the most recent payload read (the defaults

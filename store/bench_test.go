@@ -77,7 +77,7 @@ func BenchmarkCutover(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				if _, err := s.Confirm(ctx, tenantID); err != nil {
+				if _, err := s.Confirm(ctx, tenantID, rot.ToCredentialID); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()

@@ -110,7 +110,7 @@ func crashRotate(ctx context.Context, s *store.Store, r store.Rotation, report f
 	report("rot %s cutover", r.ID)
 	switch rand.IntN(3) {
 	case 0:
-		if _, err := s.Confirm(ctx, r.TenantID); err != nil {
+		if _, err := s.Confirm(ctx, r.TenantID, r.ToCredentialID); err != nil {
 			return err
 		}
 		report("rot %s confirmed", r.ID)

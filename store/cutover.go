@@ -145,15 +145,23 @@ func cutover(ctx context.Context, tx *stx, now time.Time, rotationID string) (Ev
 
 // Confirm retires the tenant's previous credential and wipes its key, and
 // moves the rotation that replaced it (if still at cutover) to confirmed.
-// It returns the event it wrote: rotation.confirmed, or credential.retired
-// when no rotation was waiting for confirmation. ErrState when the tenant has
-// no previous credential.
-func (s *Store) Confirm(ctx context.Context, tenantID string) (Event, error) {
+// credID is the credential that obtained a token: only the tenant's active
+// credential confirms. It returns the event it wrote: rotation.confirmed,
+// or credential.retired when no rotation was waiting for confirmation.
+// ErrState when the tenant has no previous credential, or when credID is
+// not its active one (a sync that began with the previous credential and
+// ended after a cut-over proves nothing about the new key), and nothing
+// changes.
+func (s *Store) Confirm(ctx context.Context, tenantID, credID string) (Event, error) {
 	var ev Event
 	err := s.writeWipe(ctx, "confirm rotation", func(tx *stx, now time.Time) error {
 		prev, active, err := swapPair(ctx, tx, tenantID)
 		if err != nil {
 			return err
+		}
+		if active.ID != credID {
+			return fmt.Errorf("%w: credential %s is not the active credential of tenant %s (%s); only a token for the active one confirms its rotation",
+				ErrState, credID, tenantID, active.ID)
 		}
 		if err := retire(ctx, tx, now, prev.ID); err != nil {
 			return err

@@ -188,7 +188,7 @@ func TestWipedKeyLeavesNoBytesInTheFiles(t *testing.T) {
 	if _, err := s.Cutover(ctx, rot.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Confirm(ctx, ten.ID); err != nil {
+	if _, err := s.Confirm(ctx, ten.ID, rot.ToCredentialID); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.ExecRaw(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {

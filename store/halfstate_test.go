@@ -33,7 +33,7 @@ func TestOpenRefusesTheDatabaseWithoutTheSealingKey(t *testing.T) {
 	if _, err := s.Cutover(t.Context(), r.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Confirm(t.Context(), ten.ID); err != nil {
+	if _, err := s.Confirm(t.Context(), ten.ID, r.ToCredentialID); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -103,8 +103,14 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 		},
 		"confirm": func(t *rapid.T) {
 			mt := m.tenant(t)
-			_, err := m.s.Confirm(m.ctx, mt.id)
-			if mt.previous == "" {
+			// The token is the active credential's, or the previous one's
+			// (a sync that began before the cut-over), which confirms nothing.
+			cred := mt.active
+			if rapid.Bool().Draw(t, "by the previous credential") {
+				cred = mt.previous
+			}
+			_, err := m.s.Confirm(m.ctx, mt.id, cred)
+			if mt.previous == "" || cred != mt.active {
 				expectErr(t, "confirm", err, store.ErrState)
 				return
 			}

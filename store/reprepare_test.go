@@ -35,7 +35,7 @@ func TestPreparedStatementsAreNotPlannedAgain(t *testing.T) {
 		_, err = s.ValidateAndCutover(ctx, r.ID)
 		check("cut over", err)
 		s.FinishWipes(ctx)
-		_, err = s.Confirm(ctx, ten.ID)
+		_, err = s.Confirm(ctx, ten.ID, r.ToCredentialID)
 		check("confirm", err)
 		_, err = s.Overview(ctx)
 		check("overview", err)

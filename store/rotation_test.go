@@ -84,7 +84,15 @@ func TestRotationHappyPathKeepsOldKeyUntilConfirm(t *testing.T) {
 	if _, err := s.Key(ctx, old.ID); err != nil {
 		t.Fatalf("previous key must stay readable until confirm: %v", err)
 	}
-	if _, err := s.Confirm(ctx, ten.ID); err != nil {
+	// A token the previous credential got (a sync that began before the
+	// cut-over) confirms nothing.
+	if _, err := s.Confirm(ctx, ten.ID, old.ID); !errors.Is(err, store.ErrState) {
+		t.Fatalf("confirm with the previous credential: %v, want ErrState", err)
+	}
+	if diff := cmp.Diff(want, states(t, s, ten.ID)); diff != "" {
+		t.Fatalf("states after a confirm by the previous credential (-want +got):\n%s", diff)
+	}
+	if _, err := s.Confirm(ctx, ten.ID, pending.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Key(ctx, old.ID); !errors.Is(err, store.ErrNotFound) {
@@ -192,7 +200,7 @@ func TestRotationStepErrors(t *testing.T) {
 	}{
 		"second unfinished rotation is an invariant": {errOf(s.Stage(ctx, ten.ID, newCred("C"))), store.ErrInvariant},
 		"cutover before validation is a state error": {errOf1(s.Cutover(ctx, rot.ID)), store.ErrState},
-		"confirm without previous is a state error":  {errOf1(s.Confirm(ctx, ten.ID)), store.ErrState},
+		"confirm without previous is a state error":  {errOf1(s.Confirm(ctx, ten.ID, rot.ToCredentialID)), store.ErrState},
 		"rollback without previous is a state error": {errOf1(s.Rollback(ctx, ten.ID)), store.ErrState},
 		"unknown rotation is not found":              {errOf1(s.Validated(ctx, "rot_000000000000")), store.ErrNotFound},
 		"unknown tenant is not found":                {errOf(s.Stage(ctx, "ten_000000000000", newCred("D"))), store.ErrNotFound},
@@ -286,7 +294,7 @@ func TestCutoverTouchesNoTenantData(t *testing.T) {
 	if _, err := s.Cutover(ctx, rot.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Confirm(ctx, ten.ID); err != nil {
+	if _, err := s.Confirm(ctx, ten.ID, rot.ToCredentialID); err != nil {
 		t.Fatal(err)
 	}
 	after, _, _ := s.Devices(ctx, ten.ID, "", 10)

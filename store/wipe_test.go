@@ -63,7 +63,7 @@ func TestWipedKeysAreGoneFromTheDatabaseWALAndSHM(t *testing.T) {
 	if _, err := s.Cutover(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Confirm(ctx, ten.ID); err != nil {
+	if _, err := s.Confirm(ctx, ten.ID, second.ID); err != nil {
 		t.Fatal(err)
 	}
 	noBlobOnDisk(t, dir, "confirm", firstBlob)
