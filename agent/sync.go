@@ -267,8 +267,9 @@ func (s *syncer) once(ctx context.Context, tenantID string) (store.Event, error)
 		return store.Event{Kind: store.EvSyncFailed, TenantID: tenantID, CredentialID: cred.ID, Message: "sync failed: record sync: " + err.Error()},
 			fmt.Errorf("record sync: %w", err)
 	}
-	// The active credential just got a token: a rotation waiting for that is
-	// confirmed before the sync is reported finished.
+	// The sync's credential just got a token: a rotation waiting for that is
+	// confirmed before the sync is reported finished, if that credential is
+	// still the active one (a cut-over during the sync: store.Confirm).
 	s.confirmed(ctx, tenantID, cred.ID)
 	after, _ := s.st.Tenant(ctx, tenantID)
 	n := after.Counts
