@@ -14,18 +14,12 @@ import (
 func TestATokenForThePreviousCredentialConfirmsNothing(t *testing.T) {
 	a := newSnapAgent(t)
 	ctx := context.Background()
-	cred := func(name string) store.NewCredential {
-		k, err := appletest.GenerateKey("BUSINESSAPI.confirm-test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return store.NewCredential{Name: name, ClientID: k.ClientID, KeyID: k.KeyID, Scope: k.Scope, KeyPEM: k.PEM, Origin: store.OriginLocal}
-	}
-	ten, old, _, err := a.st.AddCredential(ctx, cred("Acme"), "Acme")
+	const clientID = "BUSINESSAPI.confirm-test"
+	ten, old, _, err := a.st.AddCredential(ctx, localCred(t, "Acme", clientID), "Acme")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rot, _, _, err := a.st.Stage(ctx, ten.ID, cred("Acme 2"))
+	rot, _, _, err := a.st.Stage(ctx, ten.ID, localCred(t, "Acme 2", clientID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,4 +34,15 @@ func TestATokenForThePreviousCredentialConfirmsNothing(t *testing.T) {
 	if c, err := a.st.Credential(ctx, old.ID); err != nil || c.State != store.CredRetired {
 		t.Fatalf("previous credential after the new one's token: %+v, %v; want it retired", c, err)
 	}
+}
+
+// localCred is a credential typed in by hand, with a fresh key ("" for a
+// new Client ID).
+func localCred(t *testing.T, name, clientID string) store.NewCredential {
+	t.Helper()
+	k, err := appletest.GenerateKey(clientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.NewCredential{Name: name, ClientID: k.ClientID, KeyID: k.KeyID, Scope: k.Scope, KeyPEM: k.PEM, Origin: store.OriginLocal}
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rekeyd/rekey/agent/apple/appletest"
 	"github.com/rekeyd/rekey/store"
 )
 
@@ -179,13 +178,8 @@ func TestProgressIsBuiltBesideTheSyncAndShownWhenBuilt(t *testing.T) {
 func TestAChangeUnderTheSyncersLockBuildsTheStatus(t *testing.T) {
 	a := newSnapAgent(t)
 	ctx := context.Background()
-	k, err := appletest.GenerateKey("")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A tenant: its status reads the sync settings.
-	if _, _, _, err := a.st.AddCredential(ctx, store.NewCredential{Name: "Acme", ClientID: k.ClientID, KeyID: k.KeyID,
-		Scope: k.Scope, KeyPEM: k.PEM, Origin: store.OriginLocal}, "Acme"); err != nil {
+	if _, _, _, err := a.st.AddCredential(ctx, localCred(t, "Acme", ""), "Acme"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.snapshot(ctx); err != nil {
