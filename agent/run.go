@@ -17,6 +17,7 @@ import (
 // local API until ctx ends. The step in progress when ctx ends is finished
 // (or left at a recorded step that the next start resumes) before Run returns.
 func (a *Agent) Run(ctx context.Context) error {
+	paceGC()
 	// Recovery finishes even when ctx ends meanwhile: a stop request right
 	// after start is not a recovery failure.
 	if err := a.recover(context.WithoutCancel(ctx)); err != nil {
