@@ -33,6 +33,11 @@ import (
 const (
 	gcHeadroom = 32 << 20
 	gcBusyRate = 8 << 20 // bytes a second
+	// gcBusyBytes is the least allocation between two collections that
+	// can show the agent busy: less is a collection forced early (the one
+	// that returns the heap, debug.FreeOSMemory, comes milliseconds after
+	// the one before), not a rate.
+	gcBusyBytes = 1 << 20
 	// gcMinHeap is Go's least heap goal at GOGC 100 (the runtime's
 	// heapMinimum); it scales with GOGC like the rest of the goal.
 	gcMinHeap = 4 << 20
@@ -90,8 +95,8 @@ func (p *gcPacer) cycle() {
 	now := p.now()
 	base, allocated := p.read()
 	busy := false
-	if elapsed := now.Sub(p.last); !p.last.IsZero() && elapsed > 0 {
-		busy = float64(allocated-p.allocated) >= float64(p.busyRate)*elapsed.Seconds()
+	if elapsed, n := now.Sub(p.last), allocated-p.allocated; !p.last.IsZero() && elapsed > 0 && n >= gcBusyBytes {
+		busy = float64(n) >= float64(p.busyRate)*elapsed.Seconds()
 	}
 	p.last, p.allocated = now, allocated
 	percent := gcPercent(base, p.headroom, busy)
