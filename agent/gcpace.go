@@ -23,13 +23,14 @@ import (
 // after each collection, when more than gcBusyRate bytes a second were
 // allocated since the one before, GOGC is raised so that the next
 // collection comes when the heap has grown by gcHeadroom, or reached it
-// (GOGC never below 100); otherwise GOGC goes back to 100 and the heap no
-// longer needed is returned to the system. The memory is paid only while
-// the agent is busy: an agent gone idle is back at the default pace after
-// its next collection (Go forces one every two minutes). A heap that is
-// large anyway (a payload's key derivation at work factor 18 holds
-// 256 MiB) keeps GOGC 100. An admin's GOGC in the service's environment is
-// kept as it is.
+// (GOGC never below 100); otherwise GOGC goes back to 100, and when it was
+// raised the heap no longer needed is returned to the system. The memory
+// is paid only while the agent is busy: an agent gone idle is back at the
+// default pace after its next collection (Go forces one every two
+// minutes). A heap that is large anyway (a payload's key derivation at
+// work factor 18 holds 256 MiB) keeps GOGC 100, and nothing is returned
+// while the agent stays busy. An admin's GOGC in the service's
+// environment is kept as it is.
 const (
 	gcHeadroom = 32 << 20
 	gcBusyRate = 8 << 20 // bytes a second
@@ -101,11 +102,15 @@ func (p *gcPacer) cycle() {
 	p.last, p.allocated = now, allocated
 	percent := gcPercent(base, p.headroom, busy)
 	p.set(percent)
-	// Back to the default: the runtime sized what it returns to the system
-	// on the goal of the collection just ended (the raised one), and its
-	// scavenger would not look again before the next collection, up to
-	// two minutes away for an idle agent.
-	if p.raised && percent == 100 {
+	// Back to the default because the agent went idle: the runtime sized
+	// what it returns to the system on the goal of the collection just
+	// ended (the raised one), and its scavenger would not look again
+	// before the next collection, up to two minutes away. Not while busy
+	// (a heap grown to the headroom sets the default too): the next
+	// collection comes soon, and returning the heap stops every
+	// allocation that needs the heap's lock while it runs, a stall in the
+	// middle of the load (docs/BENCHMARKS.md, "The collector's pace").
+	if p.raised && !busy {
 		p.release()
 	}
 	p.raised = percent > 100

@@ -53,8 +53,14 @@ func TestGCPacerFollowsTheAllocationRateBetweenCollections(t *testing.T) {
 	p.cycle() // just under the busy rate: nothing to return
 	now, allocated = now.Add(time.Second), allocated+8*mib
 	p.cycle() // at the busy rate
+	now, allocated, base = now.Add(100*time.Millisecond), allocated+6*mib, 40*mib
+	p.cycle() // still busy, the heap grown past the headroom: the default, nothing returned mid-load
+	now, allocated, base = now.Add(100*time.Millisecond), allocated+6*mib, 2*mib
+	p.cycle() // busy on a small heap again
+	now, allocated = now.Add(2*time.Minute), allocated+mib
+	p.cycle() // idle: back to the default, the heap returned
 
-	want := []int{100, 800, 800, 100, -1, 100, 100, 800}
+	want := []int{100, 800, 800, 100, -1, 100, 100, 800, 100, 800, 100, -1}
 	if !slices.Equal(set, want) {
 		t.Fatalf("GOGC set %v, want %v", set, want)
 	}
