@@ -106,10 +106,12 @@ func (p *gcPacer) cycle() {
 	// what it returns to the system on the goal of the collection just
 	// ended (the raised one), and its scavenger would not look again
 	// before the next collection, up to two minutes away. Not while busy
-	// (a heap grown to the headroom sets the default too): the next
-	// collection comes soon, and returning the heap stops every
-	// allocation that needs the heap's lock while it runs, a stall in the
-	// middle of the load (docs/BENCHMARKS.md, "The collector's pace").
+	// (a heap grown past the headroom sets the default too): the next
+	// collection comes soon anyway, and returning the heap runs a whole
+	// collection at once and hands every free page to the kernel, to be
+	// faulted in again moments later, in the middle of the load
+	// (docs/BENCHMARKS.md, "Run L, and the heap returned only on going
+	// idle").
 	if p.raised && !busy {
 		p.release()
 	}
