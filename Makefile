@@ -59,18 +59,15 @@ cross:
 		CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o /dev/null ./...; \
 	done
 
-fuzz:
+# make fuzz runs each target for FUZZTIME, make fuzz-short for its count.
+fuzz: FUZZFOR = $(FUZZTIME)
+fuzz-short: FUZZFOR = count
+fuzz fuzz-short:
 	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; \
-		echo "fuzz $$pkg:$$name for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$pkg; \
-	done
-
-fuzz-short:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; count=$${rest#*:}; \
-		echo "fuzz $$pkg:$$name for $$count inputs"; \
-		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $$count ./$$pkg; \
+		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; budget=$(FUZZFOR); \
+		[ "$$budget" = count ] && budget=$${rest#*:}; \
+		echo "fuzz $$pkg:$$name for $$budget"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $$budget ./$$pkg; \
 	done
 
 bench:
